@@ -1,0 +1,129 @@
+"""The handler registry: one named blinker signal per subscription, matched by segment prefix.
+
+``on("customer")`` connects to the signal named ``customer``. An event of type
+``customer.subscription.updated`` is sent to the signals ``*``, ``customer``,
+``customer.subscription`` and ``customer.subscription.updated``, in that order, when they
+exist: a few dictionary look-ups that grow with the depth of the type, never with the number
+of subscriptions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from blinker import Signal
+
+from . import event_types
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UnknownEventTypeWarning(UserWarning):
+    """A handler subscribed to a name that is no Stripe event type nor a prefix of one."""
+
+
+class _OrderedSet(dict[Any, None]):
+    """The set blinker keeps receiver ids in, ordered by insertion.
+
+    blinker calls receivers in the iteration order of ``Signal.set_class``; a plain set
+    would call them in hash order. Only the operations blinker uses are provided.
+    """
+
+    def add(self, item: Any) -> None:
+        self[item] = None
+
+    def discard(self, item: Any) -> None:
+        self.pop(item, None)
+
+    def copy(self) -> _OrderedSet:
+        return _OrderedSet(self)
+
+    def __or__(self, other: Iterable[Any]) -> _OrderedSet:  # type: ignore[override]
+        merged = _OrderedSet(self)
+        for item in other:
+            merged[item] = None
+        return merged
+
+
+class HandlerSignal(Signal):
+    """A blinker signal that calls its receivers in the order they were connected."""
+
+    set_class = _OrderedSet  # type: ignore[assignment]
+
+
+class Registry:
+    """Named signals, held strongly, and the per-type list of signals to send."""
+
+    def __init__(self) -> None:
+        self._signals: dict[str, HandlerSignal] = {}
+        self._routes: dict[str, tuple[HandlerSignal, ...]] = {}
+
+    def signal(self, name: str) -> HandlerSignal:
+        """The signal for ``name`` (an event type, a prefix of one, or ``*``)."""
+        sig = self._signals.get(name)
+        if sig is None:
+            sig = self._signals[name] = HandlerSignal(name)
+            self._routes.clear()
+        return sig
+
+    def on(self, *names: str) -> Callable[[F], F]:
+        """Decorator: call the function for events of these types or below them."""
+        if not names:
+            raise TypeError("on() needs at least one event type, a prefix, or '*'.")
+        for name in names:
+            _check_name(name)
+
+        def decorator(fn: F) -> F:
+            for name in names:
+                # weak=False: a handler defined inside a function must not vanish.
+                self.signal(_normalize(name)).connect(fn, weak=False)
+            return fn
+
+        return decorator
+
+    def signals_for(self, event_type: str) -> tuple[HandlerSignal, ...]:
+        route = self._routes.get(event_type)
+        if route is None:
+            route = self._routes[event_type] = tuple(self._walk(event_type))
+        return route
+
+    def _walk(self, event_type: str) -> Iterator[HandlerSignal]:
+        signals = self._signals
+        if "*" in signals:
+            yield signals["*"]
+        parts = event_type.split(".")
+        for i in range(1, len(parts) + 1):
+            sig = signals.get(".".join(parts[:i]))
+            if sig is not None:
+                yield sig
+
+    def has_handlers(self, event_type: str) -> bool:
+        return any(sig.receivers for sig in self.signals_for(event_type))
+
+    def dispatch(self, event: Any, **kwargs: Any) -> None:
+        """Call every handler for ``event.type``; the first exception propagates."""
+        for sig in self.signals_for(event.type):
+            if sig.receivers:
+                sig.send(event, **kwargs)
+
+
+def _normalize(name: str) -> str:
+    name = name.strip()
+    return name[:-2] if name.endswith(".*") else name
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"Event type names are non-empty strings, not {name!r}.")
+    normalized = _normalize(name)
+    if event_types.is_known(normalized):
+        return
+    hint = event_types.closest(normalized)
+    warnings.warn(
+        f"{name!r} is not a Stripe event type nor a prefix of one"
+        + (f"; did you mean {hint!r}?" if hint else "."),
+        UnknownEventTypeWarning,
+        stacklevel=3,
+    )

@@ -1,0 +1,180 @@
+"""The Flask extension object: configuration, blueprints, CLI, per-app state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+from werkzeug.utils import import_string
+
+from . import processing
+from .dispatch import HandlerSignal, Registry
+from .models import attach_tables
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Every configuration key with its default; ``init_app`` reads them once.
+DEFAULTS: dict[str, Any] = {
+    "STRIPE_HOOKS_URL_PREFIX": "/stripe",
+    "STRIPE_HOOKS_ADMIN_URL_PREFIX": "/stripe-hooks/admin",
+    "STRIPE_HOOKS_ADMIN_ENABLED": True,
+    "STRIPE_HOOKS_ADMIN_AUTH": None,
+    "STRIPE_HOOKS_TOLERANCE": 300,
+    "STRIPE_HOOKS_MAX_BODY": 4 * 1024 * 1024,
+    "STRIPE_HOOKS_EVENT_CALLBACK": None,
+    "STRIPE_HOOKS_API_BASE": None,
+    "STRIPE_HOOKS_ACCOUNTS": {},
+    "STRIPE_SECRET_KEY": None,
+    "STRIPE_TEST_SECRET_KEY": None,
+    "STRIPE_LIVE_SECRET_KEY": None,
+    "STRIPE_API_VERSION": None,
+}
+
+
+@dataclass
+class State:
+    """Everything the extension keeps for one app, in ``app.extensions["stripe_hooks"]``."""
+
+    hooks: StripeHooks
+    db: Any
+    tolerance: int
+    max_body: int
+    url_prefix: str
+    event_callback: Callable[[str], Any] | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry:
+        return self.hooks.registry
+
+
+def _resolve(value: Any, key: str) -> Any:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        try:
+            return import_string(value)
+        except ImportError as exc:
+            raise RuntimeError(f"{key}: cannot import {value!r} ({exc}).") from None
+    raise RuntimeError(f"{key} must be a callable or a dotted path, not {value!r}.")
+
+
+class StripeHooks:
+    """Receive Stripe webhooks in a Flask app.
+
+    ::
+
+        hooks = StripeHooks()
+
+        def create_app():
+            app = Flask(__name__)
+            db.init_app(app)
+            hooks.init_app(app)   # or init_app(app, db=db)
+            return app
+
+        @hooks.on("customer.subscription.trial_will_end")
+        def trial_ending(event, **kwargs): ...
+
+    Handlers belong to this object, not to an app: one set serves every app it is
+    registered on.
+    """
+
+    def __init__(self, app: Flask | None = None, *, db: Any = None) -> None:
+        self._db = db
+        self.registry = Registry()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, db: Any = None) -> None:
+        if "stripe_hooks" in app.extensions:
+            raise RuntimeError(
+                "A 'StripeHooks' instance has already been registered on this Flask app."
+                " Import and use that instance instead."
+            )
+        db = db or self._db or app.extensions.get("sqlalchemy")
+        if db is None:
+            raise RuntimeError(
+                "flask-stripe-hooks stores events with Flask-SQLAlchemy, and this app has"
+                " none. Call 'db.init_app(app)' before 'hooks.init_app(app)', or pass it:"
+                " 'hooks.init_app(app, db=db)'."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value.copy() if isinstance(value, dict) else value)
+        config = {key: app.config[key] for key in DEFAULTS}
+        prefix = "/" + config["STRIPE_HOOKS_URL_PREFIX"].strip("/")
+        state = State(
+            hooks=self,
+            db=db,
+            tolerance=int(config["STRIPE_HOOKS_TOLERANCE"]),
+            max_body=int(config["STRIPE_HOOKS_MAX_BODY"]),
+            url_prefix="" if prefix == "/" else prefix,
+            event_callback=_resolve(
+                config["STRIPE_HOOKS_EVENT_CALLBACK"], "STRIPE_HOOKS_EVENT_CALLBACK"
+            ),
+            config=config,
+        )
+        app.extensions["stripe_hooks"] = state
+        attach_tables(db.metadata)
+
+        from .cli import cli
+        from .webhook import create_blueprint
+
+        webhook_bp = create_blueprint(state)
+        app.register_blueprint(webhook_bp)
+        _exempt_from_csrf(app, webhook_bp)
+        app.cli.add_command(cli, "stripe-hooks")
+
+    # -- handlers ---------------------------------------------------------------------
+
+    def on(self, *event_types: str) -> Callable[[F], F]:
+        """Decorator: run the function for events of these types, or below them.
+
+        ``on("customer")`` matches ``customer.created`` and
+        ``customer.subscription.updated`` but not ``customer_cash_balance_transaction``;
+        ``on("*")`` matches every event. The function is called as
+        ``handler(event, **kwargs)``, inside the transaction that stores the event.
+        """
+        return self.registry.on(*event_types)
+
+    def signal(self, name: str) -> HandlerSignal:
+        """The blinker signal behind ``on(name)``, for direct ``connect`` / ``disconnect``."""
+        return self.registry.signal(name)
+
+    @staticmethod
+    def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Run ``fn()`` once the event being processed is committed; never on rollback."""
+        return processing.on_commit(fn)
+
+
+def get_state(app: Flask | None = None) -> State:
+    """The extension's state for ``app`` (default: ``current_app``)."""
+    app = app or current_app
+    try:
+        return app.extensions["stripe_hooks"]  # type: ignore[no-any-return]
+    except KeyError:
+        raise RuntimeError(
+            "flask-stripe-hooks is not registered on this app."
+            " Did you forget to call 'init_app'?"
+        ) from None
+
+
+def _exempt_from_csrf(app: Flask, blueprint: Any) -> None:
+    """Stripe cannot send a CSRF token: exempt the webhook blueprint from CSRFProtect,
+    whether it is set up before this extension or after it."""
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(blueprint)
+        return
+    done = False
+
+    # Registered before CSRFProtect's own before_request, so it runs first.
+    @app.before_request
+    def _stripe_hooks_csrf_exempt() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            late = app.extensions.get("csrf")
+            if late is not None:
+                late.exempt(blueprint)

@@ -1,0 +1,487 @@
+"""The pipeline: verified payload → stored event → handlers, in one transaction → commit →
+on-commit callbacks.
+
+Every caller goes through here: the webhook view (:func:`receive`), the CLI, the admin and
+queue workers (:func:`process_stored`). The happy path is three statements and one commit:
+
+1. ``INSERT`` the event row, status ``processed``. It is the exactly-once gate: a second
+   delivery of the same id fails on the primary key (``IntegrityError``) with no ``SELECT``
+   first, and on PostgreSQL a concurrent one waits for the first to commit or roll back.
+2. The handlers, on the same ``db.session``, so their writes share the transaction.
+3. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
+
+When a handler raises, the transaction is rolled back whole and the failure is written in a
+new, short transaction: the delivery with its traceback, the event as ``failed``. A failed
+event is not a duplicate: the next delivery claims it with ``UPDATE ... WHERE status <>
+'processed'`` and runs the handlers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback as tb
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from . import signals
+from .events import Event
+from .models import (
+    DUPLICATE,
+    FAILED,
+    PENDING,
+    PROCESSED,
+    QUEUED,
+    REJECTED,
+    delivery_table,
+    endpoint_table,
+    event_table,
+)
+from .verification import Rejected, verify
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .extension import State
+
+log = logging.getLogger("flask_stripe_hooks")
+
+#: Request headers worth keeping with a delivery (never Authorization or Cookie).
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """What the pipeline needs of an endpoint; handlers get it as ``endpoint=``."""
+
+    id: int
+    uuid: uuid.UUID
+    livemode: bool
+    account: str
+    stripe_id: str | None
+    enabled: bool
+    tolerance: int | None
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.livemode else "test"
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"EndpointInfo(id={self.id}, uuid={self.uuid}, mode={self.mode})"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one delivery: the HTTP status and a short text for the body."""
+
+    status: int
+    outcome: str
+    reason: str = ""
+    event_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 300
+
+
+def active_secrets(secrets: Sequence[Mapping[str, Any]], now: datetime) -> tuple[str, ...]:
+    """The secrets of an endpoint that have not expired, newest first."""
+    out = []
+    for item in reversed(secrets or ()):
+        expires = item.get("expires_at")
+        if expires and datetime.fromisoformat(expires) <= now:
+            continue
+        out.append(item["secret"])
+    return tuple(out)
+
+
+_ENDPOINT_COLUMNS = (
+    endpoint_table.c.id,
+    endpoint_table.c.uuid,
+    endpoint_table.c.livemode,
+    endpoint_table.c.account,
+    endpoint_table.c.stripe_id,
+    endpoint_table.c.status,
+    endpoint_table.c.tolerance,
+    endpoint_table.c.secrets,
+)
+_select_endpoint = sa.select(*_ENDPOINT_COLUMNS).where(
+    endpoint_table.c.uuid == sa.bindparam("uuid")
+)
+_select_endpoint_by_id = sa.select(*_ENDPOINT_COLUMNS).where(
+    endpoint_table.c.id == sa.bindparam("id")
+)
+
+
+def _endpoint_info(row: Any) -> EndpointInfo:
+    return EndpointInfo(
+        id=row.id,
+        uuid=row.uuid,
+        livemode=row.livemode,
+        account=row.account or "",
+        stripe_id=row.stripe_id,
+        enabled=row.status == "enabled",
+        tolerance=row.tolerance,
+        secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
+    )
+
+
+def load_endpoint(session: Session, endpoint_uuid: uuid.UUID) -> EndpointInfo | None:
+    row = session.execute(_select_endpoint, {"uuid": endpoint_uuid}).first()
+    return None if row is None else _endpoint_info(row)
+
+
+# -- on_commit ---------------------------------------------------------------------------
+
+_callbacks: ContextVar[list[Callable[[], Any]] | None] = ContextVar(
+    "stripe_hooks_on_commit", default=None
+)
+
+
+def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``fn()`` after the transaction processing the current event commits.
+
+    Call it from a handler. If the transaction rolls back, ``fn`` is never called. A
+    callback that raises is logged; the event stays processed.
+    """
+    pending = _callbacks.get()
+    if pending is None:
+        raise RuntimeError(
+            "on_commit() is only available while a Stripe event is being processed;"
+            " call it from a handler registered with @hooks.on(...)."
+        )
+    pending.append(fn)
+    return fn
+
+
+def _run_callbacks(callbacks: list[Callable[[], Any]]) -> None:
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:
+            log.exception("on_commit callback %r failed", fn)
+
+
+def _notify(signal: Any, **kwargs: Any) -> None:
+    if signal.receivers:
+        try:
+            signal.send(current_app._get_current_object(), **kwargs)
+        except Exception:
+            log.exception("receiver of signal %r failed", signal.name)
+
+
+# -- rows --------------------------------------------------------------------------------
+
+
+def _event_values(event: Event, endpoint_id: int | None, now: datetime) -> dict[str, Any]:
+    created = event.created_at
+    return {
+        "id": event.id,
+        "type": event.type,
+        "livemode": event.livemode,
+        "account": event.account,
+        "api_version": event.api_version,
+        "created": created,
+        "data": event.data,
+        "request_id": event.request_id,
+        "idempotency_key": event.idempotency_key,
+        "endpoint_id": endpoint_id,
+        "received_at": now,
+    }
+
+
+@dataclass(slots=True)
+class Delivery:
+    """The request being handled, written as one ``stripe_hooks_delivery`` row."""
+
+    endpoint: EndpointInfo
+    body: bytes
+    headers: dict[str, str]
+    remote_addr: str | None
+    received_at: datetime
+    started: float
+
+    def values(self, outcome: str, *, valid: bool, event_id: str | None = None,
+               error: str | None = None, traceback: str | None = None) -> dict[str, Any]:
+        return {
+            "endpoint_id": self.endpoint.id,
+            "received_at": self.received_at,
+            "remote_addr": self.remote_addr,
+            "headers": self.headers,
+            "body": self.body,
+            "valid": valid,
+            "outcome": outcome,
+            "error": error,
+            "traceback": traceback,
+            "event_id": event_id,
+            "duration_ms": (time.perf_counter() - self.started) * 1000.0,
+        }
+
+
+_insert_delivery = delivery_table.insert()
+_insert_event = event_table.insert()
+
+
+def _claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
+    """Take a stored event for this transaction (a row lock on PostgreSQL until commit).
+
+    Only an event not yet processed is taken, unless ``force`` (an explicit re-process).
+    """
+    where = [event_table.c.id == event_id]
+    if not force:
+        where.append(event_table.c.status != PROCESSED)
+    result = session.execute(
+        event_table.update()
+        .where(*where)
+        .values(
+            status=PROCESSED,
+            attempts=event_table.c.attempts + 1,
+            processed_at=now,
+            last_error=None,
+        )
+    )
+    return bool(result.rowcount)
+
+
+def _record_failure(
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    exc: BaseException,
+    delivery: Delivery | None,
+) -> None:
+    """In a new transaction: the event as failed (unless processed meanwhile) and the
+    delivery with its traceback. Never re-adds rolled-back objects."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    now = datetime.now(timezone.utc)
+    try:
+        updated = session.execute(
+            event_table.update()
+            .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
+            .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
+        ).rowcount
+        if not updated:
+            try:
+                with session.begin_nested():
+                    session.execute(
+                        _insert_event,
+                        _event_values(event, endpoint_id, now)
+                        | {"status": FAILED, "attempts": 1, "last_error": error},
+                    )
+            except IntegrityError:
+                pass  # another process stored (and processed) it meanwhile
+        if delivery is not None:
+            session.execute(
+                _insert_delivery,
+                delivery.values(FAILED, valid=True, event_id=event.id, error=error,
+                                traceback=trace),
+            )
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("could not record the failure of event %s", event.id)
+
+
+# -- the pipeline ------------------------------------------------------------------------
+
+
+def _run_handlers(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint: EndpointInfo | None,
+    delivery: Delivery | None,
+    *,
+    stored: bool = False,
+    force: bool = False,
+) -> Result:
+    """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
+
+    ``stored``: the event row exists already (re-processing), so it is claimed rather
+    than inserted.
+    """
+    now = datetime.now(timezone.utc)
+    callbacks: list[Callable[[], Any]] = []
+    token = _callbacks.set(callbacks)
+    endpoint_id = endpoint.id if endpoint is not None else None
+    try:
+        claimed = True
+        if stored:
+            claimed = _claim(session, event.id, now, force=force)
+        else:
+            try:
+                session.execute(
+                    _insert_event,
+                    _event_values(event, endpoint_id, now)
+                    | {"status": PROCESSED, "attempts": 1, "processed_at": now},
+                )
+            except IntegrityError:
+                session.rollback()
+                claimed = _claim(session, event.id, now)
+        if not claimed:
+            if delivery is not None:
+                session.execute(
+                    _insert_delivery,
+                    delivery.values(DUPLICATE, valid=True, event_id=event.id),
+                )
+            session.commit()
+            _notify(signals.duplicate_skipped, event=event)
+            return Result(200, DUPLICATE, event_id=event.id)
+        started = time.perf_counter()
+        state.registry.dispatch(event, endpoint=endpoint)
+        if delivery is not None:
+            session.execute(
+                _insert_delivery, delivery.values(PROCESSED, valid=True, event_id=event.id)
+            )
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        _record_failure(session, event, endpoint_id, exc, delivery)
+        _notify(signals.event_failed, event=event, exception=exc)
+        if isinstance(exc, OperationalError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            log.warning("database unavailable while processing %s: %s", event.id, exc)
+            return Result(503, FAILED, "database unavailable, retry later", event.id)
+        log.exception("handler failed for event %s (%s)", event.id, event.type)
+        return Result(500, FAILED, "handler failed", event.id)
+    finally:
+        _callbacks.reset(token)
+    _run_callbacks(callbacks)
+    _notify(
+        signals.event_processed,
+        event=event,
+        duration_ms=(time.perf_counter() - started) * 1000.0,
+    )
+    return Result(200, PROCESSED, event_id=event.id)
+
+
+def receive(
+    state: State,
+    endpoint_uuid: uuid.UUID,
+    body: bytes,
+    headers: Mapping[str, str],
+    remote_addr: str | None,
+) -> Result:
+    """Handle one HTTP delivery. Never raises for bad input; the result says what to send."""
+    started = time.perf_counter()
+    signature = headers.get("Stripe-Signature")
+    if not signature:
+        return _reject(None, 400, "missing Stripe-Signature header")
+    session = state.db.session
+    try:
+        endpoint = load_endpoint(session, endpoint_uuid)
+    except OperationalError:
+        session.rollback()
+        log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
+        return Result(503, FAILED, "database unavailable, retry later")
+    if endpoint is None or not endpoint.enabled:
+        session.rollback()
+        return _reject(None, 404, "unknown endpoint")
+    _notify(signals.delivery_received, endpoint=endpoint, remote_addr=remote_addr)
+
+    delivery = Delivery(
+        endpoint=endpoint,
+        body=body,
+        headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
+        remote_addr=remote_addr,
+        received_at=datetime.now(timezone.utc),
+        started=started,
+    )
+    try:
+        event = verify(
+            body,
+            signature,
+            endpoint.secrets,
+            tolerance=state.tolerance if endpoint.tolerance is None else endpoint.tolerance,
+            livemode=endpoint.livemode,
+        )
+    except Rejected as exc:
+        try:
+            session.execute(
+                _insert_delivery, delivery.values(REJECTED, valid=False, error=exc.reason)
+            )
+            session.commit()
+        except OperationalError:
+            session.rollback()
+            return Result(503, FAILED, "database unavailable, retry later")
+        return _reject(endpoint, exc.status, exc.reason)
+
+    if state.event_callback is not None:
+        return _enqueue(state, session, event, delivery)
+    return _run_handlers(state, session, event, endpoint, delivery)
+
+
+def _reject(endpoint: EndpointInfo | None, status: int, reason: str) -> Result:
+    _notify(signals.delivery_rejected, endpoint=endpoint, status=status, reason=reason)
+    return Result(status, REJECTED, reason)
+
+
+def _enqueue(state: State, session: Session, event: Event, delivery: Delivery) -> Result:
+    """Queue mode: store the event as pending, commit, hand its id to the callback."""
+    now = datetime.now(timezone.utc)
+    outcome = QUEUED
+    try:
+        try:
+            session.execute(
+                _insert_event,
+                _event_values(event, delivery.endpoint.id, now) | {"status": PENDING},
+            )
+        except IntegrityError:
+            session.rollback()
+            status = session.execute(
+                sa.select(event_table.c.status).where(event_table.c.id == event.id)
+            ).scalar()
+            outcome = DUPLICATE if status == PROCESSED else QUEUED
+        session.execute(
+            _insert_delivery, delivery.values(outcome, valid=True, event_id=event.id)
+        )
+        session.commit()
+    except OperationalError:
+        session.rollback()
+        return Result(503, FAILED, "database unavailable, retry later", event.id)
+    if outcome == DUPLICATE:
+        _notify(signals.duplicate_skipped, event=event)
+        return Result(200, DUPLICATE, event_id=event.id)
+    try:
+        state.event_callback(event.id)  # type: ignore[misc]
+    except Exception:
+        # The event is durable; the sweeper (process-pending) will pick it up.
+        log.exception("event callback failed for %s; it stays pending", event.id)
+    _notify(signals.event_queued, event=event)
+    return Result(200, QUEUED, event_id=event.id)
+
+
+def process_stored(state: State, event_id: str, *, force: bool = False) -> Result:
+    """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
+
+    Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
+    same event at once). An event already processed is skipped unless ``force`` is set.
+    """
+    session = state.db.session
+    query = sa.select(event_table).where(event_table.c.id == event_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = session.execute(query).first()
+    if row is None:
+        session.rollback()
+        return Result(404, FAILED, f"no stored event {event_id}", event_id)
+    if row.status == PROCESSED and not force:
+        session.rollback()
+        return Result(200, DUPLICATE, event_id=event_id)
+    endpoint = None
+    if row.endpoint_id is not None:
+        found = session.execute(_select_endpoint_by_id, {"id": row.endpoint_id}).first()
+        endpoint = None if found is None else _endpoint_info(found)
+    event = Event.from_row(row)
+    return _run_handlers(state, session, event, endpoint, None, stored=True, force=force)

@@ -1,0 +1,36 @@
+"""Lifecycle signals, sent with the real app object as sender (as Flask's own signals are).
+
+Connect to them for metrics, logging or alerts; they are not event handlers (use
+``@hooks.on(...)`` for those). A receiver that raises is logged and ignored: observing the
+pipeline must not change its outcome.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: A request reached a known, enabled endpoint, before verification.
+#: kwargs: ``endpoint`` (:class:`~flask_stripe_hooks.processing.EndpointInfo`),
+#: ``remote_addr`` (str or None).
+delivery_received = _signals.signal("delivery-received")
+
+#: A request was refused with a 4xx. kwargs: ``endpoint`` (EndpointInfo or None when the
+#: endpoint is unknown), ``status`` (int), ``reason`` (str, the text sent back).
+delivery_rejected = _signals.signal("delivery-rejected")
+
+#: The handlers of an event ran and the transaction committed.
+#: kwargs: ``event`` (:class:`~flask_stripe_hooks.events.Event`), ``duration_ms`` (float).
+event_processed = _signals.signal("event-processed")
+
+#: A handler raised (or the database failed); everything was rolled back.
+#: kwargs: ``event``, ``exception``.
+event_failed = _signals.signal("event-failed")
+
+#: A valid delivery of an event already processed; no handler ran. kwargs: ``event``.
+duplicate_skipped = _signals.signal("duplicate-skipped")
+
+#: In queue mode, an event was stored as pending and handed to the callback.
+#: kwargs: ``event``.
+event_queued = _signals.signal("event-queued")

@@ -1,0 +1,37 @@
+"""``POST {STRIPE_HOOKS_URL_PREFIX}/webhook/<uuid>/``: read the request, call the pipeline."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, request
+
+from .processing import receive
+
+if TYPE_CHECKING:
+    from .extension import State
+
+
+def create_blueprint(state: State) -> Blueprint:
+    bp = Blueprint("stripe_hooks_webhook", __name__, url_prefix=state.url_prefix or None)
+    max_body = state.max_body
+
+    @bp.post("/webhook/<uuid:endpoint_uuid>/", strict_slashes=False)
+    def webhook(endpoint_uuid: uuid.UUID) -> Response:
+        length = request.content_length
+        if length is not None and length > max_body:
+            return _text(413, "body too large")
+        # Read at most one byte past the limit: a body without Content-Length (chunked)
+        # is never read whole when it is too large.
+        body = request.stream.read(max_body + 1)
+        if len(body) > max_body:
+            return _text(413, "body too large")
+        result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
+        return _text(result.status, result.reason or result.outcome)
+
+    return bp
+
+
+def _text(status: int, text: str) -> Response:
+    return Response(text + "\n", status=status, mimetype="text/plain")
