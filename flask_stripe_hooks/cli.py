@@ -10,6 +10,8 @@ import json
 import urllib.error
 import urllib.request
 import uuid as uuid_mod
+from collections.abc import Sequence
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -47,9 +49,7 @@ def find_endpoint(value: str) -> WebhookEndpoint:
         query = sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == parsed)
     endpoint = session.execute(query).scalar_one_or_none()
     if endpoint is None:
-        raise click.ClickException(
-            f"No endpoint {value}; see 'flask stripe-hooks list-endpoints'."
-        )
+        raise click.ClickException(f"No endpoint {value}; see 'flask stripe-hooks list-endpoints'.")
     return endpoint
 
 
@@ -82,9 +82,12 @@ def register_endpoint(
     if stripe_id and not stripe_id.startswith("we_"):
         raise click.ClickException("A Stripe endpoint id starts with 'we_'.")
     session = _session()
-    if stripe_id and session.execute(
-        sa.select(WebhookEndpoint.id).where(WebhookEndpoint.stripe_id == stripe_id)
-    ).first():
+    if (
+        stripe_id
+        and session.execute(
+            sa.select(WebhookEndpoint.id).where(WebhookEndpoint.stripe_id == stripe_id)
+        ).first()
+    ):
         raise click.ClickException(f"Endpoint {stripe_id} is registered already.")
     endpoint = WebhookEndpoint(
         secrets=[{"secret": secret, "expires_at": None}],
@@ -162,8 +165,7 @@ def list_event_types(prefix: str | None) -> None:
     if not names:
         hint = event_types.closest(prefix or "")
         raise click.ClickException(
-            f"No event type matches {prefix!r}"
-            + (f"; did you mean {hint!r}?" if hint else ".")
+            f"No event type matches {prefix!r}" + (f"; did you mean {hint!r}?" if hint else ".")
         )
     for name in names:
         click.echo(name)
@@ -196,8 +198,9 @@ def send_test_event(
     secrets = active_secrets(endpoint.secrets, utcnow())
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
-    event = build_event(event_type, extra, livemode=endpoint.livemode,
-                        account=endpoint.account or None)
+    event = build_event(
+        event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
+    )
     body, header = sign_payload(event, secrets[0])
     path = webhook_path(current_app, endpoint.uuid)
     headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
@@ -251,13 +254,15 @@ def reprocess(event_ids: tuple[str, ...]) -> None:
     failed = 0
     for event_id in event_ids:
         result = process_stored(state, event_id, force=True)
-        click.echo(f"{event_id}: {result.outcome}" + (f" ({result.reason})" if result.reason else ""))
+        click.echo(
+            f"{event_id}: {result.outcome}" + (f" ({result.reason})" if result.reason else "")
+        )
         failed += not result.ok
     if failed:
         raise click.ClickException(f"{failed} of {len(event_ids)} event(s) failed.")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

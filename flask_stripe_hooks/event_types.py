@@ -50,9 +50,7 @@ def matching(pattern: str) -> list[str]:
     if pattern in ("*", ""):
         return list(all_event_types()) if pattern == "*" else []
     prefix = pattern[:-2] if pattern.endswith(".*") else pattern
-    return [
-        t for t in all_event_types() if t == prefix or t.startswith(prefix + ".")
-    ]
+    return [t for t in all_event_types() if t == prefix or t.startswith(prefix + ".")]
 
 
 def object_name(event_type: str) -> str:
@@ -62,9 +60,22 @@ def object_name(event_type: str) -> str:
     ``checkout.session.completed`` → ``checkout.session``.
     """
     parts = event_type.split(".")[:-1] or [event_type]
-    namespaced = {"checkout", "billing_portal", "issuing", "radar", "reporting",
-                  "terminal", "treasury", "identity", "financial_connections",
-                  "billing", "climate", "entitlements", "tax", "test_helpers"}
+    namespaced = {
+        "checkout",
+        "billing_portal",
+        "issuing",
+        "radar",
+        "reporting",
+        "terminal",
+        "treasury",
+        "identity",
+        "financial_connections",
+        "billing",
+        "climate",
+        "entitlements",
+        "tax",
+        "test_helpers",
+    }
     if parts[0] in namespaced and len(parts) > 1:
         return ".".join(parts[:2])
     return parts[-1]  # customer.subscription → subscription

@@ -155,8 +155,7 @@ def get_state(app: Flask | None = None) -> State:
         return app.extensions["stripe_hooks"]  # type: ignore[no-any-return]
     except KeyError:
         raise RuntimeError(
-            "flask-stripe-hooks is not registered on this app."
-            " Did you forget to call 'init_app'?"
+            "flask-stripe-hooks is not registered on this app. Did you forget to call 'init_app'?"
         ) from None
 
 

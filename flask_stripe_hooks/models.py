@@ -57,9 +57,7 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(sa.String(2048), default="", nullable=False)
     livemode: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
     account: Mapped[str] = mapped_column(sa.String(255), default="", nullable=False)
-    secrets: Mapped[list[dict[str, Any]]] = mapped_column(
-        sa.JSON, default=list, nullable=False
-    )
+    secrets: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list, nullable=False)
     tolerance: Mapped[int | None] = mapped_column(sa.Integer)
     api_version: Mapped[str] = mapped_column(sa.String(64), default="", nullable=False)
     enabled_events: Mapped[list[str]] = mapped_column(
@@ -69,9 +67,7 @@ class WebhookEndpoint(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column(
         "metadata", sa.JSON, default=dict, nullable=False
     )
-    status: Mapped[str] = mapped_column(
-        sa.String(16), default="enabled", nullable=False
-    )
+    status: Mapped[str] = mapped_column(sa.String(16), default="enabled", nullable=False)
     connect: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False

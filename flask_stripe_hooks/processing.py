@@ -174,7 +174,7 @@ def _run_callbacks(callbacks: list[Callable[[], Any]]) -> None:
 def _notify(signal: Any, **kwargs: Any) -> None:
     if signal.receivers:
         try:
-            signal.send(current_app._get_current_object(), **kwargs)
+            signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
         except Exception:
             log.exception("receiver of signal %r failed", signal.name)
 
@@ -210,8 +210,15 @@ class Delivery:
     received_at: datetime
     started: float
 
-    def values(self, outcome: str, *, valid: bool, event_id: str | None = None,
-               error: str | None = None, traceback: str | None = None) -> dict[str, Any]:
+    def values(
+        self,
+        outcome: str,
+        *,
+        valid: bool,
+        event_id: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> dict[str, Any]:
         return {
             "endpoint_id": self.endpoint.id,
             "received_at": self.received_at,
@@ -249,7 +256,7 @@ def _claim(session: Session, event_id: str, now: datetime, *, force: bool = Fals
             last_error=None,
         )
     )
-    return bool(result.rowcount)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _record_failure(
@@ -269,7 +276,7 @@ def _record_failure(
             event_table.update()
             .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
             .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if not updated:
             try:
                 with session.begin_nested():
@@ -283,8 +290,9 @@ def _record_failure(
         if delivery is not None:
             session.execute(
                 _insert_delivery,
-                delivery.values(FAILED, valid=True, event_id=event.id, error=error,
-                                traceback=trace),
+                delivery.values(
+                    FAILED, valid=True, event_id=event.id, error=error, traceback=trace
+                ),
             )
         session.commit()
     except Exception:
@@ -370,7 +378,7 @@ def receive(
     state: State,
     endpoint_uuid: uuid.UUID,
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Any,
     remote_addr: str | None,
 ) -> Result:
     """Handle one HTTP delivery. Never raises for bad input; the result says what to send."""
@@ -443,9 +451,7 @@ def _enqueue(state: State, session: Session, event: Event, delivery: Delivery) -
                 sa.select(event_table.c.status).where(event_table.c.id == event.id)
             ).scalar()
             outcome = DUPLICATE if status == PROCESSED else QUEUED
-        session.execute(
-            _insert_delivery, delivery.values(outcome, valid=True, event_id=event.id)
-        )
+        session.execute(_insert_delivery, delivery.values(outcome, valid=True, event_id=event.id))
         session.commit()
     except OperationalError:
         session.rollback()

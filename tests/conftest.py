@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.testing import create_endpoint, new_secret
 
@@ -128,16 +127,18 @@ def handled(app: Flask) -> list[tuple[str, str]]:
     db = app.extensions["sqlalchemy"]
     with app.app_context():
         table = db.metadata.tables["handled"]
-        return [tuple(r) for r in db.session.execute(
-            sa.select(table.c.event_id, table.c.note).order_by(table.c.id))]
+        return [
+            tuple(r)
+            for r in db.session.execute(
+                sa.select(table.c.event_id, table.c.note).order_by(table.c.id)
+            )
+        ]
 
 
 def record(app: Flask, event_id: str, note: str = "") -> None:
     """What a handler does: write a row in the event's transaction."""
     db = app.extensions["sqlalchemy"]
-    db.session.execute(
-        db.metadata.tables["handled"].insert().values(event_id=event_id, note=note)
-    )
+    db.session.execute(db.metadata.tables["handled"].insert().values(event_id=event_id, note=note))
 
 
 def rows(app: Flask, model: Any, *where: Any) -> list[Any]:

@@ -59,15 +59,21 @@ class PostgresServer:
             " -c fsync=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            "pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-o", options,
-            "-w", "start",
+            "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(self.dir, "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
         )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", os.path.join(self.dir, "data"), "-m", "immediate",
-                      "stop")
+            self._run("pg_ctl", "-D", os.path.join(self.dir, "data"), "-m", "immediate", "stop")
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
