@@ -89,11 +89,23 @@ def make_app(database_url: str, hooks: StripeHooks, **config: Any) -> Flask:
 
 
 @pytest.fixture
-def app(database_url: str, hooks: StripeHooks) -> Iterator[Flask]:
-    app = make_app(database_url, hooks)
-    yield app
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+def app_factory(database_url: str, hooks: StripeHooks) -> Iterator[Any]:
+    """``app_factory(**config)``: another app on this test's database, disposed after."""
+    made: list[Flask] = []
+
+    def factory(url: str | None = None, **config: Any) -> Flask:
+        made.append(make_app(url or database_url, hooks, **config))
+        return made[-1]
+
+    yield factory
+    for app in made:
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory: Any) -> Flask:
+    return app_factory()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
