@@ -41,13 +41,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
+    broker = app.config.get("CELERY_BROKER_URL")  # EXAMPLE_CELERY_BROKER_URL: queue mode
+    if broker:  # see celery_worker.py
+        app.config.setdefault("CELERY", {"broker_url": broker, "worker_prefetch_multiplier": 1})
+        app.config.setdefault("STRIPE_HOOKS_EVENT_CALLBACK", "flask_stripe_hooks.celery.enqueue")
+
+    if app.config.get("ADMIN_PASSWORD"):  # EXAMPLE_ADMIN_PASSWORD: log in at /login
+        app.config.setdefault("STRIPE_HOOKS_ADMIN_AUTH", "example_app.auth.admin_required")
+
     db.init_app(app)
     hooks.init_app(app)
+    if broker:
+        from flask_stripe_hooks.celery import make_celery
+
+        make_celery(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
 
     # Importing the modules registers the models and the handlers.
     from . import handlers, models  # noqa: F401
+    from .auth import bp as auth_bp
     from .views import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(auth_bp)
     return app

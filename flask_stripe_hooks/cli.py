@@ -7,10 +7,16 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 import urllib.error
 import urllib.request
 import uuid as uuid_mod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -18,16 +24,19 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import event_types
+from . import endpoints as endpoint_ops
+from . import event_types, recovery
 from .extension import get_state
 from .models import EVENT_STATUSES, StripeEvent, WebhookEndpoint
-from .processing import active_secrets, process_stored
-from .testing import build_event, sign_payload, webhook_path
-from .utils import utcnow
+from .processing import active_secrets
+from .stripe_api import StripeAPIError, key_source, scrub
+from .testing import build_event, build_thin_event, sign_payload, webhook_path
+from .utils import parse_duration, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
 
 MODES = click.Choice(["test", "live"])
+PAYLOADS = click.Choice(["snapshot", "thin"])
 
 
 def _session():  # type: ignore[no-untyped-def]
@@ -35,9 +44,9 @@ def _session():  # type: ignore[no-untyped-def]
 
 
 def find_endpoint(value: str) -> WebhookEndpoint:
-    """An endpoint by uuid (or Stripe id ``we_...``), or a ClickException."""
+    """An endpoint by uuid (or Stripe id ``we_...``/``ed_...``), or a ClickException."""
     session = _session()
-    if value.startswith("we_"):
+    if value.startswith(("we_", "ed_")):
         query = sa.select(WebhookEndpoint).where(WebhookEndpoint.stripe_id == value)
     else:
         try:
@@ -71,16 +80,27 @@ def check_secret(secret: str) -> str:
     help="The endpoint's signing secret; prompted for (hidden) when left out.",
 )
 @click.option("--mode", type=MODES, default="test", show_default=True)
-@click.option("--stripe-id", help="The endpoint's id on Stripe (we_...), if it has one.")
+@click.option(
+    "--stripe-id", help="The endpoint's id on Stripe (we_..., or ed_... if thin), if it has one."
+)
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 @click.option("--description", default="")
+@click.option(
+    "--payload",
+    type=PAYLOADS,
+    default="snapshot",
+    show_default=True,
+    help="thin: an event destination that sends thin events (v2.core.event).",
+)
 def register_endpoint(
-    secret: str, mode: str, stripe_id: str | None, account: str, description: str
+    secret: str, mode: str, stripe_id: str | None, account: str, description: str, payload: str
 ) -> None:
     """Record an endpoint made elsewhere (Dashboard, 'stripe listen') with its secret."""
     secret = check_secret(secret)
-    if stripe_id and not stripe_id.startswith("we_"):
-        raise click.ClickException("A Stripe endpoint id starts with 'we_'.")
+    prefix = "ed_" if payload == "thin" else "we_"
+    if stripe_id and not stripe_id.startswith(prefix):
+        kind = "An event destination" if payload == "thin" else "A Stripe endpoint"
+        raise click.ClickException(f"{kind} id starts with '{prefix}'.")
     session = _session()
     if (
         stripe_id
@@ -95,10 +115,14 @@ def register_endpoint(
         stripe_id=stripe_id,
         account=account,
         description=description,
+        payload=payload,
     )
     session.add(endpoint)
     session.commit()
-    click.echo(f"Registered {mode}-mode endpoint {endpoint.uuid}")
+    click.echo(
+        f"Registered {mode}-mode endpoint {endpoint.uuid}"
+        + (" for thin events" if payload == "thin" else "")
+    )
     click.echo(f"URL path: {webhook_path(current_app, endpoint.uuid)}")
 
 
@@ -111,6 +135,7 @@ def list_endpoints() -> None:
         (
             str(e.uuid),
             e.mode,
+            e.payload,
             e.status,
             e.stripe_id or "-",
             e.account or "-",
@@ -122,7 +147,7 @@ def list_endpoints() -> None:
     if not rows:
         click.echo("No endpoints. Add one with 'register-endpoint' or 'create-endpoint'.")
         return
-    _table(("uuid", "mode", "status", "stripe id", "account", "secrets", "url"), rows)
+    _table(("uuid", "mode", "payload", "status", "stripe id", "account", "secrets", "url"), rows)
 
 
 @cli.command("events")
@@ -159,11 +184,13 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
 
 @cli.command("event-types")
 @click.argument("prefix", required=False)
-def list_event_types(prefix: str | None) -> None:
+@click.option("--thin", is_flag=True, help="Thin event types (v2 event destinations).")
+def list_event_types(prefix: str | None, thin: bool) -> None:
     """Print the event types Stripe sends (from the installed stripe-python)."""
-    names = event_types.matching(prefix) if prefix else event_types.all_event_types()
+    everything = event_types.thin_event_types() if thin else event_types.all_event_types()
+    names = event_types.matching(prefix, thin=thin) if prefix else everything
     if not names:
-        hint = event_types.closest(prefix or "")
+        hint = event_types.closest(prefix or "", thin=thin)
         raise click.ClickException(
             f"No event type matches {prefix!r}" + (f"; did you mean {hint!r}?" if hint else ".")
         )
@@ -174,7 +201,11 @@ def list_event_types(prefix: str | None) -> None:
 @cli.command("send-test-event")
 @click.argument("event_type")
 @click.option("--endpoint", "endpoint_id", help="Endpoint uuid (default: the only one).")
-@click.option("--data", help='JSON merged into data.object, e.g. \'{"email": "a@b.c"}\'.')
+@click.option(
+    "--data",
+    help='JSON merged into data.object, e.g. \'{"email": "a@b.c"}\' (for a thin endpoint:'
+    ' into the notification, e.g. \'{"context": "acct_..."}\').',
+)
 @click.option("--url", help="Post to a running server (its base URL) instead of in-process.")
 def send_test_event(
     event_type: str, endpoint_id: str | None, data: str | None, url: str | None
@@ -198,9 +229,25 @@ def send_test_event(
     secrets = active_secrets(endpoint.secrets, utcnow())
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
-    event = build_event(
-        event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
-    )
+    if event_types.is_thin_name(event_type) != endpoint.thin:
+        style, other = ("thin", "snapshot") if endpoint.thin else ("snapshot", "thin")
+        raise click.ClickException(
+            f"{event_type!r} is a {other} event type, and endpoint {endpoint.uuid} receives"
+            f" {style} events; see 'flask stripe-hooks event-types"
+            + (" --thin'." if endpoint.thin else "'.")
+        )
+    if endpoint.thin:
+        if event_type not in event_types.thin_event_types():
+            hint = event_types.closest(event_type, thin=True)
+            raise click.ClickException(
+                f"{event_type!r} is not a thin event type"
+                + (f"; did you mean {hint!r}?" if hint else "; see 'event-types --thin'.")
+            )
+        event = {**build_thin_event(event_type, livemode=endpoint.livemode), **(extra or {})}
+    else:
+        event = build_event(
+            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
+        )
     body, header = sign_payload(event, secrets[0])
     path = webhook_path(current_app, endpoint.uuid)
     headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
@@ -246,20 +293,456 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         raise click.ClickException(f"Could not reach {url}: {exc}") from None
 
 
-@cli.command("reprocess")
-@click.argument("event_ids", nargs=-1, required=True)
-def reprocess(event_ids: tuple[str, ...]) -> None:
-    """Run stored events through their handlers again (even if already processed)."""
+class Duration(click.ParamType):
+    """``30s``, ``5m``, ``2h``, ``3d`` (``0``: now) as a ``timedelta``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+ENQUEUE = click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue mode: hand the events to the queue (workers run them) instead of running"
+    " them in this process.",
+)
+
+
+def _progress(items: Sequence[Any], label: str) -> Any:
+    return click.progressbar(
+        items, label=label, file=click.get_text_stream("stderr"), show_pos=True
+    )
+
+
+def _run_events(
+    ids: Sequence[str], command: str, *, force: bool, enqueue: bool, dry_run: bool
+) -> None:
+    """Process (or queue) stored events with a progress bar, then print a summary line."""
     state = get_state()
-    failed = 0
-    for event_id in event_ids:
-        result = process_stored(state, event_id, force=True)
-        click.echo(
-            f"{event_id}: {result.outcome}" + (f" ({result.reason})" if result.reason else "")
+    if dry_run:
+        rows = recovery.describe(state, ids)
+        if rows:
+            _table(("id", "type", "status", "attempts"), [(*r[:3], str(r[3])) for r in rows])
+        click.echo(f"{command}: dry run, would {'queue' if enqueue else 'process'} {len(rows)}")
+        return
+    if enqueue and state.event_callback is None:
+        raise click.ClickException(
+            "--enqueue needs queue mode: set STRIPE_HOOKS_EVENT_CALLBACK (for Celery,"
+            " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
         )
-        failed += not result.ok
-    if failed:
-        raise click.ClickException(f"{failed} of {len(event_ids)} event(s) failed.")
+    if enqueue:
+        with _progress(ids, "Queueing") as bar:
+            summary = recovery.enqueue_events(state, bar)
+    else:
+        with _progress(ids, "Processing") as bar:
+            summary = recovery.process_events(state, bar, force=force)
+    for event_id, reason in summary.problems[:20]:
+        click.echo(f"  {event_id}: {reason}")
+    if len(summary.problems) > 20:
+        click.echo(f"  ... and {len(summary.problems) - 20} more")
+    click.echo(f"{command}: {summary.line()}")
+    if summary.failed:
+        raise click.ClickException(
+            f"{summary.failed} of {summary.total} event(s) not processed;"
+            " see 'flask stripe-hooks events --status failed'."
+        )
+
+
+def _check_type(type_prefix: str | None) -> None:
+    if type_prefix and not event_types.is_known(type_prefix.removesuffix(".*")):
+        hint = event_types.closest(type_prefix)
+        raise click.ClickException(
+            f"--type {type_prefix!r} is not a Stripe event type nor a prefix of one"
+            + (f"; did you mean {hint!r}?" if hint else ".")
+        )
+
+
+@cli.command("reprocess")
+@click.argument("event_ids", nargs=-1)
+@click.option("--failed", is_flag=True, help="Every failed event (narrow with --since, --type).")
+@click.option("--since", type=DURATION, help="With --failed: received within this, e.g. 2d.")
+@click.option("--type", "type_prefix", help="With --failed: this type or types below it.")
+@ENQUEUE
+@DRY_RUN
+def reprocess(
+    event_ids: tuple[str, ...],
+    failed: bool,
+    since: timedelta | None,
+    type_prefix: str | None,
+    enqueue: bool,
+    dry_run: bool,
+) -> None:
+    """Run stored events through their handlers again.
+
+    EVENT_IDS run even if already processed; --failed picks every failed event.
+    """
+    if bool(event_ids) == failed:
+        raise click.ClickException("Give event ids, or --failed (not both).")
+    if (since is not None or type_prefix) and not failed:
+        raise click.ClickException("--since and --type go with --failed.")
+    _check_type(type_prefix)
+    ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
+    _run_events(ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run)
+
+
+@cli.command("process-pending")
+@click.option(
+    "--older-than",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Only events pending for longer than this (younger ones are likely still queued).",
+)
+@ENQUEUE
+@DRY_RUN
+def process_pending(older_than: timedelta, enqueue: bool, dry_run: bool) -> None:
+    """The sweeper: process pending events whose queue message was lost."""
+    ids = recovery.pending_ids(get_state(), older_than)
+    _run_events(ids, "process-pending", force=False, enqueue=enqueue, dry_run=dry_run)
+
+
+@cli.command("fetch-missed")
+@click.option("--since", type=DURATION, default="3d", show_default=True, help="At most 30d.")
+@click.option("--type", "type_prefix", help="Only this type or types below it.")
+@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
+@click.option("--mode", type=MODES, default="test", show_default=True)
+@DRY_RUN
+def fetch_missed(
+    since: timedelta, type_prefix: str | None, account: str, mode: str, dry_run: bool
+) -> None:
+    """Read recent events from Stripe; store and process those that never arrived."""
+    from .stripe_api import StripeAPIError
+
+    _check_type(type_prefix)
+    state = get_state()
+    try:
+        missed = recovery.find_missed(
+            state, since=since, type_prefix=type_prefix, account=account, livemode=mode == "live"
+        )
+    except StripeAPIError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Stripe listed {missed.seen} event(s); {len(missed.events)} not stored here.")
+    if dry_run:
+        for event in missed.events:
+            created = event.created_at.strftime("%Y-%m-%d %H:%M:%S") if event.created_at else "-"
+            click.echo(f"  {event.id}  {event.type}  {created}")
+        click.echo(f"fetch-missed: dry run, would store {len(missed.events)}")
+        return
+    with _progress(missed.events, "Storing") as bar:
+        summary = recovery.store_missed(state, bar)
+    click.echo(f"fetch-missed: {summary.line()}")
+    if summary.failed:
+        raise click.ClickException(
+            f"{summary.failed} event(s) failed in their handlers; they are stored as failed:"
+            " see 'flask stripe-hooks events --status failed', then 'reprocess --failed'."
+        )
+
+
+@cli.command("prune")
+@click.option("--older-than", type=DURATION, default="30d", show_default=True)
+@click.option("--keep-failed", is_flag=True, help="Keep failed events and their deliveries.")
+@DRY_RUN
+def prune(older_than: timedelta, keep_failed: bool, dry_run: bool) -> None:
+    """Delete old deliveries and processed events; pending events are always kept."""
+    if older_than < recovery.STRIPE_RETRIES_FOR:
+        raise click.ClickException(
+            "Stripe retries a delivery for up to 3 days; pruning events younger than that"
+            " lets a late retry run its handlers again. Use --older-than 3d or more."
+        )
+    state = get_state()
+    found = recovery.prune(state, older_than=older_than, keep_failed=keep_failed, dry_run=True)
+    if not dry_run and any(found.values()):
+        with click.progressbar(
+            length=sum(found.values()),
+            label="Deleting",
+            file=click.get_text_stream("stderr"),
+            show_pos=True,
+        ) as bar:
+            found = recovery.prune(
+                state, older_than=older_than, keep_failed=keep_failed, progress=bar.update
+            )
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"prune: {verb} {found['deliveries']} delivery(ies) and {found['events']} event(s)"
+        f" received more than {_human(older_than)} ago"
+    )
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# -- endpoints on Stripe (endpoints.py does the work) -----------------------------------
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """EndpointError / StripeAPIError → a ClickException with their message."""
+    try:
+        yield
+    except (endpoint_ops.EndpointError, StripeAPIError) as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _describe(endpoint: WebhookEndpoint) -> None:
+    events = endpoint.enabled_events
+    click.echo(f"  uuid:      {endpoint.uuid}")
+    click.echo(f"  URL:       {endpoint.url or webhook_path(current_app, endpoint.uuid)}")
+    click.echo(f"  Stripe id: {endpoint.stripe_id or '-'}")
+    click.echo(
+        f"  mode:      {endpoint.mode}"
+        + (f", account {endpoint.account}" if endpoint.account else "")
+    )
+    click.echo(f"  status:    {endpoint.status}")
+    click.echo(f"  payload:   {endpoint.payload}")
+    click.echo(f"  events:    {', '.join(events) if len(events) <= 5 else f'{len(events)} types'}")
+
+
+def _metadata(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"--metadata takes KEY=VALUE, not {item!r}.")
+        out[key.strip()] = value
+    return out
+
+
+EVENTS_HELP = (
+    "Event type, or a pattern such as customer.subscription.* (expanded to the real types);"
+    " repeat it or separate names by commas."
+)
+
+
+@cli.command("create-endpoint")
+@click.option("--base-url", required=True, help="The app's public URL, e.g. https://example.com.")
+@click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
+@click.option("--mode", type=MODES, default="test", show_default=True)
+@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
+@click.option("--api-version", help="API version of the events (default: STRIPE_API_VERSION).")
+@click.option("--description", default="")
+@click.option("--metadata", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--connect", is_flag=True, help="Receive events from connected accounts.")
+@click.option(
+    "--payload",
+    type=PAYLOADS,
+    default="snapshot",
+    show_default=True,
+    help="thin: a v2 event destination sending thin events (v1.billing.meter.*, v2.*).",
+)
+def create_endpoint(
+    base_url: str,
+    events: tuple[str, ...],
+    mode: str,
+    account: str,
+    api_version: str | None,
+    description: str,
+    metadata: tuple[str, ...],
+    connect: bool,
+    payload: str,
+) -> None:
+    """Create an endpoint on Stripe and store its signing secret (never printed)."""
+    with _refused():
+        endpoint = endpoint_ops.create_endpoint(
+            payload=payload,
+            base_url=base_url,
+            events=list(events) or None,
+            livemode=mode == "live",
+            account=account,
+            api_version=api_version,
+            description=description,
+            metadata=_metadata(metadata),
+            connect=connect,
+        )
+    click.echo(f"Created {endpoint.mode}-mode endpoint {endpoint.uuid}; its secret is stored.")
+    _describe(endpoint)
+
+
+@cli.command("update-endpoint")
+@click.argument("endpoint_id", metavar="UUID")
+@click.option("--enable/--disable", "enabled", default=None, help="Receive events or not.")
+@click.option("--events", multiple=True, help=EVENTS_HELP)
+@click.option("--description")
+def update_endpoint(
+    endpoint_id: str, enabled: bool | None, events: tuple[str, ...], description: str | None
+) -> None:
+    """Change an endpoint, on Stripe too when it has a Stripe id."""
+    if enabled is None and not events and description is None:
+        raise click.ClickException(
+            "Nothing to change: give --enable, --disable, --events or --description."
+        )
+    endpoint = find_endpoint(endpoint_id)
+    with _refused():
+        endpoint = endpoint_ops.update_endpoint(
+            endpoint, enabled=enabled, events=list(events) or None, description=description
+        )
+    click.echo(
+        f"Updated endpoint {endpoint.uuid}" + (" (and on Stripe)." if endpoint.stripe_id else ".")
+    )
+    _describe(endpoint)
+
+
+@cli.command("delete-endpoint")
+@click.argument("endpoint_id", metavar="UUID")
+@click.option("--keep-remote", is_flag=True, help="Delete it here only, not on Stripe.")
+def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
+    """Delete an endpoint on Stripe, then here (its stored events stay)."""
+    endpoint = find_endpoint(endpoint_id)
+    uuid, stripe_id = endpoint.uuid, endpoint.stripe_id
+    with _refused():
+        endpoint_ops.delete_endpoint(endpoint, keep_remote=keep_remote)
+    where = (
+        " (kept on Stripe)"
+        if keep_remote and stripe_id
+        else (" and on Stripe" if stripe_id else "")
+    )
+    click.echo(f"Deleted endpoint {uuid}{where}.")
+
+
+@cli.command("sync-endpoints")
+@click.option("--mode", type=MODES, default="test", show_default=True)
+@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
+def sync_endpoints(mode: str, account: str) -> None:
+    """Read the account's endpoints from Stripe: update known ones, import unknown ones."""
+    with _refused():
+        result = endpoint_ops.sync_endpoints(account=account, livemode=mode == "live")
+    click.echo(
+        f"{result.updated} updated, {result.imported} imported, {result.unchanged} unchanged"
+        + (f", {result.missing} missing on Stripe" if result.missing else "")
+        + "."
+    )
+    for message in result.messages:
+        click.echo(message)
+
+
+@cli.command("set-secret")
+@click.argument("endpoint_id", metavar="UUID")
+@click.argument("secret", required=False)
+@click.option(
+    "--keep-old-for",
+    default="0",
+    show_default=True,
+    help="How long the previous secret stays valid: 30m, 24h, 3d (0: not at all).",
+)
+def set_secret(endpoint_id: str, secret: str | None, keep_old_for: str) -> None:
+    """Set an endpoint's signing secret (rotation); prompted for, hidden, when left out."""
+    try:
+        keep = parse_duration(keep_old_for)
+    except ValueError as exc:
+        raise click.ClickException(f"--keep-old-for: {exc}") from None
+    endpoint = find_endpoint(endpoint_id)
+    if secret is None:
+        secret = click.prompt("Signing secret (whsec_...)", hide_input=True)
+    with _refused():
+        endpoint_ops.set_secret(endpoint, secret, keep_old_for=keep)
+    if keep:
+        until = (utcnow() + keep).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(
+            f"New secret stored for {endpoint.uuid}; the previous one is accepted until {until}."
+        )
+    else:
+        click.echo(
+            f"New secret stored for {endpoint.uuid}; previous secrets are no longer accepted."
+        )
+
+
+@cli.command("listen")
+@click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
+@click.option(
+    "--forward-to",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Base URL of the running app ('flask run').",
+)
+@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
+def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
+    """Local development: forward test-mode events with the Stripe CLI ('stripe listen').
+
+    Records a temporary endpoint with the secret 'stripe listen --print-secret' gives,
+    forwards to it until you stop (Ctrl-C), then removes it.
+    """
+    binary = shutil.which("stripe")
+    if binary is None:
+        raise click.ClickException(
+            "The Stripe CLI ('stripe') is not on PATH. Install it (https://docs.stripe.com/"
+            "stripe-cli, or 'npm install -g @stripe/cli'), run 'stripe login', then try again."
+        )
+    with _refused():
+        enabled = endpoint_ops.expand_events(list(events) or ["*"])
+    env = dict(os.environ)
+    try:  # the configured test key, else the Stripe CLI's own login
+        env["STRIPE_API_KEY"], _ = key_source(get_state(), account=account, livemode=False)
+    except StripeAPIError:
+        pass
+    try:
+        printed = subprocess.run(
+            [binary, "listen", "--print-secret"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise click.ClickException(f"'stripe listen --print-secret' failed: {exc}") from None
+    secret = printed.stdout.strip().splitlines()[-1].strip() if printed.stdout.strip() else ""
+    if printed.returncode != 0 or not secret.startswith("whsec_"):
+        detail = scrub((printed.stderr or printed.stdout).strip())[-500:]
+        raise click.ClickException(
+            "'stripe listen --print-secret' gave no signing secret"
+            + (f": {detail}" if detail else "; run 'stripe login' first.")
+        )
+    session = _session()
+    endpoint = WebhookEndpoint(
+        secrets=[{"secret": secret, "expires_at": None}],
+        livemode=False,
+        account=account,
+        enabled_events=enabled,
+        description="stripe listen (temporary)",
+    )
+    session.add(endpoint)
+    session.commit()
+    endpoint_uuid = endpoint.uuid
+    target = forward_to.rstrip("/") + webhook_path(current_app, endpoint_uuid)
+    command = [binary, "listen", "--forward-to", target]
+    if enabled != ["*"]:
+        command += ["--events", ",".join(enabled)]
+    click.echo(f"Temporary test-mode endpoint {endpoint_uuid}; forwarding to {target}")
+    click.echo("Stop with Ctrl-C.")
+    process = None
+    try:
+        process = subprocess.Popen(command, env=env)
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"Could not run 'stripe listen': {exc}") from None
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        session.rollback()
+        with _refused():
+            endpoint_ops.delete_endpoint(endpoint_ops.get_endpoint(endpoint_uuid), keep_remote=True)
+        click.echo(f"Removed the temporary endpoint {endpoint_uuid}.")
+    stopped = (0, None, 130, -signal.SIGINT, -signal.SIGTERM)  # ended, or by Ctrl-C
+    if process is not None and process.returncode not in stopped:
+        raise click.exceptions.Exit(process.returncode)
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

@@ -22,35 +22,83 @@ def all_event_types() -> tuple[str, ...]:
 
 
 @cache
-def known_names() -> frozenset[str]:
-    """Every type, every whole-segment prefix of one, and ``*``."""
+def thin_notification_classes() -> dict[str, type]:
+    """Each thin event type → its ``...EventNotification`` class in stripe-python.
+
+    The classes are those named in ``stripe.events.ALL_EVENT_NOTIFICATIONS``; each names
+    its type in ``LOOKUP_TYPE``. Importing them all takes about a second, so this runs only
+    when a thin name is looked up.
+    """
+    import stripe.events
+
+    names = [ref.__forward_arg__ for ref in typing.get_args(stripe.events.ALL_EVENT_NOTIFICATIONS)]
+    classes = [getattr(stripe.events, name) for name in names]
+    return {cls.LOOKUP_TYPE: cls for cls in classes}
+
+
+@cache
+def thin_event_types() -> tuple[str, ...]:
+    """Every thin event type (``v1.billing.meter.no_meter_found``, ``v2.core.account.created``),
+    sorted."""
+    return tuple(sorted(thin_notification_classes()))
+
+
+def _with_prefixes(types: tuple[str, ...]) -> frozenset[str]:
     names = {"*"}
-    for event_type in all_event_types():
+    for event_type in types:
         parts = event_type.split(".")
         names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
     return frozenset(names)
 
 
+@cache
+def known_names() -> frozenset[str]:
+    """Every snapshot type, every whole-segment prefix of one, and ``*``."""
+    return _with_prefixes(all_event_types())
+
+
+@cache
+def known_thin_names() -> frozenset[str]:
+    """Every thin type, every whole-segment prefix of one (``v1.billing``), and ``*``."""
+    return _with_prefixes(thin_event_types())
+
+
+def is_thin_name(name: str) -> bool:
+    """Thin types are the only ones that start with an API version segment."""
+    return name.split(".", 1)[0] in ("v1", "v2")
+
+
 def is_known(name: str) -> bool:
-    return name in known_names()
+    """A snapshot or thin type, a prefix of one, or ``*``."""
+    if name in known_names():
+        return True
+    return is_thin_name(name) and name in known_thin_names()
 
 
-def closest(name: str) -> str | None:
-    matches = difflib.get_close_matches(name, known_names(), n=1, cutoff=0.6)
+def closest(name: str, *, thin: bool | None = None) -> str | None:
+    """The nearest real name; ``thin`` limits it to one style (``None``: both)."""
+    pool: set[str] = set()
+    if thin is not True:
+        pool |= known_names()
+    if thin is not False:
+        pool |= known_thin_names()
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def matching(pattern: str) -> list[str]:
+def matching(pattern: str, *, thin: bool = False) -> list[str]:
     """The real types a name or pattern stands for.
 
     ``customer`` and ``customer.*`` both mean every type under ``customer``; an exact type
-    means itself; ``*`` means every type. Unknown names give an empty list.
+    means itself; ``*`` means every type. Unknown names give an empty list. ``thin``: the
+    thin types (``v1.billing.meter.*``) instead of the snapshot ones.
     """
+    types = thin_event_types() if thin else all_event_types()
     pattern = pattern.strip()
     if pattern in ("*", ""):
-        return list(all_event_types()) if pattern == "*" else []
+        return list(types) if pattern == "*" else []
     prefix = pattern[:-2] if pattern.endswith(".*") else pattern
-    return [t for t in all_event_types() if t == prefix or t.startswith(prefix + ".")]
+    return [t for t in types if t == prefix or t.startswith(prefix + ".")]
 
 
 def object_name(event_type: str) -> str:

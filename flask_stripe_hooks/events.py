@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
+
+#: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
+_LAST_SECOND = 253402300799
 
 
 class NotAnEvent(ValueError):
@@ -28,6 +31,9 @@ class Event:
     request_id: str | None = None
     idempotency_key: str | None = None
     payload: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    #: ``True`` for a thin event (:class:`~flask_stripe_hooks.thin.ThinEvent`).
+    thin: ClassVar[bool] = False
 
     @property
     def object(self) -> Any:
@@ -76,6 +82,11 @@ class Event:
         """Check that a parsed body is a snapshot event and wrap it."""
         if not isinstance(payload, dict):
             raise NotAnEvent("body is not a JSON object")
+        if payload.get("object") == "v2.core.event":
+            raise NotAnEvent(
+                "thin event sent to a snapshot endpoint; thin events need an endpoint whose"
+                " payload style is thin"
+            )
         if payload.get("object") != "event":
             raise NotAnEvent('body is not a Stripe event (object is not "event")')
         event_id, event_type = payload.get("id"), payload.get("type")
@@ -89,7 +100,15 @@ class Event:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise NotAnEvent("event has no data object")
+        account = payload.get("account") or ""
+        if not isinstance(account, str) or len(account) > 255:
+            raise NotAnEvent("event has no valid account")
+        api_version = payload.get("api_version") or ""
+        if not isinstance(api_version, str) or len(api_version) > 64:
+            raise NotAnEvent("event has no valid api_version")
         created = payload.get("created")
+        if type(created) is not int or not 0 <= created <= _LAST_SECOND:
+            created = None  # not a time a datetime (or a database) can hold
         request = payload.get("request")
         request_id = idempotency_key = None
         if isinstance(request, dict):
@@ -101,17 +120,25 @@ class Event:
             type=event_type,
             livemode=livemode,
             data=data,
-            account=payload.get("account") or "",
-            api_version=payload.get("api_version") or "",
-            created=created if isinstance(created, int) else None,
+            account=account,
+            api_version=api_version,
+            created=created,
             request_id=_short(request_id),
             idempotency_key=_short(idempotency_key),
             payload=payload,
         )
 
     @classmethod
-    def from_row(cls, row: Any) -> Event:
-        """Rebuild the event from a ``stripe_hooks_event`` row (for re-processing)."""
+    def from_row(cls, row: Any, endpoint: Any = None) -> Event:
+        """Rebuild the event from a ``stripe_hooks_event`` row (for re-processing).
+
+        A thin event's row holds its notification: it becomes a ``ThinEvent`` that fetches
+        through ``endpoint``'s account (an ``EndpointInfo`` or ``None``).
+        """
+        if row.data.get("object") == "v2.core.event":
+            from .thin import ThinEvent
+
+            return ThinEvent.from_row(row, endpoint)
         created = row.created
         if created is not None and created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)

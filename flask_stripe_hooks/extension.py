@@ -44,6 +44,8 @@ class State:
     url_prefix: str
     event_callback: Callable[[str], Any] | None
     config: dict[str, Any] = field(default_factory=dict)
+    #: ``stripe.StripeClient`` per (account, livemode), built on first use (stripe_api.py).
+    clients: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
 
     @property
     def registry(self) -> Registry:
@@ -124,6 +126,10 @@ class StripeHooks:
         webhook_bp = create_blueprint(state)
         app.register_blueprint(webhook_bp)
         _exempt_from_csrf(app, webhook_bp)
+        if config["STRIPE_HOOKS_ADMIN_ENABLED"]:
+            from .admin import create_blueprint as create_admin
+
+            app.register_blueprint(create_admin(state))
         app.cli.add_command(cli, "stripe-hooks")
 
     # -- handlers ---------------------------------------------------------------------

@@ -69,6 +69,11 @@ class WebhookEndpoint(Base):
     )
     status: Mapped[str] = mapped_column(sa.String(16), default="enabled", nullable=False)
     connect: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    #: ``"snapshot"`` (classic events, a v1 webhook endpoint) or ``"thin"`` (v2 event
+    #: notifications, an event destination); an endpoint accepts only its own style.
+    payload: Mapped[str] = mapped_column(
+        sa.String(16), default="snapshot", server_default="snapshot", nullable=False
+    )
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False
     )
@@ -83,6 +88,10 @@ class WebhookEndpoint(Base):
     @property
     def enabled(self) -> bool:
         return self.status == "enabled"
+
+    @property
+    def thin(self) -> bool:
+        return self.payload == "thin"
 
     def __repr__(self) -> str:  # never the secrets
         return f"<WebhookEndpoint {self.uuid} {self.mode} {self.status}>"

@@ -45,6 +45,7 @@ from .models import (
     endpoint_table,
     event_table,
 )
+from .thin import verify_thin
 from .verification import Rejected, verify
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from .extension import State
 
 log = logging.getLogger("flask_stripe_hooks")
+
+#: The outcome of :func:`process_stored` for an event another worker holds locked.
+BUSY = "busy"
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
@@ -70,6 +74,8 @@ class EndpointInfo:
     enabled: bool
     tolerance: int | None
     secrets: tuple[str, ...] = ()
+    #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
+    payload: str = "snapshot"
 
     @property
     def mode(self) -> str:
@@ -113,6 +119,7 @@ _ENDPOINT_COLUMNS = (
     endpoint_table.c.status,
     endpoint_table.c.tolerance,
     endpoint_table.c.secrets,
+    endpoint_table.c.payload,
 )
 _select_endpoint = sa.select(*_ENDPOINT_COLUMNS).where(
     endpoint_table.c.uuid == sa.bindparam("uuid")
@@ -132,6 +139,7 @@ def _endpoint_info(row: Any) -> EndpointInfo:
         enabled=row.status == "enabled",
         tolerance=row.tolerance,
         secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
+        payload=row.payload,
     )
 
 
@@ -356,9 +364,7 @@ def _run_handlers(
         session.rollback()
         _record_failure(session, event, endpoint_id, exc, delivery)
         _notify(signals.event_failed, event=event, exception=exc)
-        if isinstance(exc, OperationalError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
-        ):
+        if _unavailable(exc):
             log.warning("database unavailable while processing %s: %s", event.id, exc)
             return Result(503, FAILED, "database unavailable, retry later", event.id)
         log.exception("handler failed for event %s (%s)", event.id, event.type)
@@ -406,14 +412,21 @@ def receive(
         received_at=datetime.now(timezone.utc),
         started=started,
     )
+    tolerance = state.tolerance if endpoint.tolerance is None else endpoint.tolerance
     try:
-        event = verify(
-            body,
-            signature,
-            endpoint.secrets,
-            tolerance=state.tolerance if endpoint.tolerance is None else endpoint.tolerance,
-            livemode=endpoint.livemode,
-        )
+        if endpoint.payload == "thin":  # a v2 event destination: stripe-python parses it
+            event: Event = verify_thin(
+                body,
+                signature,
+                endpoint.secrets,
+                tolerance=tolerance,
+                livemode=endpoint.livemode,
+                account=endpoint.account,
+            )
+        else:
+            event = verify(
+                body, signature, endpoint.secrets, tolerance=tolerance, livemode=endpoint.livemode
+            )
     except Rejected as exc:
         try:
             session.execute(
@@ -435,15 +448,27 @@ def _reject(endpoint: EndpointInfo | None, status: int, reason: str) -> Result:
     return Result(status, REJECTED, reason)
 
 
-def _enqueue(state: State, session: Session, event: Event, delivery: Delivery) -> Result:
-    """Queue mode: store the event as pending, commit, hand its id to the callback."""
+def _enqueue(
+    state: State,
+    session: Session,
+    event: Event,
+    delivery: Delivery | None,
+    endpoint_id: int | None = None,
+) -> Result:
+    """Queue mode: store the event as pending, commit, hand its id to the callback.
+
+    A redelivery of an event that is pending or failed hands it to the callback again (its
+    queue message may be lost); the worker's lock makes a second message harmless. A
+    redelivery of a processed event is a duplicate.
+    """
     now = datetime.now(timezone.utc)
     outcome = QUEUED
+    if delivery is not None:
+        endpoint_id = delivery.endpoint.id
     try:
         try:
             session.execute(
-                _insert_event,
-                _event_values(event, delivery.endpoint.id, now) | {"status": PENDING},
+                _insert_event, _event_values(event, endpoint_id, now) | {"status": PENDING}
             )
         except IntegrityError:
             session.rollback()
@@ -451,10 +476,16 @@ def _enqueue(state: State, session: Session, event: Event, delivery: Delivery) -
                 sa.select(event_table.c.status).where(event_table.c.id == event.id)
             ).scalar()
             outcome = DUPLICATE if status == PROCESSED else QUEUED
-        session.execute(_insert_delivery, delivery.values(outcome, valid=True, event_id=event.id))
+        if delivery is not None:
+            session.execute(
+                _insert_delivery, delivery.values(outcome, valid=True, event_id=event.id)
+            )
         session.commit()
-    except OperationalError:
+    except DBAPIError as exc:
         session.rollback()
+        if not _unavailable(exc):
+            raise
+        log.warning("database unavailable while storing %s: %s", event.id, exc)
         return Result(503, FAILED, "database unavailable, retry later", event.id)
     if outcome == DUPLICATE:
         _notify(signals.duplicate_skipped, event=event)
@@ -468,26 +499,63 @@ def _enqueue(state: State, session: Session, event: Event, delivery: Delivery) -
     return Result(200, QUEUED, event_id=event.id)
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """The database could not be reached (or dropped the connection): answer 503."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def store_event(state: State, event: Event, endpoint: EndpointInfo | None = None) -> Result:
+    """Store and process an event that did not come through a webhook (``fetch-missed``).
+
+    The same path as a delivery without its request: in queue mode the event is stored as
+    pending and handed to the callback, otherwise its handlers run now. An event stored
+    already is processed only if it has not been.
+    """
+    session = state.db.session
+    if state.event_callback is not None:
+        return _enqueue(state, session, event, None, endpoint.id if endpoint else None)
+    return _run_handlers(state, session, event, endpoint, None)
+
+
 def process_stored(state: State, event_id: str, *, force: bool = False) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
 
     Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
     same event at once). An event already processed is skipped unless ``force`` is set.
+    An event locked by another worker gives a 409 ``busy`` result: try again later, it
+    is either processed by then or free again (a worker that died drops its lock).
     """
     session = state.db.session
     query = sa.select(event_table).where(event_table.c.id == event_id)
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         query = query.with_for_update(skip_locked=True)
-    row = session.execute(query).first()
-    if row is None:
+    try:
+        row = session.execute(query).first()
+        if row is None and postgres:
+            exists = session.execute(
+                sa.select(event_table.c.status).where(event_table.c.id == event_id)
+            ).first()
+            if exists is not None:
+                session.rollback()
+                return Result(409, BUSY, "being processed by another worker", event_id)
+        if row is None:
+            session.rollback()
+            return Result(404, FAILED, f"no stored event {event_id}", event_id)
+        if row.status == PROCESSED and not force:
+            session.rollback()
+            return Result(200, DUPLICATE, event_id=event_id)
+        endpoint = None
+        if row.endpoint_id is not None:
+            found = session.execute(_select_endpoint_by_id, {"id": row.endpoint_id}).first()
+            endpoint = None if found is None else _endpoint_info(found)
+    except DBAPIError as exc:
         session.rollback()
-        return Result(404, FAILED, f"no stored event {event_id}", event_id)
-    if row.status == PROCESSED and not force:
-        session.rollback()
-        return Result(200, DUPLICATE, event_id=event_id)
-    endpoint = None
-    if row.endpoint_id is not None:
-        found = session.execute(_select_endpoint_by_id, {"id": row.endpoint_id}).first()
-        endpoint = None if found is None else _endpoint_info(found)
-    event = Event.from_row(row)
+        if not _unavailable(exc):
+            raise
+        log.warning("database unavailable while loading event %s: %s", event_id, exc)
+        return Result(503, FAILED, "database unavailable, retry later", event_id)
+    event = Event.from_row(row, endpoint)
     return _run_handlers(state, session, event, endpoint, None, stored=True, force=force)

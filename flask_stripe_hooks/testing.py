@@ -45,6 +45,8 @@ _ID_PREFIXES = {
     "account": "acct",
     "source": "src",
     "discount": "di",
+    "billing.meter": "mtr",
+    "event_destination": "ed",
 }
 
 
@@ -100,6 +102,72 @@ def build_event(
     }
     if account:
         event["account"] = account
+    return event
+
+
+def related_object_for(event_type: str, object_id: str | None = None) -> dict[str, Any] | None:
+    """A thin event's ``related_object`` (``{"id", "type", "url"}``) made from its type, or
+    ``None`` for a type whose notification class in stripe-python has none.
+
+    ``v1.billing.meter.error_report_triggered`` → a ``billing.meter`` at
+    ``/v1/billing/meters/mtr_...``. The URL is made by the usual plural rule; pass
+    ``related_object=`` to :func:`build_thin_event` where a resource is named otherwise.
+    """
+    from .event_types import thin_notification_classes
+
+    cls = thin_notification_classes().get(event_type)
+    if cls is not None and "related_object" not in getattr(cls, "__annotations__", {}):
+        return None
+    version, _, rest = event_type.partition(".")
+    name = object_name(rest) if version == "v1" else ".".join(event_type.split(".")[:-1])
+    last = name.rsplit(".", 1)[-1]
+    if object_id is None:
+        prefix = _ID_PREFIXES.get(name) or _ID_PREFIXES.get(last) or last[:8]
+        object_id = random_id(prefix)
+    plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
+    path = "/".join([*name.split(".")[:-1], plural])
+    if version == "v1":
+        path = "v1/" + path
+    return {"id": object_id, "type": name, "url": f"/{path}/{object_id}"}
+
+
+def build_thin_event(
+    event_type: str,
+    *,
+    related_object: dict[str, Any] | None | bool = True,
+    livemode: bool = False,
+    context: str | None = None,
+    event_id: str | None = None,
+    created: int | None = None,
+    reason: bool = True,
+) -> dict[str, Any]:
+    """A thin event notification (``"object": "v2.core.event"``), as an event destination
+    sends it.
+
+    ``related_object``: ``True`` makes one from the type (see :func:`related_object_for`),
+    a dict is used as is, ``False``/``None`` leaves it out. ``context`` is the account the
+    event happened in (``acct_...``).
+    """
+    now = int(time.time()) if created is None else created
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
+    event: dict[str, Any] = {
+        "id": event_id or random_id("evt_live" if livemode else "evt_test"),
+        "object": "v2.core.event",
+        "type": event_type,
+        "livemode": livemode,
+        "created": stamp,
+    }
+    if context:
+        event["context"] = context
+    if related_object is True:
+        related_object = related_object_for(event_type)
+    if isinstance(related_object, dict):
+        event["related_object"] = related_object
+    if reason:
+        event["reason"] = {
+            "type": "request",
+            "request": {"id": random_id("req"), "idempotency_key": str(uuid.uuid4())},
+        }
     return event
 
 

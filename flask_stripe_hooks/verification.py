@@ -8,6 +8,8 @@ UTF-8 or are nested too deeply for ``json.loads``, and the endpoint's livemode.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +34,75 @@ def _timestamp(header: str) -> int:
         if key == "t":
             return int(value)
     raise ValueError("no t=")
+
+
+def check_timestamp(timestamp: int, tolerance: int, now: float | None = None) -> None:
+    """Refuse a signature time outside ``tolerance`` seconds, in either direction
+    (``verify_header`` checks only the past); ``0`` turns the check off."""
+    if tolerance:
+        now = time.time() if now is None else now
+        if timestamp < now - tolerance:
+            raise Rejected("timestamp outside the tolerance")
+        if timestamp > now + tolerance:
+            raise Rejected("timestamp in the future")
+
+
+#: JSON nested deeper than this is refused. Stripe's objects nest about a dozen levels;
+#: Python's recursion limit (``json.dumps`` when the event is stored, the admin's
+#: pretty-printing) is a few hundred levels further down a call stack.
+MAX_DEPTH = 64
+
+#: A character no database column can hold: NUL (PostgreSQL refuses it in text and
+#: JSONB) or half a surrogate pair (not Unicode; cannot be encoded as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+# NaN, Infinity and 1e400 are Python's extensions to JSON; no database stores them.
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
+def parse_json(text: str) -> Any:
+    """The body as JSON that can be stored as it is, or :class:`Rejected`.
+
+    Beyond ``json.loads``: no ``NaN``/``Infinity``/overflowing numbers, no NUL or lone
+    surrogate in any string (both only reach a string through a ``\\u`` escape), and at
+    most :data:`MAX_DEPTH` levels (only counted when the body has that many brackets).
+    """
+    try:
+        payload = _decoder.decode(text)
+    except (ValueError, RecursionError):
+        raise Rejected("body is not JSON") from None
+    strings = "\\u" in text
+    if not strings and text.count("{") + text.count("[") <= MAX_DEPTH:
+        return payload
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if strings and _UNSTORABLE.search(value):
+                raise Rejected("body has a NUL or a lone surrogate in a string")
+            continue
+        if isinstance(value, dict):
+            children: Any = [*value, *value.values()] if strings else value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise Rejected(f"body is nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return payload
 
 
 def verify(
@@ -63,17 +134,9 @@ def verify(
             continue
     else:
         raise Rejected("signature does not match")
-    if tolerance:
-        now = time.time() if now is None else now
-        if timestamp < now - tolerance:
-            raise Rejected("timestamp outside the tolerance")
-        if timestamp > now + tolerance:
-            raise Rejected("timestamp in the future")
+    check_timestamp(timestamp, tolerance, now)
 
-    try:
-        payload: Any = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Rejected("body is not JSON") from None
+    payload = parse_json(text)
     try:
         event = Event.from_payload(payload)
     except NotAnEvent as exc:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click.testing
 import pytest
 import sqlalchemy as sa
+import werkzeug.test
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from flask_stripe_hooks import StripeHooks
@@ -17,6 +23,7 @@ from flask_stripe_hooks.testing import create_endpoint, new_secret
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pgserver import PostgresServer, find_bindir, wait_for  # noqa: E402
+from queue_support import processes, redis_server, redis_url  # noqa: E402, F401
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -159,3 +166,111 @@ def rows(app: Flask, model: Any, *where: Any) -> list[Any]:
         result = list(db.session.execute(sa.select(model).where(*where)).scalars())
         db.session.expunge_all()
         return result
+
+
+# -- figures and the secret-leak guard (issue 6) --------------------------------------------
+
+#: Counters the adversarial tests add to; printed at the end of the run and written to
+#: FIGURES_FILE, so docs/security.md quotes measured numbers.
+FIGURES: Counter[str] = Counter()
+FIGURES_FILE = Path(os.environ.get("STRIPE_HOOKS_FIGURES", "/tmp/flask-stripe-hooks-figures.json"))
+
+
+def count(name: str, n: int = 1) -> None:
+    FIGURES[name] += n
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("security figures")
+    for name, value in sorted(FIGURES.items()):
+        terminalreporter.write_line(f"{name}: {value}")
+    FIGURES_FILE.write_text(json.dumps(dict(sorted(FIGURES.items())), indent=2) + "\n")
+
+
+#: A Stripe signing secret or secret key with its value (``whsec_••••`` is fine).
+SECRET_VALUE = re.compile(r"whsec_[A-Za-z0-9+/=_-]{8,}|[sr]k_(?:test|live)_[A-Za-z0-9]{8,}")
+
+
+class LeakGuard:
+    """What a test showed the world: test-client responses (body, headers, session),
+    CLI runner output and log records. ``leaks`` lists each secret value seen."""
+
+    def __init__(self) -> None:
+        self.leaks: list[str] = []
+        self.scanned = 0
+
+    def scan(self, where: str, text: Any) -> None:
+        self.scanned += 1
+        for match in SECRET_VALUE.finditer(str(text or "")):
+            self.leaks.append(f"{where}: {match.group()[:12]}...")
+
+    def response(self, client: Any, response: Any) -> None:
+        where = f"response to {response.request.method} {response.request.path}"
+        if response.mimetype != "text/event-stream":
+            self.scan(where, response.get_data(as_text=True))
+        self.scan(where + " (headers)", response.headers)
+        app = getattr(client, "application", None)
+        if isinstance(app, Flask) and hasattr(client, "get_cookie"):
+            cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+            serializer = app.session_interface.get_signing_serializer(app)  # type: ignore
+            if cookie is not None and serializer is not None:
+                try:
+                    self.scan(where + " (session)", json.dumps(serializer.loads(cookie.value)))
+                except Exception:
+                    pass
+
+
+class _LeakHandler(logging.Handler):
+    def __init__(self, guard: LeakGuard) -> None:
+        super().__init__(logging.DEBUG)
+        self.guard = guard
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.guard.scan(f"log record of {record.name}", self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+@pytest.fixture(autouse=True)
+def secret_leak_guard() -> Iterator[LeakGuard]:
+    """Fail the test that shows a ``whsec_``/``sk_`` value in a response, the CLI or a log."""
+    guard = LeakGuard()
+    client_open = werkzeug.test.Client.open
+    cli_invoke = click.testing.CliRunner.invoke
+
+    def open_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        response = client_open(self, *args, **kwargs)
+        guard.response(self, response)
+        return response
+
+    def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = cli_invoke(self, *args, **kwargs)
+        guard.scan("CLI output", result.output)
+        guard.scan("CLI stderr", getattr(result, "stderr", ""))
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            guard.scan("CLI exception", repr(result.exception))
+        return result
+
+    handler = _LeakHandler(guard)
+    library = logging.getLogger("flask_stripe_hooks")
+    level = library.level
+    werkzeug.test.Client.open = open_  # type: ignore[method-assign]
+    click.testing.CliRunner.invoke = invoke  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
+    library.setLevel(logging.DEBUG)
+    try:
+        yield guard
+    finally:
+        werkzeug.test.Client.open = client_open  # type: ignore[method-assign]
+        click.testing.CliRunner.invoke = cli_invoke  # type: ignore[method-assign]
+        logging.getLogger().removeHandler(handler)
+        library.setLevel(level)
+    count("tests checked for secret leaks")
+    count("outputs scanned for secrets", guard.scanned)
+    count("leaks found", len(guard.leaks))
+    if guard.leaks:
+        pytest.fail("secret leaked: " + "; ".join(sorted(set(guard.leaks))), pytrace=False)

@@ -1,8 +1,8 @@
 """stripe hooks and example tables
 
-Revision ID: b1dbeaec8f07
+Revision ID: 1542cd5bdc2a
 Revises: 
-Create Date: 2026-11-27 04:23:28.537483
+Create Date: 2026-11-27 04:43:29.266651
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = 'b1dbeaec8f07'
+revision = '1542cd5bdc2a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -51,6 +51,7 @@ def upgrade():
     sa.Column('metadata', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('connect', sa.Boolean(), nullable=False),
+    sa.Column('payload', sa.String(length=16), server_default='snapshot', nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),

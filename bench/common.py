@@ -1,0 +1,81 @@
+"""Helpers shared by ``ingest.py`` and ``run.py``: a throwaway PostgreSQL, fresh databases,
+medians, the machine's description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pgserver import PostgresServer, find_bindir, wait_for  # noqa: E402
+
+
+@contextmanager
+def postgres(url: str | None = None) -> Iterator[str]:
+    """A PostgreSQL server URL: ``url`` if given, else a throwaway server from Debian's
+    binaries (``tests/pgserver.py``), removed afterwards."""
+    if url:
+        yield url
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
+    server = PostgresServer(bindir)
+    try:
+        url = server.start()
+        wait_for(url)
+        yield url
+    finally:
+        server.stop()
+
+
+def _admin(url: str) -> tuple[str, str]:
+    base, _, _ = url.rpartition("/")
+    return base, url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def create_database(url: str, name: str, template: str | None = None) -> str:
+    """Create database ``name`` (a copy of ``template`` if given) and return its URL."""
+    import psycopg
+
+    base, dsn = _admin(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return f"{base}/{name}"
+
+
+def drop_database(url: str, name: str) -> None:
+    import psycopg
+
+    _, dsn = _admin(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", load %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return (
+        f"{cpu or platform.processor()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}{load}"
+    )

@@ -1,0 +1,198 @@
+"""Issue 2's numbers: flask-stripe-hooks against the minimal hand-written receiver.
+
+    python bench/ingest.py [--deliveries 1500] [--pairs 5] [--pg-url URL] [--quick]
+
+1. Signed deliveries per second through the blueprint, in-process with the Flask test client,
+   on SQLite (a file) and on PostgreSQL (a throwaway server, ``tests/pgserver.py``), against
+   ``flask_systems.create_minimal`` in the same run. The two run back to back in pairs (in
+   alternating order, each on a fresh database); the ratio printed is the median of the pairs.
+   Target: >= 1.0x.
+2. Dispatch with 1 and with 1,000 unrelated subscriptions: ``Registry.dispatch`` alone, and the
+   whole delivery on PostgreSQL. Target: per-event time within 10%.
+
+Runs in the project's own environment (``pip install -e .[test]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import flask_systems  # noqa: E402
+import payloads  # noqa: E402
+
+
+def fresh_db(backend: str, pg_url: str, tmp: str, name: str) -> str:
+    if backend == "sqlite":
+        path = Path(tmp) / f"{name}.db"
+        path.unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    return common.create_database(pg_url, name)
+
+
+def deliver_all(app: Any, path: str, items: list[tuple[bytes, str]]) -> float:
+    """Seconds to POST every item with the Flask test client; every answer must be 200."""
+    client = app.test_client()
+    headers = {"Content-Type": "application/json", "User-Agent": "Stripe/1.0"}
+    post = client.post
+    gc.collect()
+    start = time.perf_counter()
+    for body, header in items:
+        response = post(path, data=body, headers={**headers, "Stripe-Signature": header})
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: {response.status_code} {response.get_data(as_text=True)}")
+    return time.perf_counter() - start
+
+
+def one_run(
+    system: str,
+    backend: str,
+    pg_url: str,
+    tmp: str,
+    bodies: list[str],
+    warmup: int,
+    **options: Any,
+) -> float:
+    """Deliveries per second of ``system`` on a fresh database."""
+    name = f"ingest_{system}_{backend}"
+    url = fresh_db(backend, pg_url, tmp, name)
+    factory = flask_systems.FACTORIES[system]
+    app = factory(url, **options)
+    flask_systems.SEEDS[system](app)
+    items = [(b.encode(), h) for b, h in payloads.signed(bodies)]
+    path = flask_systems.PATHS[system]
+    deliver_all(app, path, items[:warmup])
+    seconds = deliver_all(app, path, items[warmup:])
+    counts = flask_systems.counts(app, system)
+    if counts["handled"] != len(items) or counts["handled_distinct"] != len(items):
+        raise SystemExit(f"{system}: handler rows {counts}, expected {len(items)}")
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+    if backend == "postgresql":
+        common.drop_database(pg_url, name)
+    return (len(items) - warmup) / seconds
+
+
+def ingest(args: argparse.Namespace, pg_url: str, tmp: str) -> list[str]:
+    bodies = payloads.bodies(args.deliveries + args.warmup)
+    print(f"payloads: {payloads.describe(bodies)}")
+    lines = []
+    for backend in ("sqlite", "postgresql"):
+        rates: dict[str, list[float]] = {"fsh": [], "minimal": []}
+        ratios = []
+        for i in range(args.pairs):
+            order = ["fsh", "minimal"] if i % 2 == 0 else ["minimal", "fsh"]
+            got = {s: one_run(s, backend, pg_url, tmp, bodies, args.warmup) for s in order}
+            for s, rate in got.items():
+                rates[s].append(rate)
+            ratios.append(got["fsh"] / got["minimal"])
+            print(
+                f"  {backend} pair {i + 1}: fsh {got['fsh']:.0f}/s,"
+                f" minimal {got['minimal']:.0f}/s, ratio {ratios[-1]:.2f}",
+                flush=True,
+            )
+        ratio = common.median(ratios)
+        lines.append(
+            f"{backend:<10} fsh {common.median(rates['fsh']):7.0f}/s"
+            f"   minimal {common.median(rates['minimal']):7.0f}/s"
+            f"   ratio {ratio:.2f}x (median of {len(ratios)} pairs:"
+            f" {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"   {'PASS' if ratio >= 1.0 else 'MISS'} (target >= 1.0x)"
+        )
+    return lines
+
+
+def dispatch_only(rounds: int, per_round: int) -> list[str]:
+    """ns per ``Registry.dispatch`` call with 1 vs 1,000 unrelated subscriptions."""
+    from flask_stripe_hooks.dispatch import Registry
+    from flask_stripe_hooks.events import Event
+
+    events = [
+        Event(id=f"evt_{i}", type=t, livemode=False, data={"object": {}})
+        for i, t in enumerate(payloads.TYPES * 20)
+    ]
+
+    def registry(unrelated: int) -> Registry:
+        reg = Registry()
+        reg.on(*payloads.TYPES)(lambda event, **kw: None)
+        for i in range(unrelated):
+            reg.signal(f"unrelated{i}.created").connect(lambda event, **kw: None, weak=False)
+        return reg
+
+    regs = {1: registry(1), 1000: registry(1000)}
+    timings: dict[int, list[float]] = {1: [], 1000: []}
+    ratios = []
+    for r in range(rounds):
+        got = {}
+        for n in (1, 1000) if r % 2 == 0 else (1000, 1):
+            dispatch = regs[n].dispatch
+            start = time.perf_counter_ns()
+            for _ in range(per_round):
+                for event in events:
+                    dispatch(event)
+            got[n] = (time.perf_counter_ns() - start) / (per_round * len(events))
+            timings[n].append(got[n])
+        ratios.append(got[1000] / got[1])
+    ratio = common.median(ratios)
+    return [
+        f"Registry.dispatch: {common.median(timings[1]):.0f} ns/event with 1 unrelated"
+        f" subscription, {common.median(timings[1000]):.0f} ns with 1,000:"
+        f" {ratio:.3f}x   {'PASS' if ratio <= 1.10 else 'MISS'} (target within 10%)"
+    ]
+
+
+def dispatch_delivery(args: argparse.Namespace, pg_url: str, tmp: str) -> list[str]:
+    """The whole delivery on PostgreSQL, 1 vs 1,000 unrelated subscriptions, in pairs."""
+    bodies = payloads.bodies(args.deliveries + args.warmup, seed=6)
+    ratios = []
+    rates: dict[int, list[float]] = {1: [], 1000: []}
+    for i in range(args.pairs):
+        got = {}
+        for n in (1, 1000) if i % 2 == 0 else (1000, 1):
+            got[n] = one_run(
+                "fsh", "postgresql", pg_url, tmp, bodies, args.warmup, unrelated=n
+            )
+            rates[n].append(got[n])
+        ratios.append(got[1] / got[1000])  # time per event with 1,000 / with 1
+        print(f"  dispatch pair {i + 1}: 1 → {got[1]:.0f}/s, 1,000 → {got[1000]:.0f}/s", flush=True)
+    ratio = common.median(ratios)
+    return [
+        f"whole delivery (PostgreSQL): {1000 / common.median(rates[1]):.3f} ms/event with 1"
+        f" unrelated subscription, {1000 / common.median(rates[1000]):.3f} ms with 1,000:"
+        f" {ratio:.3f}x   {'PASS' if ratio <= 1.10 else 'MISS'} (target within 10%)"
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=1500, help="timed, per run")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
+    parser.add_argument("--skip-dispatch", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.deliveries, args.warmup, args.pairs = 30, 5, 1
+    print(f"machine: {common.machine()}")
+    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        lines = ingest(args, pg_url, tmp)
+        if not args.skip_dispatch:
+            lines += dispatch_only(3 if args.quick else 7, 5 if args.quick else 200)
+            lines += dispatch_delivery(args, pg_url, tmp)
+    print()
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

@@ -1,0 +1,109 @@
+"""A load generator in its own process: signed deliveries over HTTP at a fixed concurrency.
+
+    loadgen.py --port P --path /stripe/webhook/... --payloads FILE [--concurrency 32]
+    loadgen.py --port P --path ... --generate 100000 --id-prefix evt_mem [--concurrency 8]
+
+``--payloads`` sends the signed deliveries of a file (made by ``payloads.write``);
+``--generate`` makes unique events from ``payloads.templates()`` and signs each one with
+stripe-python as it goes (for the long memory run). Every request is a fresh loopback
+connection (``Connection: close``: gunicorn's sync workers close it anyway). Prints one JSON
+line: rate, latency percentiles, statuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import payloads  # noqa: E402
+
+
+def _request(path: str, body: bytes, header: str) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n"
+        "User-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Stripe-Signature: {header}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def generated(count: int, prefix: str) -> Iterator[tuple[bytes, str]]:
+    templates = payloads.templates()
+    for i in range(count):
+        body = templates[i % len(templates)].replace(payloads.ID_MARK, f"{prefix}{i:012d}")
+        yield body.encode(), payloads.sign(body)
+
+
+async def run(
+    port: int, path: str, items: Iterator[tuple[bytes, str]], concurrency: int
+) -> dict[str, object]:
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    clock = time.perf_counter
+
+    async def worker() -> None:
+        for body, header in items:  # a shared iterator: each item is sent once
+            data = _request(path, body, header)
+            t0 = clock()
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(data)
+                await writer.drain()
+                status_line = await reader.readline()
+                await reader.read()  # until the server closes
+                writer.close()
+                status = status_line.split(b" ", 2)[1].decode() if status_line else "closed"
+            except OSError as exc:
+                status = type(exc).__name__
+            latencies.append(clock() - t0)
+            statuses[status] += 1
+
+    start = clock()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = clock() - start
+    latencies.sort()
+    n = len(latencies)
+
+    def pct(q: float) -> float:
+        return latencies[min(n - 1, int(round(q * (n - 1))))] * 1000 if n else 0.0
+
+    return {
+        "deliveries": n,
+        "seconds": elapsed,
+        "rate": n / elapsed if elapsed else 0.0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--payloads")
+    parser.add_argument("--generate", type=int, default=0)
+    parser.add_argument("--id-prefix", default="evt_gen")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    if args.payloads:
+        items: Iterator[tuple[bytes, str]] = iter(payloads.read(args.payloads))
+    else:
+        items = generated(args.generate, args.id_prefix)
+    print(json.dumps(asyncio.run(run(args.port, args.path, items, args.concurrency))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""A real login for the Stripe webhooks admin: one administrator, from the app's config.
+
+    EXAMPLE_ADMIN_PASSWORD=choose-one flask --app example_app run
+
+then open http://127.0.0.1:5000/stripe-hooks/admin/ and log in as ``admin`` (or
+``EXAMPLE_ADMIN_USERNAME``). Without a password the admin stays locked (403). An app with
+users of its own would check ``flask_login.current_user`` in :func:`admin_required` instead.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    redirect,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+    submit = SubmitField("Log in")
+
+
+PAGE = """<!doctype html>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Log in · flask-stripe-hooks example</title>
+<h1>Log in</h1>
+<form method="post">
+  {{ form.csrf_token }}
+  <p>{{ form.username.label }}<br>{{ form.username(autocomplete="username") }}</p>
+  <p>{{ form.password.label }}<br>{{ form.password(autocomplete="current-password") }}</p>
+  {% for error in form.password.errors %}<p role="alert">{{ error }}</p>{% endfor %}
+  <p>{{ form.submit() }}</p>
+</form>
+"""
+
+
+def admin_required() -> bool | Response:
+    """``STRIPE_HOOKS_ADMIN_AUTH``: logged in → allowed; else the login page (or 403 on a POST)."""
+    if session.get("admin"):
+        return True
+    if request.method != "GET":
+        return False
+    return redirect(url_for("auth.login", next=request.full_path))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site, never another host (``//evil.example``)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return url_for("stripe_hooks_admin.endpoint_list")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    form = LoginForm()
+    if form.validate_on_submit():
+        # str(): from_prefixed_env reads EXAMPLE_ADMIN_PASSWORD=1234 as a number.
+        username = str(current_app.config.get("ADMIN_USERNAME", "admin"))
+        password = str(current_app.config["ADMIN_PASSWORD"])
+        if hmac.compare_digest(form.username.data.encode(), username.encode()) & (
+            hmac.compare_digest(form.password.data.encode(), password.encode())
+        ):
+            session.clear()  # a fresh session on login
+            session["admin"] = username
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors = ["Wrong user name or password."]
+    return render_template_string(PAGE, form=form), 401 if form.errors else 200
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,450 @@
+"""The admin pages: endpoints (created and changed on Stripe), events and deliveries.
+
+Mounted at ``STRIPE_HOOKS_ADMIN_URL_PREFIX`` when ``STRIPE_HOOKS_ADMIN_ENABLED``. Every page
+asks ``STRIPE_HOOKS_ADMIN_AUTH`` first (a callable, or its dotted path, called with no
+arguments during the request): ``True`` lets the request through, a response (such as a
+redirect to a login page) is sent as is, anything else answers 403. Without it, every page
+answers 403 with a short page that says how to set it.
+
+Every POST needs a valid CSRF token, whether or not the app set up ``CSRFProtect``. The
+views are thin: endpoints are changed by :mod:`.endpoints`, events are processed again by
+:func:`.recovery.process_again` (through the queue in queue mode). Templates live in
+``templates/stripe_hooks/admin/``; an app overrides one by putting a file at the same path in
+its own templates folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import validate_csrf
+from werkzeug.wrappers import Response
+from wtforms import Form
+from wtforms.validators import ValidationError
+
+from . import endpoints, recovery
+from .events import Event
+from .forms import (
+    CreateEndpointForm,
+    DeleteForm,
+    DeliveryFilterForm,
+    EventFilterForm,
+    EventsForm,
+    ProcessForm,
+    SecretForm,
+    StatusForm,
+    choices,
+    event_choices,
+)
+from .models import FAILED, REJECTED, StripeEvent, WebhookDelivery, WebhookEndpoint
+from .processing import active_secrets
+from .stripe_api import StripeAPIError
+from .testing import webhook_path
+from .utils import mask, parse_duration, utcnow
+
+if TYPE_CHECKING:
+    from .extension import State
+
+PER_PAGE = 50
+T = "stripe_hooks/admin/"
+
+#: Stripe's parameter names (and the library's) → the form field that shows the error.
+FORM_FIELDS = {
+    "url": "base_url",
+    "base_url": "base_url",
+    "enabled_events": "events",
+    "events": "events",
+    "api_version": "api_version",
+    "description": "description",
+    "metadata": "metadata",
+    "connect": "connect",
+    "account": "account",
+    "livemode": "mode",
+    "mode": "mode",
+    "secret": "secret",
+    "keep_old_for": "keep_old_for",
+    "payload": "payload",
+}
+
+#: Sent with every admin response (unless the app set them already).
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_blueprint(state: State) -> Blueprint:
+    from .extension import _resolve
+
+    prefix = "/" + state.config["STRIPE_HOOKS_ADMIN_URL_PREFIX"].strip("/")
+    bp = Blueprint(
+        "stripe_hooks_admin",
+        __name__,
+        url_prefix=None if prefix == "/" else prefix,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/_static",
+    )
+    auth = _resolve(state.config["STRIPE_HOOKS_ADMIN_AUTH"], "STRIPE_HOOKS_ADMIN_AUTH")
+    accounts = sorted(state.config["STRIPE_HOOKS_ACCOUNTS"] or {})
+    session = state.db.session
+
+    @bp.before_request
+    def guard() -> Any:
+        if request.endpoint == "stripe_hooks_admin.static":
+            return None
+        if auth is None:
+            return _message(403, "forbidden_setup.html")
+        allowed = auth()
+        if isinstance(allowed, Response):
+            return allowed
+        if allowed is not True:
+            return _message(403, "message.html", title="Forbidden", text=_NOT_ALLOWED)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
+            field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+            try:
+                validate_csrf(request.form.get(field) or request.headers.get("X-CSRFToken"))
+            except ValidationError as exc:
+                text = f"{exc.args[0]} Reload the page and send the form again."
+                return _message(400, "message.html", title="Form refused", text=text)
+            g.csrf_valid = True  # the forms need not check it again
+        return None
+
+    @bp.after_request
+    def protect(response: Response) -> Response:
+        # CSRF tokens do not stop a page of another site from framing these buttons.
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        return response
+
+    @bp.context_processor
+    def helpers() -> dict[str, Any]:
+        return {"fmt_time": fmt_time, "mask": mask, "page_url": page_url}
+
+    # -- endpoints --------------------------------------------------------------------
+
+    @bp.get("/")
+    def endpoint_list() -> str:
+        rows = session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
+        since = utcnow() - timedelta(hours=24)
+        d = WebhookDelivery
+        last = dict(
+            session.execute(
+                sa.select(d.endpoint_id, sa.func.max(d.received_at)).group_by(d.endpoint_id)
+            ).all()
+        )
+        failures = dict(
+            session.execute(
+                sa.select(d.endpoint_id, sa.func.count())
+                .where(d.outcome.in_((FAILED, REJECTED)), d.received_at >= since)
+                .group_by(d.endpoint_id)
+            ).all()
+        )
+        return render_template(
+            T + "endpoints.html",
+            endpoints=[(e, endpoint_url(e), last.get(e.id), failures.get(e.id, 0)) for e in rows],
+        )
+
+    @bp.route("/endpoints/new", methods=["GET", "POST"])
+    def endpoint_create() -> Any:
+        form = CreateEndpointForm()
+        form.account.choices = choices(("", "Default account"), *accounts)
+        form.events.choices = event_choices(thin=None)  # snapshot and thin types
+        if request.method == "GET":
+            form.base_url.data = request.host_url.rstrip("/")
+        elif form.validate_on_submit():
+            try:
+                endpoint = endpoints.create_endpoint(
+                    base_url=form.base_url.data,
+                    events=form.events.data,
+                    livemode=form.mode.data == "live",
+                    account=form.account.data or "",
+                    api_version=form.api_version.data or None,
+                    description=form.description.data or "",
+                    metadata=form.metadata.data or None,
+                    connect=form.connect.data,
+                    payload=form.payload.data,
+                )
+            except (endpoints.EndpointError, StripeAPIError) as exc:
+                show_error(form, exc)
+            else:
+                flash(
+                    f"Created {endpoint.mode}-mode endpoint {endpoint.stripe_id};"
+                    " its signing secret is stored.",
+                    "success",
+                )
+                return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
+        warning = None
+        try:
+            endpoints.check_base_url(form.base_url.data or "")
+        except endpoints.EndpointError as exc:
+            warning = str(exc)
+        status = 400 if form.errors else 200
+        return render_template(T + "endpoint_new.html", form=form, warning=warning), status
+
+    def load(endpoint_uuid: uuid.UUID) -> WebhookEndpoint:
+        endpoint = session.execute(
+            sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_uuid)
+        ).scalar_one_or_none()
+        if endpoint is None:
+            abort(404, "No such endpoint.")
+        return endpoint
+
+    def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
+        forms.setdefault("status_form", StatusForm(formdata=None))
+        forms.setdefault("events_form", EventsForm(formdata=None, events=endpoint.enabled_events))
+        forms["events_form"].events.choices = event_choices(thin=endpoint.thin)
+        forms.setdefault("secret_form", SecretForm(formdata=None))
+        deliveries = session.execute(
+            sa.select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint.id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(10)
+        ).scalars()
+        now = utcnow()
+        active = set(active_secrets(endpoint.secrets, now))
+        secrets = [
+            (mask(s["secret"]), s.get("expires_at"), s["secret"] in active)
+            for s in reversed(endpoint.secrets or [])
+        ]
+        return render_template(
+            T + "endpoint.html",
+            endpoint=endpoint,
+            url=endpoint_url(endpoint),
+            secrets=secrets,
+            deliveries=list(deliveries),
+            **forms,
+        ), status
+
+    @bp.get("/endpoints/<uuid:endpoint_uuid>")
+    def endpoint_detail(endpoint_uuid: uuid.UUID) -> Any:
+        return detail(load(endpoint_uuid))
+
+    def change(
+        endpoint: WebhookEndpoint, form: Form, name: str, action: Callable[[], Any], done: str
+    ) -> Any:
+        """Validate ``form``, run ``action``; show its error on the form or flash ``done``."""
+        if form.validate():
+            try:
+                action()
+            except (endpoints.EndpointError, StripeAPIError) as exc:
+                session.rollback()
+                show_error(form, exc)
+            else:
+                flash(done, "success")
+                return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
+        return detail(endpoint, 400, **{name: form})
+
+    @bp.post("/endpoints/<uuid:endpoint_uuid>/status")
+    def endpoint_status(endpoint_uuid: uuid.UUID) -> Any:
+        endpoint, form = load(endpoint_uuid), StatusForm()
+        enable = bool(form.enable.data)
+        return change(
+            endpoint,
+            form,
+            "status_form",
+            lambda: endpoints.update_endpoint(endpoint, enabled=enable),
+            "Endpoint enabled." if enable else "Endpoint disabled.",
+        )
+
+    @bp.post("/endpoints/<uuid:endpoint_uuid>/events")
+    def endpoint_events(endpoint_uuid: uuid.UUID) -> Any:
+        endpoint, form = load(endpoint_uuid), EventsForm()
+        return change(
+            endpoint,
+            form,
+            "events_form",
+            lambda: endpoints.update_endpoint(endpoint, events=form.events.data),
+            "Enabled events saved.",
+        )
+
+    @bp.post("/endpoints/<uuid:endpoint_uuid>/secret")
+    def endpoint_secret(endpoint_uuid: uuid.UUID) -> Any:
+        endpoint, form = load(endpoint_uuid), SecretForm()
+
+        def rotate() -> None:
+            keep = parse_duration(form.keep_old_for.data or "0")
+            endpoints.set_secret(endpoint, form.secret.data.strip(), keep_old_for=keep)
+
+        return change(endpoint, form, "secret_form", rotate, "Signing secret rotated.")
+
+    @bp.route("/endpoints/<uuid:endpoint_uuid>/delete", methods=["GET", "POST"])
+    def endpoint_delete(endpoint_uuid: uuid.UUID) -> Any:
+        endpoint, form = load(endpoint_uuid), DeleteForm()
+        if form.validate_on_submit():
+            try:
+                endpoints.delete_endpoint(endpoint, keep_remote=form.keep_remote.data)
+            except (endpoints.EndpointError, StripeAPIError) as exc:
+                session.rollback()
+                show_error(form, exc)
+            else:
+                flash(f"Endpoint {endpoint_uuid} deleted.", "success")
+                return redirect(url_for(".endpoint_list"))
+        status = 400 if form.errors else 200
+        return render_template(
+            T + "endpoint_delete.html", endpoint=endpoint, url=endpoint_url(endpoint), form=form
+        ), status
+
+    # -- events -----------------------------------------------------------------------
+
+    @bp.get("/events/")
+    def event_list() -> Any:
+        form = EventFilterForm(request.args)
+        query = sa.select(StripeEvent).order_by(
+            StripeEvent.received_at.desc(), StripeEvent.id.desc()
+        )
+        valid = form.validate()
+        if valid:
+            prefix = (form.type.data or "").strip().removesuffix(".*").removesuffix("*")
+            if prefix:
+                query = query.where(
+                    sa.or_(
+                        StripeEvent.type == prefix,
+                        StripeEvent.type.startswith(prefix + ".", autoescape=True),
+                    )
+                )
+            if form.status.data:
+                query = query.where(StripeEvent.status == form.status.data)
+            if form.mode.data:
+                query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
+        else:
+            query = query.where(sa.false())
+        page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+        counts = recovery.counts(state)
+        return render_template(
+            T + "events.html", form=form, page=page, counts=counts
+        ), 200 if valid else 400
+
+    @bp.get("/events/<event_id>")
+    def event_detail(event_id: str) -> Any:
+        event = session.get(StripeEvent, event_id)
+        if event is None:
+            abort(404, "No such event.")
+        deliveries = session.execute(
+            sa.select(WebhookDelivery, WebhookEndpoint.uuid)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.event_id == event_id)
+            .order_by(WebhookDelivery.id)
+        ).all()
+        payload = json.dumps(
+            Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str
+        )
+        return render_template(
+            T + "event.html",
+            event=event,
+            payload=payload,
+            deliveries=deliveries,
+            form=ProcessForm(formdata=None),
+        )
+
+    @bp.post("/events/<event_id>/process")
+    def event_process(event_id: str) -> Any:
+        result = recovery.process_again(state, event_id)
+        if result.status == 404:
+            abort(404, "No such event.")
+        if result.outcome == "queued":
+            flash(f"Event {event_id} queued to be processed again by a worker.", "success")
+        elif result.ok:
+            flash(f"Event {event_id} processed again: {result.outcome}.", "success")
+        else:
+            flash(
+                f"Event {event_id} failed again ({result.reason}); see its deliveries and the log.",
+                "error",
+            )
+        return redirect(url_for(".event_detail", event_id=event_id))
+
+    # -- deliveries -------------------------------------------------------------------
+
+    @bp.get("/deliveries/")
+    def delivery_list() -> Any:
+        form = DeliveryFilterForm(request.args)
+        d = WebhookDelivery
+        query = sa.select(d).order_by(d.id.desc())
+        valid = form.validate()
+        if valid and form.endpoint_uuid.data:
+            try:
+                endpoint_uuid = uuid.UUID(form.endpoint_uuid.data.strip())
+            except ValueError:
+                form.endpoint_uuid.errors = ["Not an endpoint uuid."]
+                valid = False
+            else:
+                ids = sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == endpoint_uuid)
+                query = query.where(d.endpoint_id.in_(ids.scalar_subquery()))
+        if valid and form.outcome.data:
+            query = query.where(d.outcome == form.outcome.data)
+        if not valid:
+            query = query.where(sa.false())
+        page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+        uuids = dict(session.execute(sa.select(WebhookEndpoint.id, WebhookEndpoint.uuid)).all())
+        return render_template(
+            T + "deliveries.html", form=form, page=page, uuids=uuids
+        ), 200 if valid else 400
+
+    @bp.errorhandler(404)
+    def not_found(exc: Any) -> Any:
+        text = getattr(exc, "description", "") or "Not found."
+        return _message(404, "message.html", title="Not found", text=text)
+
+    return bp
+
+
+_NOT_ALLOWED = "You are not allowed to see this page. Log in with an account that may."
+
+
+def _message(status: int, template: str, **context: Any) -> Any:
+    return render_template(T + template, **context), status
+
+
+def show_error(form: Form, exc: Exception) -> None:
+    """Put an error from :mod:`.endpoints` or Stripe on the field it is about, or on the
+    form as a whole."""
+    message = getattr(exc, "message", None) or str(exc)
+    raw = getattr(exc, "field", None) or ""
+    name = FORM_FIELDS.get(re.split(r"[\[.]", raw, maxsplit=1)[0], raw)
+    field = form._fields.get(name) if name else None
+    if field is not None and name != "csrf_token":
+        field.errors = [*field.errors, message]
+    else:
+        form.form_errors.append(message)
+
+
+def endpoint_url(endpoint: WebhookEndpoint) -> str:
+    """The URL Stripe posts to: stored for endpoints made on Stripe, else this server's."""
+    if endpoint.url:
+        return endpoint.url
+    return request.host_url.rstrip("/") + webhook_path(current_app, endpoint.uuid)
+
+
+def fmt_time(value: datetime | str | None) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def page_url(page: int) -> str:
+    """This page's URL with its filters, at another page number."""
+    args: Mapping[str, Any] = {**request.args.to_dict(), "page": page}
+    return url_for(request.endpoint or "", **(request.view_args or {}), **args)

@@ -1,0 +1,600 @@
+"""Managing webhook endpoints on Stripe and in the database together.
+
+The CLI (``flask stripe-hooks create-endpoint`` ...) and the admin pages are thin callers of
+these functions. Each runs in an app context and commits. Bad input raises
+:class:`EndpointError` before any call to Stripe; Stripe's refusals raise
+:class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both carry ``message`` and ``field``
+(``"url"``, ``"enabled_events"``, ``"metadata"``, ``"api_version"``, ``"secret"``, ...).
+
+Nothing is left half-written: Stripe is called first, and when the database then refuses the
+row, the change on Stripe is undone (a created endpoint is deleted again).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import uuid as uuid_mod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import sqlalchemy as sa
+import stripe
+from flask import current_app
+
+from . import event_types
+from .extension import get_state
+from .models import WebhookEndpoint, delivery_table, event_table
+from .processing import active_secrets
+from .stripe_api import (
+    StripeAPIError,
+    client_for,
+    create_event_destination,
+    create_webhook_endpoint,
+    delete_event_destination,
+    delete_webhook_endpoint,
+    list_webhook_endpoints,
+    update_event_destination,
+    update_webhook_endpoint,
+)
+from .testing import webhook_path
+from .thin import PAYLOAD_STYLES, SNAPSHOT, THIN
+from .utils import utcnow
+
+log = logging.getLogger("flask_stripe_hooks")
+
+#: The metadata key, on Stripe, that ties an endpoint to its row here.
+METADATA_KEY = "flask_stripe_hooks_uuid"
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".test")
+LISTEN_HINT = (
+    "For local development run 'flask stripe-hooks listen': the Stripe CLI forwards events"
+    " to this app without a public URL."
+)
+
+
+class EndpointError(ValueError):
+    """Input that cannot become an endpoint; ``field`` names the form field it concerns."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class SyncResult:
+    """What :func:`sync_endpoints` did; ``messages`` say what the user must do next."""
+
+    updated: int = 0
+    imported: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+def _session() -> Any:
+    return get_state().db.session
+
+
+# -- checks (no call to Stripe) ---------------------------------------------------------------
+
+
+def expand_events(patterns: list[str], *, thin: bool = False) -> list[str]:
+    """The exact event types Stripe should send, from names and patterns.
+
+    ``["*"]`` stays ``["*"]``; ``customer.subscription.*`` or a prefix such as
+    ``customer.subscription`` becomes every real type below it (Stripe accepts only ``*``
+    or exact names). Commas separate names too. Unknown names raise :class:`EndpointError`
+    with the closest real name.
+
+    ``thin``: names of thin events (``v1.billing.meter.*``), checked against the event
+    notification types of stripe-python; ``*`` there becomes every one of them.
+    """
+    names = [name for item in patterns for name in re.split(r"[,\s]+", item) if name]
+    if not names:
+        raise EndpointError("Choose at least one event type, or '*' for all.", "enabled_events")
+    if "*" in names:
+        return list(event_types.thin_event_types()) if thin else ["*"]
+    out: set[str] = set()
+    for name in names:
+        types = event_types.matching(name, thin=thin)
+        if not types and event_types.matching(name, thin=not thin):
+            raise EndpointError(_wrong_style(name, thin), "enabled_events")
+        if not types:
+            hint = event_types.closest(name.removesuffix(".*"), thin=thin)
+            raise EndpointError(
+                f"{name!r} is not a Stripe event type"
+                + (
+                    f"; did you mean {hint!r}?"
+                    if hint
+                    else "; see 'flask stripe-hooks event-types'."
+                ),
+                "enabled_events",
+            )
+        out.update(types)
+    return sorted(out)
+
+
+def _wrong_style(name: str, thin: bool) -> str:
+    if thin:
+        return (
+            f"{name!r} is a snapshot event type; a thin endpoint takes thin types such as"
+            " 'v1.billing.meter.no_meter_found' (see 'flask stripe-hooks event-types --thin')."
+        )
+    return f"{name!r} is a thin event type; it needs an endpoint with payload style thin."
+
+
+def check_payload(payload: str) -> str:
+    if payload not in PAYLOAD_STYLES:
+        raise EndpointError(
+            f"The payload style is 'snapshot' or 'thin', not {payload!r}.", "payload"
+        )
+    return payload
+
+
+def _is_private_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(_PRIVATE_SUFFIXES):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host  # a single-label name is never public
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def check_base_url(url: str) -> str:
+    """The app's public base URL, normalised (no trailing slash); raises :class:`EndpointError`.
+
+    Only ``http``/``https``; localhost, loopback, private, link-local and other non-public
+    hosts are refused, with a pointer to ``flask stripe-hooks listen``: Stripe cannot reach
+    them.
+    """
+    text = (url or "").strip()
+    if not text:
+        raise EndpointError(
+            "Enter the public base URL of this app, e.g. https://example.com.", "url"
+        )
+    parts = urlsplit(text)
+    try:
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        host = ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise EndpointError(
+            f"{text!r} is not an http(s) URL; write it as https://example.com.", "url"
+        )
+    if parts.query or parts.fragment:
+        raise EndpointError("The base URL takes no query string or fragment.", "url")
+    if parts.username or parts.password:
+        raise EndpointError("The base URL takes no user name or password.", "url")
+    if _is_private_host(host):
+        raise EndpointError(
+            f"Stripe cannot reach {host}: it is not a public address. {LISTEN_HINT}", "url"
+        )
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        key = str(key).strip()
+        if not key or len(key) > 40 or "[" in key or "]" in key:
+            raise EndpointError(
+                f"Metadata key {key!r} must be 1 to 40 characters, without '[' or ']'.",
+                "metadata",
+            )
+        if key == METADATA_KEY:
+            raise EndpointError(
+                f"Metadata key {METADATA_KEY!r} is set by flask-stripe-hooks.", "metadata"
+            )
+        text = "" if value is None else str(value)
+        if len(text) > 500:
+            raise EndpointError(f"Metadata value of {key!r} is over 500 characters.", "metadata")
+        out[key] = text
+    if len(out) > 49:
+        raise EndpointError("Stripe allows at most 50 metadata keys (one is ours).", "metadata")
+    return out
+
+
+def _check_api_version(version: str) -> str:
+    version = version.strip()
+    if not _API_VERSION.match(version):
+        raise EndpointError(
+            f"{version!r} is not a Stripe API version; write it as {stripe.api_version}.",
+            "api_version",
+        )
+    return version
+
+
+def check_secret(secret: str) -> str:
+    secret = (secret or "").strip()
+    if not secret.startswith("whsec_") or len(secret) < 12 or any(c.isspace() for c in secret):
+        raise EndpointError(
+            "A signing secret starts with 'whsec_' (Stripe Dashboard → Webhooks → your"
+            " endpoint → Signing secret, or the line 'stripe listen' prints).",
+            "secret",
+        )
+    return secret
+
+
+def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoint:
+    """An endpoint row in this app context's session: by row, uuid or Stripe id (``we_...``)."""
+    session = _session()
+    if isinstance(value, WebhookEndpoint):
+        return value if value in session else session.merge(value)  # type: ignore[no-any-return]
+    if isinstance(value, str) and value.startswith(("we_", "ed_")):
+        where = WebhookEndpoint.stripe_id == value
+    else:
+        try:
+            parsed = value if isinstance(value, uuid_mod.UUID) else uuid_mod.UUID(value)
+        except ValueError:
+            raise EndpointError(f"{value!r} is not an endpoint uuid.") from None
+        where = WebhookEndpoint.uuid == parsed
+    endpoint = session.execute(sa.select(WebhookEndpoint).where(where)).scalar_one_or_none()
+    if endpoint is None:
+        raise EndpointError(f"No endpoint {value}.")
+    return endpoint  # type: ignore[no-any-return]
+
+
+def _commit(what: str) -> None:
+    session = _session()
+    try:
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        raise EndpointError(f"The database refused {what}: {type(exc).__name__}.") from exc
+
+
+# -- create, update, delete ------------------------------------------------------------------
+
+
+def create_endpoint(
+    *,
+    base_url: str,
+    events: list[str] | None = None,
+    livemode: bool = False,
+    account: str = "",
+    api_version: str | None = None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    connect: bool = False,
+    payload: str = SNAPSHOT,
+) -> WebhookEndpoint:
+    """Create an endpoint on Stripe and store it with its one-time signing secret.
+
+    ``payload="thin"`` creates a v2 event destination for thin events instead
+    (``POST /v2/core/event_destinations``); it takes thin event types and no API version.
+
+    Its URL is ``base_url`` + ``{STRIPE_HOOKS_URL_PREFIX}/webhook/<new uuid>/``; the uuid
+    is also put in the Stripe endpoint's metadata (``flask_stripe_hooks_uuid``). Events
+    default to ``*``; the API version to ``STRIPE_API_VERSION``, else the version of the
+    installed stripe-python, so events arrive in the shape the library expects.
+    """
+    state = get_state()
+    base = check_base_url(base_url)
+    if livemode and not base.startswith("https://"):
+        raise EndpointError("Stripe sends live-mode events only to https:// URLs.", "url")
+    thin = check_payload(payload) == THIN
+    enabled_events = expand_events(events or ["*"], thin=thin)
+    meta = _check_metadata(metadata)
+    if thin and api_version:
+        raise EndpointError(
+            "Thin events have no API version; leave it empty for a thin endpoint.", "api_version"
+        )
+    version = (
+        ""
+        if thin
+        else _check_api_version(
+            api_version or state.config.get("STRIPE_API_VERSION") or stripe.api_version
+        )
+    )
+    description = (description or "").strip()
+    client_for(state, account=account, livemode=livemode)  # a missing key fails here, first
+
+    endpoint_uuid = uuid_mod.uuid4()
+    url = base + webhook_path(current_app, endpoint_uuid)
+    params: dict[str, Any] = {
+        "url": url,
+        "enabled_events": enabled_events,
+        "api_version": version,
+        "metadata": {**meta, METADATA_KEY: str(endpoint_uuid)},
+    }
+    if description:
+        params["description"] = description
+    if connect:
+        params["connect"] = True
+    if thin:
+        remote = _create_destination(state, params, connect, account, livemode)
+    else:
+        remote = create_webhook_endpoint(state, params, account=account, livemode=livemode)
+    stripe_id = remote["id"]
+
+    def undo() -> None:
+        delete = delete_event_destination if thin else delete_webhook_endpoint
+        try:
+            delete(state, stripe_id, account=account, livemode=livemode)
+        except StripeAPIError as exc:
+            log.error("could not delete endpoint %s on Stripe again: %s", stripe_id, exc)
+
+    secret = remote.get("secret")
+    if not secret:
+        undo()
+        raise StripeAPIError("Stripe returned no signing secret for the new endpoint.")
+    endpoint = WebhookEndpoint(
+        uuid=endpoint_uuid,
+        stripe_id=stripe_id,
+        url=remote.get("url") or url,
+        livemode=livemode,
+        account=account,
+        secrets=[{"secret": secret, "expires_at": None}],
+        api_version=remote.get("api_version") or version,
+        enabled_events=list(remote.get("enabled_events") or enabled_events),
+        description=description,
+        metadata_=meta,
+        status="disabled" if remote.get("status") == "disabled" else "enabled",
+        connect=connect,
+        payload=THIN if thin else SNAPSHOT,
+    )
+    session = _session()
+    session.add(endpoint)
+    try:
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        undo()
+        raise EndpointError(
+            f"The database refused the new endpoint ({type(exc).__name__}); it was deleted on"
+            " Stripe again."
+        ) from exc
+    log.info("created %s-mode endpoint %s (%s)", endpoint.mode, endpoint_uuid, stripe_id)
+    return endpoint
+
+
+def _create_destination(
+    state: Any, params: dict[str, Any], connect: bool, account: str, livemode: bool
+) -> dict[str, Any]:
+    """Create a v2 event destination for thin events from the v1-style ``params``; the
+    answer in the v1 shape (``id``, ``secret``, ``url``, ``enabled_events``, ``status``)."""
+    body: dict[str, Any] = {
+        "name": f"flask-stripe-hooks {params['metadata'][METADATA_KEY]}",
+        "type": "webhook_endpoint",
+        "event_payload": THIN,
+        "enabled_events": params["enabled_events"],
+        "webhook_endpoint": {"url": params["url"]},
+        "include": ["webhook_endpoint.signing_secret", "webhook_endpoint.url"],
+        "metadata": params["metadata"],
+    }
+    if params.get("description"):
+        body["description"] = params["description"]
+    if connect:
+        body["events_from"] = ["@accounts"]  # the connected accounts' events
+    remote = create_event_destination(state, body, account=account, livemode=livemode)
+    webhook = remote.get("webhook_endpoint") or {}
+    return {
+        "id": remote["id"],
+        "secret": webhook.get("signing_secret"),
+        "url": webhook.get("url"),
+        "enabled_events": remote.get("enabled_events"),
+        "status": remote.get("status"),
+    }
+
+
+def update_endpoint(
+    endpoint: WebhookEndpoint,
+    *,
+    enabled: bool | None = None,
+    events: list[str] | None = None,
+    description: str | None = None,
+) -> WebhookEndpoint:
+    """Enable or disable an endpoint, change its events or description; on Stripe first
+    when it has a Stripe id. ``None`` leaves a field as it is."""
+    endpoint = get_endpoint(endpoint)
+    local: dict[str, Any] = {}
+    remote: dict[str, Any] = {}
+    if events is not None:
+        local["enabled_events"] = remote["enabled_events"] = expand_events(
+            events, thin=endpoint.thin
+        )
+    if description is not None:
+        local["description"] = remote["description"] = description.strip()
+    if enabled is not None:
+        if enabled and not active_secrets(endpoint.secrets, utcnow()):
+            raise EndpointError(
+                f"Endpoint {endpoint.uuid} has no signing secret; set one with 'flask"
+                f" stripe-hooks set-secret {endpoint.uuid} whsec_...' before enabling it.",
+                "enabled",
+            )
+        local["status"] = "enabled" if enabled else "disabled"
+        remote["disabled"] = not enabled
+    if not local:
+        return endpoint
+    before = {
+        "enabled_events": list(endpoint.enabled_events),
+        "description": endpoint.description,
+        "disabled": not endpoint.enabled,
+    }
+    account, livemode = endpoint.account, endpoint.livemode
+    stripe_id = endpoint.stripe_id
+    update_remote = update_event_destination if endpoint.thin else update_webhook_endpoint
+    if stripe_id:
+        update_remote(get_state(), stripe_id, remote, account=account, livemode=livemode)
+    for key, value in local.items():
+        setattr(endpoint, key, value)
+    try:
+        _commit("the change")
+    except EndpointError:
+        if stripe_id:
+            undo = {key: before[key] for key in remote}
+            try:
+                update_remote(get_state(), stripe_id, undo, account=account, livemode=livemode)
+            except StripeAPIError as exc:
+                log.error("could not undo the change of %s on Stripe: %s", stripe_id, exc)
+        raise
+    return endpoint
+
+
+def delete_endpoint(endpoint: WebhookEndpoint, *, keep_remote: bool = False) -> None:
+    """Delete an endpoint on Stripe (unless ``keep_remote``), then here, with its deliveries.
+
+    Stored events stay (their ``endpoint_id`` is cleared). An endpoint Stripe no longer has
+    is not an error.
+    """
+    endpoint = get_endpoint(endpoint)
+    if endpoint.stripe_id and not keep_remote:
+        delete_remote = delete_event_destination if endpoint.thin else delete_webhook_endpoint
+        found = delete_remote(
+            get_state(), endpoint.stripe_id, account=endpoint.account, livemode=endpoint.livemode
+        )
+        if not found:
+            log.info("endpoint %s was already gone on Stripe", endpoint.stripe_id)
+    session = _session()
+    endpoint_id = endpoint.id
+    session.execute(delivery_table.delete().where(delivery_table.c.endpoint_id == endpoint_id))
+    session.execute(
+        event_table.update()
+        .where(event_table.c.endpoint_id == endpoint_id)
+        .values(endpoint_id=None)
+    )
+    session.delete(endpoint)
+    try:
+        _commit("the deletion")
+    except EndpointError as exc:
+        if endpoint.stripe_id and not keep_remote:
+            exc.message += (
+                " It is deleted on Stripe already: run the command again with --keep-remote."
+            )
+        raise
+
+
+def set_secret(
+    endpoint: WebhookEndpoint, secret: str, *, keep_old_for: timedelta | None = None
+) -> None:
+    """Make ``secret`` the endpoint's signing secret.
+
+    With ``keep_old_for`` the current secrets stay valid until now + that long (a rotation
+    without lost events); with ``None`` or zero they are dropped at once. Stripe's API cannot
+    roll a secret: roll it in the Dashboard, then set the new one here.
+    """
+    endpoint = get_endpoint(endpoint)
+    secret = check_secret(secret)
+    now = utcnow()
+    kept: list[dict[str, Any]] = []
+    if keep_old_for and keep_old_for.total_seconds() > 0:
+        until = now + keep_old_for
+        for item in endpoint.secrets or ():
+            expires = item.get("expires_at")
+            expiry = datetime.fromisoformat(expires) if expires else None
+            if item["secret"] == secret or (expiry is not None and expiry <= now):
+                continue
+            end = until if expiry is None else min(until, expiry)
+            kept.append({"secret": item["secret"], "expires_at": end.isoformat()})
+    endpoint.secrets = [*kept, {"secret": secret, "expires_at": None}]
+    _commit("the new secret")
+    log.info("new signing secret for endpoint %s (%d older kept)", endpoint.uuid, len(kept))
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+def _remote_fields(remote: dict[str, Any]) -> dict[str, Any]:
+    metadata = dict(remote.get("metadata") or {})
+    metadata.pop(METADATA_KEY, None)
+    return {
+        "url": remote.get("url") or "",
+        "enabled_events": list(remote.get("enabled_events") or []),
+        "description": remote.get("description") or "",
+        "api_version": remote.get("api_version") or "",
+        "metadata_": metadata,
+    }
+
+
+def _free_uuid(session: Any, value: str | None) -> uuid_mod.UUID:
+    try:
+        wanted = uuid_mod.UUID(value or "")
+    except ValueError:
+        return uuid_mod.uuid4()
+    taken = session.execute(
+        sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == wanted)
+    ).first()
+    return uuid_mod.uuid4() if taken else wanted
+
+
+def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
+    """Read the account's endpoints from Stripe and bring the rows here up to date.
+
+    Known endpoints (by Stripe id, or by the uuid in their metadata) get Stripe's URL,
+    events, description, API version, metadata and status. Unknown ones are imported
+    disabled: Stripe never returns a secret again, so theirs must be set with
+    ``set-secret`` before they are enabled. Rows whose endpoint is gone on Stripe are
+    counted as ``missing`` and left alone.
+    """
+    state = get_state()
+    remotes = list_webhook_endpoints(state, account=account, livemode=livemode)
+    session = _session()
+    local = list(
+        session.execute(
+            sa.select(WebhookEndpoint).where(
+                WebhookEndpoint.account == account,
+                WebhookEndpoint.livemode == livemode,
+                WebhookEndpoint.payload == SNAPSHOT,  # event destinations are not listed here
+            )
+        ).scalars()
+    )
+    by_stripe_id = {e.stripe_id: e for e in local if e.stripe_id}
+    by_uuid = {str(e.uuid): e for e in local if not e.stripe_id}
+    result = SyncResult()
+    now = utcnow()
+    for remote in remotes:
+        fields = _remote_fields(remote)
+        tag = (remote.get("metadata") or {}).get(METADATA_KEY)
+        endpoint = by_stripe_id.pop(remote["id"], None) or by_uuid.pop(tag or "", None)
+        if endpoint is None:
+            new_uuid = _free_uuid(session, tag)
+            session.add(
+                WebhookEndpoint(
+                    uuid=new_uuid,
+                    stripe_id=remote["id"],
+                    livemode=livemode,
+                    account=account,
+                    secrets=[],
+                    status="disabled",
+                    **fields,
+                )
+            )
+            result.imported += 1
+            result.messages.append(
+                f"Imported {remote['id']} ({fields['url']}) as {new_uuid}, disabled: set its"
+                f" signing secret with 'flask stripe-hooks set-secret {new_uuid} whsec_...',"
+                f" then 'flask stripe-hooks update-endpoint {new_uuid} --enable'."
+            )
+            continue
+        if remote.get("status") == "disabled" or not active_secrets(endpoint.secrets, now):
+            fields["status"] = "disabled"
+        else:
+            fields["status"] = "enabled"
+        fields["stripe_id"] = remote["id"]
+        changed = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
+        for key, value in changed.items():
+            setattr(endpoint, key, value)
+        if changed:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    for endpoint in by_stripe_id.values():
+        result.missing += 1
+        result.messages.append(
+            f"Endpoint {endpoint.uuid} ({endpoint.stripe_id}) no longer exists on Stripe;"
+            f" remove it with 'flask stripe-hooks delete-endpoint {endpoint.uuid} --keep-remote'."
+        )
+    _commit("the synced endpoints")
+    return result

@@ -1,0 +1,382 @@
+"""Recovery and retention: the work behind ``process-pending``, ``reprocess --failed``,
+``fetch-missed``, ``prune`` and the admin's counts and "process again".
+
+The CLI and the admin are thin callers of these functions, and these are thin callers of
+:mod:`flask_stripe_hooks.processing`: nothing here runs a handler any other way.
+
+Functions that work through many events take an iterable of ids (the CLI passes a
+``click.progressbar``) and process each in a fresh app context, so one event's rollback
+never touches another's and the session does not grow with the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import event_types
+from .events import Event, NotAnEvent
+from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
+from .processing import QUEUED, Result, process_stored, store_event
+from .utils import utcnow
+
+if TYPE_CHECKING:
+    from .extension import State
+
+log = logging.getLogger("flask_stripe_hooks")
+
+#: Stripe keeps events for 30 days; ``fetch-missed`` cannot look further back.
+EVENTS_KEPT = timedelta(days=30)
+#: Stripe retries a delivery for up to 3 days; an event pruned sooner could run twice.
+STRIPE_RETRIES_FOR = timedelta(days=3)
+#: Rows deleted per statement by :func:`prune`.
+PRUNE_BATCH = 2000
+
+
+@dataclass
+class Summary:
+    """How many events ended in each outcome (``processed``, ``duplicate``, ``failed``,
+    ``queued``, ``busy``, ``missing``)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: ``(event id, reason)`` of each event that failed or was not found.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, result: Result) -> None:
+        outcome = "missing" if result.status == 404 else result.outcome
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if outcome in (FAILED, "missing") and result.event_id:
+            self.problems.append((result.event_id, result.reason or outcome))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(FAILED, 0) + self.counts.get("missing", 0)
+
+    def line(self) -> str:
+        """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
+        order = ("processed", QUEUED, "duplicate", "busy", FAILED, "missing")
+        parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
+        parts += [f"{n} {k}" for k, n in self.counts.items() if k not in order]
+        return ", ".join(parts) or "nothing to do"
+
+
+# -- counts (admin) ------------------------------------------------------------------------
+
+
+def counts(state: State) -> dict[str, int]:
+    """Events by status, and events received in the last 24 hours.
+
+    Keys: ``pending`` (stored, waiting for a worker: queued), ``failed``, ``processed``,
+    ``last_24h`` and ``failed_24h``.
+    """
+    session = state.db.session
+    out = {PENDING: 0, FAILED: 0, PROCESSED: 0}
+    for status, n in session.execute(
+        sa.select(event_table.c.status, sa.func.count()).group_by(event_table.c.status)
+    ):
+        out[status] = n
+    since = utcnow() - timedelta(hours=24)
+    recent = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(event_table.c.status == FAILED),
+        ).where(event_table.c.received_at >= since)
+    ).one()
+    out["last_24h"], out["failed_24h"] = int(recent[0]), int(recent[1])
+    return out
+
+
+# -- selecting events ----------------------------------------------------------------------
+
+
+def _type_filter(type_prefix: str | None) -> list[Any]:
+    if not type_prefix:
+        return []
+    prefix = type_prefix.strip().removesuffix(".*")
+    if prefix in ("", "*"):
+        return []
+    return [sa.or_(event_table.c.type == prefix, event_table.c.type.startswith(prefix + "."))]
+
+
+def pending_ids(state: State, older_than: timedelta) -> list[str]:
+    """Pending events received more than ``older_than`` ago, oldest first: the ones whose
+    queue message was lost (or whose worker died before its retry)."""
+    query = (
+        sa.select(event_table.c.id)
+        .where(event_table.c.status == PENDING)
+        .where(event_table.c.received_at <= utcnow() - older_than)
+        .order_by(event_table.c.received_at, event_table.c.id)
+    )
+    ids = list(state.db.session.execute(query).scalars())
+    state.db.session.rollback()
+    return ids
+
+
+def failed_ids(
+    state: State, since: timedelta | None = None, type_prefix: str | None = None
+) -> list[str]:
+    """Failed events, oldest first, received within ``since`` and of ``type_prefix``."""
+    query = sa.select(event_table.c.id).where(event_table.c.status == FAILED)
+    if since is not None:
+        query = query.where(event_table.c.received_at >= utcnow() - since)
+    query = query.where(*_type_filter(type_prefix))
+    query = query.order_by(event_table.c.received_at, event_table.c.id)
+    ids = list(state.db.session.execute(query).scalars())
+    state.db.session.rollback()
+    return ids
+
+
+def describe(state: State, ids: Iterable[str]) -> list[tuple[str, str, str, int]]:
+    """``(id, type, status, attempts)`` of stored events, for ``--dry-run`` listings."""
+    wanted = list(ids)
+    found: dict[str, tuple[str, str, str, int]] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = sa.select(
+            event_table.c.id, event_table.c.type, event_table.c.status, event_table.c.attempts
+        ).where(event_table.c.id.in_(chunk))
+        for row in state.db.session.execute(query):
+            found[row.id] = (row.id, row.type, row.status, row.attempts)
+    state.db.session.rollback()
+    return [found[i] for i in wanted if i in found]
+
+
+# -- processing them -----------------------------------------------------------------------
+
+
+def process_events(state: State, event_ids: Iterable[str], *, force: bool = False) -> Summary:
+    """Run stored events through their handlers now, one transaction (and one fresh app
+    context) each. ``force`` runs events already processed again."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state.db.session.rollback()  # hold no transaction (or lock) while events run
+    summary = Summary()
+    for event_id in event_ids:
+        with app.app_context():
+            summary.add(process_stored(state, event_id, force=force))
+    return summary
+
+
+def enqueue_events(state: State, event_ids: Iterable[str]) -> Summary:
+    """Queue mode: mark the events pending and hand each to the queue callback, so a
+    worker runs them (again, if they were processed)."""
+    if state.event_callback is None:
+        raise RuntimeError(
+            "No queue: STRIPE_HOOKS_EVENT_CALLBACK is not set, so events run in-process."
+        )
+    session = state.db.session
+    summary = Summary()
+    for event_id in event_ids:
+        done = session.execute(
+            event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+        if not done:
+            summary.add(Result(404, FAILED, f"no stored event {event_id}", event_id))
+            continue
+        try:
+            state.event_callback(event_id)
+        except Exception as exc:
+            log.exception("event callback failed for %s; it stays pending", event_id)
+            summary.add(Result(503, FAILED, f"queue unavailable: {exc}", event_id))
+            continue
+        summary.add(Result(200, QUEUED, event_id=event_id))
+    return summary
+
+
+def process_again(state: State, event_id: str) -> Result:
+    """The admin's "process again": through the queue in queue mode, otherwise now."""
+    if state.event_callback is not None:
+        summary = enqueue_events(state, [event_id])
+        if summary.counts.get(QUEUED):
+            return Result(200, QUEUED, event_id=event_id)
+        if summary.counts.get("missing"):
+            return Result(404, FAILED, f"no stored event {event_id}", event_id)
+        return Result(503, FAILED, "the queue did not take the event; it stays pending", event_id)
+    return process_stored(state, event_id, force=True)
+
+
+# -- fetch-missed --------------------------------------------------------------------------
+
+
+@dataclass
+class Missed:
+    """What ``fetch-missed`` found: how many events Stripe listed, and those not stored."""
+
+    seen: int = 0
+    events: list[Event] = field(default_factory=list)
+
+
+def _list_params(since: timedelta, type_prefix: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "created": {"gte": int((utcnow() - since).timestamp())},
+        "limit": 100,
+    }
+    if type_prefix:
+        prefix = type_prefix.strip().removesuffix(".*")
+        names = event_types.matching(prefix)
+        if names == [prefix]:
+            params["type"] = prefix
+        elif 0 < len(names) <= 20:
+            params["types"] = names
+        elif prefix not in ("", "*"):
+            params["type"] = prefix + ".*"
+    return params
+
+
+def _matches(event_type: str, type_prefix: str | None) -> bool:
+    if not type_prefix:
+        return True
+    prefix = type_prefix.strip().removesuffix(".*")
+    return prefix in ("", "*") or event_type == prefix or event_type.startswith(prefix + ".")
+
+
+def find_missed(
+    state: State,
+    *,
+    since: timedelta,
+    type_prefix: str | None = None,
+    account: str = "",
+    livemode: bool = False,
+) -> Missed:
+    """Read ``GET /v1/events`` (every page) and keep the events not stored, oldest first.
+
+    Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
+    """
+    import stripe
+
+    from . import stripe_api
+
+    if since > EVENTS_KEPT:
+        raise stripe_api.StripeAPIError(
+            "Stripe keeps events for 30 days; use --since 30d or less.", "since"
+        )
+    client = stripe_api.client_for(state, account=account, livemode=livemode)
+    params = _list_params(since, type_prefix)
+    missed = Missed()
+    session = state.db.session
+    try:
+        listing = client.v1.events.list(params)  # type: ignore[arg-type]
+        page: Iterator[Any] = iter(listing.auto_paging_iter())
+        batch: list[Event] = []
+        for item in page:
+            missed.seen += 1
+            try:
+                event = Event.from_payload(item.to_dict())
+            except NotAnEvent as exc:
+                log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
+                continue
+            if _matches(event.type, type_prefix) and event.livemode == livemode:
+                batch.append(event)
+            if len(batch) >= 100:
+                missed.events += _not_stored(session, batch)
+                batch = []
+        missed.events += _not_stored(session, batch)
+    except stripe.PermissionError:
+        raise stripe_api.StripeAPIError(
+            "The key may not read events; use a secret key, or give the restricted key"
+            " read access to Events."
+        ) from None
+    except stripe.StripeError as exc:
+        raise stripe_api.translate(exc, state, account=account, livemode=livemode) from None
+    finally:
+        session.rollback()
+    missed.events.sort(key=lambda e: (e.created or 0, e.id))
+    return missed
+
+
+def _not_stored(session: Any, events: list[Event]) -> list[Event]:
+    if not events:
+        return []
+    ids = [e.id for e in events]
+    stored = set(
+        session.execute(sa.select(event_table.c.id).where(event_table.c.id.in_(ids))).scalars()
+    )
+    seen: set[str] = set()
+    out = []
+    for event in events:
+        if event.id not in stored and event.id not in seen:
+            seen.add(event.id)
+            out.append(event)
+    return out
+
+
+def store_missed(state: State, events: Iterable[Event]) -> Summary:
+    """Store and process (or, in queue mode, queue) events that never arrived."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    summary = Summary()
+    for event in events:
+        with app.app_context():
+            summary.add(store_event(state, event))
+    return summary
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+def prune(
+    state: State,
+    *,
+    older_than: timedelta,
+    keep_failed: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], Any] | None = None,
+) -> dict[str, int]:
+    """Delete deliveries and finished events received more than ``older_than`` ago.
+
+    Pending events are never deleted (their handlers have not run), nor the deliveries of
+    events still pending; with ``keep_failed``, failed events and their deliveries stay
+    too. Returns ``{"deliveries": n, "events": n}`` (what would go, with ``dry_run``).
+    Rows go in batches of :data:`PRUNE_BATCH`, one commit each; ``progress(n)`` is called
+    after each.
+    """
+    cutoff = utcnow() - older_than
+    kept = [PENDING, FAILED] if keep_failed else [PENDING]
+    gone = [PROCESSED] if keep_failed else [PROCESSED, FAILED]
+    deliveries = sa.select(delivery_table.c.id).where(
+        delivery_table.c.received_at < cutoff,
+        ~sa.exists().where(
+            event_table.c.id == delivery_table.c.event_id, event_table.c.status.in_(kept)
+        ),
+    )
+    events = sa.select(event_table.c.id).where(
+        event_table.c.received_at < cutoff, event_table.c.status.in_(gone)
+    )
+    return {
+        "deliveries": _delete(state, delivery_table, deliveries, dry_run, progress),
+        "events": _delete(state, event_table, events, dry_run, progress),
+    }
+
+
+def _delete(
+    state: State,
+    table: sa.Table,
+    ids: sa.Select[Any],
+    dry_run: bool,
+    progress: Callable[[int], Any] | None,
+) -> int:
+    session = state.db.session
+    if dry_run:
+        n = session.execute(sa.select(sa.func.count()).select_from(ids.subquery())).scalar()
+        session.rollback()
+        return int(n or 0)
+    total = 0
+    while True:
+        chunk = list(session.execute(ids.limit(PRUNE_BATCH)).scalars())
+        if not chunk:
+            break
+        session.execute(table.delete().where(table.c.id.in_(chunk)))
+        session.commit()
+        total += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return total

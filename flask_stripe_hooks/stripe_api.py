@@ -1,0 +1,328 @@
+"""The one place that talks to Stripe's API: clients per account and mode, webhook endpoints.
+
+Keys come from the app's config, named as Stripe users name them::
+
+    STRIPE_TEST_SECRET_KEY = "sk_test_..."     # test mode
+    STRIPE_LIVE_SECRET_KEY = "sk_live_..."     # live mode
+    STRIPE_SECRET_KEY = "sk_test_..."          # either; its prefix says which mode it serves
+
+and, for more than one Stripe account, named accounts::
+
+    STRIPE_HOOKS_ACCOUNTS = {
+        "eu": {
+            "test_secret_key": "sk_test_...",
+            "live_secret_key": "sk_live_...",
+            "secret_key": "...",               # optional: either mode, by its prefix
+            "stripe_account": "acct_...",      # optional: a connected account (Stripe-Account)
+            "api_version": "2025-...",         # optional: overrides STRIPE_API_VERSION
+        },
+    }
+
+``STRIPE_API_VERSION`` pins the ``Stripe-Version`` of requests; ``STRIPE_HOOKS_API_BASE``
+sends every request to a local fake instead of ``https://api.stripe.com``.
+
+The endpoint functions return Stripe's answers as plain dicts. Every failure is a
+:class:`StripeAPIError` whose message a person can act on; no traceback,
+and never a key in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import stripe
+
+if TYPE_CHECKING:
+    from .extension import State
+
+_SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*_]+|\bwhsec_[A-Za-z0-9*_\-]+")
+_LIMIT = re.compile(r"maximum (?:number )?of (\d+)", re.IGNORECASE)
+
+
+class StripeAPIError(Exception):
+    """Stripe (or the configuration to reach it) refused a request.
+
+    ``message`` is a sentence a person can act on; ``field`` names the form field or Stripe
+    parameter it concerns (``"url"``, ``"enabled_events"``, ``"api_version"``, ...) or is
+    ``None``. ``status`` is Stripe's HTTP status when there was a response.
+    """
+
+    def __init__(self, message: str, field: str | None = None, *, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def scrub(text: str) -> str:
+    """``text`` with anything that looks like a Stripe key or signing secret masked."""
+    return _SECRET.sub(lambda m: m.group(0).split("_", 1)[0] + "_…", text)
+
+
+def mode_name(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+def _key_mode(key: str) -> bool | None:
+    """True for a live key, False for a test key, None when the prefix says neither."""
+    if key.startswith(("sk_live_", "rk_live_")):
+        return True
+    if key.startswith(("sk_test_", "rk_test_")):
+        return False
+    return None
+
+
+def _account_config(state: State, account: str) -> dict[str, Any]:
+    accounts = state.config.get("STRIPE_HOOKS_ACCOUNTS") or {}
+    if account not in accounts:
+        known = ", ".join(repr(name) for name in accounts) or "none"
+        raise StripeAPIError(
+            f"No account {account!r} in STRIPE_HOOKS_ACCOUNTS (configured: {known}).", "account"
+        )
+    settings = accounts[account]
+    if not isinstance(settings, dict):
+        raise StripeAPIError(
+            f"STRIPE_HOOKS_ACCOUNTS[{account!r}] must be a dict with 'test_secret_key' and/or"
+            " 'live_secret_key'.",
+            "account",
+        )
+    return settings
+
+
+def key_source(state: State, *, account: str = "", livemode: bool = False) -> tuple[str, str]:
+    """``(key, where it is configured)`` for an account and mode.
+
+    Raises :class:`StripeAPIError` naming the setting to fill when there is none.
+    """
+    mode = mode_name(livemode)
+    if account:
+        settings = _account_config(state, account)
+        prefix = f"STRIPE_HOOKS_ACCOUNTS[{account!r}]"
+        hint = f"{prefix}[{mode + '_secret_key'!r}]"
+        own, shared = settings.get(f"{mode}_secret_key"), settings.get("secret_key")
+        shared_source = f"{prefix}['secret_key']"
+    else:
+        hint = f"STRIPE_{mode.upper()}_SECRET_KEY"
+        own, shared = state.config.get(hint), state.config.get("STRIPE_SECRET_KEY")
+        shared_source = "STRIPE_SECRET_KEY"
+    if own:
+        key = str(own).strip()
+        key_mode = _key_mode(key)
+        if key_mode is not None and key_mode is not livemode:
+            raise StripeAPIError(
+                f"{hint} holds a {mode_name(key_mode)}-mode key; put a {mode}-mode key"
+                f" ({'sk_live_' if livemode else 'sk_test_'}...) there."
+            )
+        return key, hint
+    if shared and _key_mode(str(shared).strip()) is livemode:
+        return str(shared).strip(), shared_source
+    where = f" of account {account!r}" if account else ""
+    raise StripeAPIError(f"No {mode} secret key{where} is configured: set {hint}.")
+
+
+def client_for(state: State, *, account: str = "", livemode: bool = False) -> stripe.StripeClient:
+    """A ``stripe.StripeClient`` for this account and mode, built once per app."""
+    cache_key = (account, livemode)
+    client = state.clients.get(cache_key)
+    if client is not None:
+        return client  # type: ignore[no-any-return]
+    key, _ = key_source(state, account=account, livemode=livemode)
+    settings = _account_config(state, account) if account else {}
+    options: dict[str, Any] = {}
+    version = settings.get("api_version") or state.config.get("STRIPE_API_VERSION")
+    if version:
+        options["stripe_version"] = version
+    if settings.get("stripe_account"):
+        options["stripe_account"] = settings["stripe_account"]
+    api_base = state.config.get("STRIPE_HOOKS_API_BASE")
+    if api_base:
+        options["base_addresses"] = {"api": str(api_base).rstrip("/")}
+    client = stripe.StripeClient(key, **options)
+    state.clients[cache_key] = client
+    return client
+
+
+def api_base(state: State) -> str:
+    return str(state.config.get("STRIPE_HOOKS_API_BASE") or stripe.DEFAULT_API_BASE).rstrip("/")
+
+
+def _field(param: str | None) -> str | None:
+    """``enabled_events[0]`` → ``enabled_events``: the form field behind a Stripe param."""
+    return param.split("[", 1)[0] if param else None
+
+
+def translate(
+    exc: stripe.StripeError, state: State, *, account: str = "", livemode: bool = False
+) -> StripeAPIError:
+    """A :class:`StripeAPIError` saying what to do about a stripe-python error."""
+    mode = mode_name(livemode)
+    whose = f"{mode} secret key" + (f" of account {account!r}" if account else "")
+    status = exc.http_status
+    raw = scrub((exc.user_message or "").strip())
+    if isinstance(exc, stripe.AuthenticationError):
+        try:
+            _, source = key_source(state, account=account, livemode=livemode)
+        except StripeAPIError:
+            source = "the configuration"
+        return StripeAPIError(
+            f"Stripe rejected the {whose}; check {source} (Dashboard → Developers → API keys).",
+            status=status,
+        )
+    if isinstance(exc, stripe.PermissionError):
+        return StripeAPIError(
+            f"The {whose} may not manage webhook endpoints; use a secret key, or give the"
+            " restricted key write access to Webhook Endpoints.",
+            status=status,
+        )
+    if isinstance(exc, stripe.RateLimitError):
+        return StripeAPIError(
+            "Stripe is limiting the rate of requests; try again in a minute.", status=status
+        )
+    if isinstance(exc, stripe.APIConnectionError):
+        return StripeAPIError(
+            f"Could not reach the Stripe API at {api_base(state)}; check the network"
+            " (or STRIPE_HOOKS_API_BASE)."
+        )
+    if isinstance(exc, stripe.InvalidRequestError):
+        limit = _LIMIT.search(raw)
+        if limit and "endpoint" in raw.lower():
+            return StripeAPIError(
+                f"Stripe allows at most {limit.group(1)} endpoints per account in {mode} mode;"
+                " delete one you no longer use ('flask stripe-hooks delete-endpoint' or the"
+                " Dashboard) and try again.",
+                status=status,
+            )
+        field = _field(getattr(exc, "param", None))
+        message = raw or "Stripe refused the request."
+        if field and field not in message:
+            message = f"{message} ({field})"
+        return StripeAPIError(message, field, status=status)
+    if isinstance(exc, stripe.APIError):
+        return StripeAPIError(
+            "Stripe had an internal error; try again in a moment." + (f" ({raw})" if raw else ""),
+            status=status,
+        )
+    return StripeAPIError(raw or f"Stripe refused the request ({type(exc).__name__}).", None)
+
+
+@contextmanager
+def _calling(state: State, account: str, livemode: bool) -> Iterator[None]:
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise translate(exc, state, account=account, livemode=livemode) from None
+
+
+def is_missing(exc: stripe.StripeError) -> bool:
+    """Stripe answered "no such webhook endpoint"."""
+    return isinstance(exc, stripe.InvalidRequestError) and (
+        exc.code == "resource_missing" or exc.http_status == 404
+    )
+
+
+# -- webhook endpoints ---------------------------------------------------------------------
+
+
+def create_webhook_endpoint(
+    state: State, params: dict[str, Any], *, account: str = "", livemode: bool = False
+) -> dict[str, Any]:
+    """``POST /v1/webhook_endpoints``; the answer carries the one-time ``secret``."""
+    client = client_for(state, account=account, livemode=livemode)
+    with _calling(state, account, livemode):
+        return client.v1.webhook_endpoints.create(params).to_dict()  # type: ignore[arg-type]
+
+
+def update_webhook_endpoint(
+    state: State,
+    stripe_id: str,
+    params: dict[str, Any],
+    *,
+    account: str = "",
+    livemode: bool = False,
+) -> dict[str, Any]:
+    """``POST /v1/webhook_endpoints/{id}``."""
+    client = client_for(state, account=account, livemode=livemode)
+    with _calling(state, account, livemode):
+        endpoint = client.v1.webhook_endpoints.update(stripe_id, params)  # type: ignore[arg-type]
+        return endpoint.to_dict()
+
+
+def delete_webhook_endpoint(
+    state: State, stripe_id: str, *, account: str = "", livemode: bool = False
+) -> bool:
+    """``DELETE /v1/webhook_endpoints/{id}``; False when Stripe has no such endpoint."""
+    client = client_for(state, account=account, livemode=livemode)
+    try:
+        client.v1.webhook_endpoints.delete(stripe_id)
+    except stripe.StripeError as exc:
+        if is_missing(exc):
+            return False
+        raise translate(exc, state, account=account, livemode=livemode) from None
+    return True
+
+
+def list_webhook_endpoints(
+    state: State, *, account: str = "", livemode: bool = False
+) -> list[dict[str, Any]]:
+    """Every endpoint of the account in this mode (``GET /v1/webhook_endpoints``, all pages)."""
+    client = client_for(state, account=account, livemode=livemode)
+    with _calling(state, account, livemode):
+        page = client.v1.webhook_endpoints.list({"limit": 100})
+        return [endpoint.to_dict() for endpoint in page.auto_paging_iter()]
+
+
+# -- v2 event destinations (thin events) -----------------------------------------------------
+
+
+def create_event_destination(
+    state: State, params: dict[str, Any], *, account: str = "", livemode: bool = False
+) -> dict[str, Any]:
+    """``POST /v2/core/event_destinations`` (a JSON body); with ``include`` naming
+    ``webhook_endpoint.signing_secret`` the answer carries the one-time secret."""
+    client = client_for(state, account=account, livemode=livemode)
+    with _calling(state, account, livemode):
+        return client.v2.core.event_destinations.create(params).to_dict()  # type: ignore[arg-type]
+
+
+def update_event_destination(
+    state: State,
+    stripe_id: str,
+    params: dict[str, Any],
+    *,
+    account: str = "",
+    livemode: bool = False,
+) -> dict[str, Any]:
+    """``POST /v2/core/event_destinations/{id}``; ``params["disabled"]`` (a bool) becomes a
+    call to ``/enable`` or ``/disable``, as the v2 API has no status parameter."""
+    client = client_for(state, account=account, livemode=livemode)
+    service = client.v2.core.event_destinations
+    params = dict(params)
+    disabled = params.pop("disabled", None)
+    answer: dict[str, Any] = {}
+    with _calling(state, account, livemode):
+        if params:
+            answer = service.update(stripe_id, params).to_dict()  # type: ignore[arg-type]
+        if disabled is not None:
+            toggle = service.disable if disabled else service.enable
+            answer = toggle(stripe_id).to_dict()
+    return answer
+
+
+def delete_event_destination(
+    state: State, stripe_id: str, *, account: str = "", livemode: bool = False
+) -> bool:
+    """``DELETE /v2/core/event_destinations/{id}``; False when Stripe has no such destination."""
+    client = client_for(state, account=account, livemode=livemode)
+    try:
+        client.v2.core.event_destinations.delete(stripe_id)
+    except stripe.StripeError as exc:
+        if is_missing(exc):
+            return False
+        raise translate(exc, state, account=account, livemode=livemode) from None
+    return True

@@ -1,0 +1,116 @@
+"""The app that the queue and scale tests run in other processes (a Celery worker, gunicorn).
+
+Configured from the environment:
+
+- ``DATABASE_URL``: the database (required).
+- ``MARKS``: a folder for the handlers' markers and the on-commit log (required).
+- ``REDIS_URL``: queue mode through :mod:`flask_stripe_hooks.celery` with this broker.
+- ``CELERY_MAX_RETRIES``, ``CELERY_BACKOFF``: the task's retry settings (fast in tests).
+- ``CELERY_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message out
+  again (after a worker died).
+- ``HANDLER_SLEEP_MS``: every handler call sleeps this long (the benchmark's 100 ms).
+
+Handlers do what the event's ``data.object.metadata`` asks:
+
+- ``fail_once``: raise on the first call for this event id (in any process), succeed after.
+- ``fail_always``: always raise.
+- ``hang_once``: on the first call write ``hang-<id>.pid`` and sleep (to be killed).
+- ``on_commit``: register an on-commit callback appending ``<id> <pid>`` to ``commits.log``.
+
+Every successful call writes one ``handled`` row in the event's transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_stripe_hooks import StripeHooks, on_commit
+
+db = SQLAlchemy()
+hooks = StripeHooks()
+handled = sa.Table(
+    "handled",
+    db.metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("note", sa.String(255), nullable=False, default=""),
+)
+
+
+def marks() -> str:
+    return os.environ["MARKS"]
+
+
+def first_time(name: str) -> bool:
+    """True for the first caller across all processes (an O_EXCL marker file)."""
+    try:
+        fd = os.open(os.path.join(marks(), name), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def create_app(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=os.environ["DATABASE_URL"],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SECRET_KEY="queue-tests",
+    )
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        app.config["STRIPE_HOOKS_EVENT_CALLBACK"] = "flask_stripe_hooks.celery.enqueue"
+        app.config["CELERY"] = {
+            "broker_url": redis_url,
+            "task_ignore_result": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {
+                "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+            },
+            "task_annotations": {
+                "flask_stripe_hooks.process_event": {
+                    "max_retries": int(os.environ.get("CELERY_MAX_RETRIES", 10)),
+                    "retry_backoff": float(os.environ.get("CELERY_BACKOFF", 0.2)),
+                    "retry_backoff_max": 2,
+                }
+            },
+        }
+    app.config.update(config)
+    db.init_app(app)
+    hooks.init_app(app)
+    if redis_url:
+        from flask_stripe_hooks.celery import make_celery
+
+        make_celery(app)
+    return app
+
+
+@hooks.on("*")
+def handle(event: Any, **kwargs: Any) -> None:
+    meta = (event.object or {}).get("metadata") or {}
+    sleep_ms = float(os.environ.get("HANDLER_SLEEP_MS") or 0)
+    if sleep_ms:
+        time.sleep(sleep_ms / 1000)
+    if meta.get("hang_once") and first_time(f"hang-{event.id}"):
+        with open(os.path.join(marks(), f"hang-{event.id}.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+    if meta.get("fail_once") and first_time(f"fail-{event.id}"):
+        raise RuntimeError(f"{event.id} fails on its first attempt")
+    if meta.get("fail_always"):
+        raise RuntimeError(f"{event.id} always fails")
+    db.session.execute(handled.insert().values(event_id=event.id, note=str(os.getpid())))
+    if meta.get("on_commit"):
+
+        def committed() -> None:
+            with open(os.path.join(marks(), "commits.log"), "a") as f:
+                f.write(f"{event.id} {os.getpid()}\n")
+
+        on_commit(committed)
