@@ -9,7 +9,8 @@ is the time from sending a delivery to reading its response: what Stripe waits f
 
 - in-request: the handler runs before the response (200 after ~100 ms of work).
 - queue: the delivery is stored as pending, handed to Celery (Redis), answered 200; a
-  Celery worker (prefork, 4 processes) runs the handlers meanwhile.
+  Celery worker (prefork, 4 processes) runs the handlers meanwhile (``--worker during``,
+  the default) or only once the load is over (``--worker after``: a burst).
 
 Prints p50/p99/max latency and throughput per mode, and for queue mode how long the worker
 took to drain the queue.
@@ -166,8 +167,8 @@ def run_mode(
         PYTHONPATH=str(TESTS),
     )
     procs = []
-    if mode == "queue":
-        env["REDIS_URL"] = redis_url
+
+    def start_worker() -> None:
         worker = start(
             [sys.executable, "-m", "celery", "-A", "queue_worker:celery_app", "worker"]
             + ["--pool", "prefork", "--concurrency", "4", "--loglevel", "WARNING"]
@@ -176,6 +177,11 @@ def run_mode(
             tmp / f"celery-{mode}.log",
         )
         procs.append(worker)
+
+    if mode == "queue":
+        env["REDIS_URL"] = redis_url
+        if args.worker == "during":
+            start_worker()
     port = free_port()
     server = start(
         [sys.executable, "-m", "gunicorn", "--workers", str(args.workers)]
@@ -190,6 +196,8 @@ def run_mode(
         latencies, seconds, statuses = load(port, path, args.clients, args.requests_per_client)
         drained = None
         if mode == "queue":
+            if args.worker == "after":
+                start_worker()
             began = time.perf_counter()
             while count_pending(database_url) and time.perf_counter() - began < 300:
                 time.sleep(0.2)
@@ -215,6 +223,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--worker",
+        choices=["during", "after"],
+        default="during",
+        help="queue mode: the Celery worker runs handlers during the load (default), or only"
+        " starts after it (the acknowledge path alone, as in a burst)",
+    )
     args = parser.parse_args()
 
     bindir = find_bindir()
@@ -243,7 +258,8 @@ def main() -> None:
 
     print(
         f"\nacknowledge latency, 100 ms handler, {args.clients} concurrent clients,"
-        f" gunicorn --workers {args.workers} (sync), PostgreSQL, {os.cpu_count()} CPUs\n"
+        f" gunicorn --workers {args.workers} (sync), PostgreSQL, {os.cpu_count()} CPUs,"
+        f" Celery worker {args.worker} the load\n"
     )
     print(f"{'mode':<11} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'acks/s':>8}")
     for r in results:

@@ -193,12 +193,14 @@ def inproc(system: str, db_url: str, payload_file: str, warmup: int) -> dict[str
     latencies = []
     gc.collect()
     clock = time.perf_counter
+    cpu_start = time.process_time()
     start = clock()
     for body, header in timed:
         t0 = clock()
         statuses[call(body, header)] += 1
         latencies.append(clock() - t0)
     elapsed = clock() - start
+    cpu = time.process_time() - cpu_start
     latencies.sort()
     return {
         "system": system,
@@ -207,6 +209,7 @@ def inproc(system: str, db_url: str, payload_file: str, warmup: int) -> dict[str
         "rate": len(timed) / elapsed,
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "cpu_ms": cpu / len(timed) * 1000,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "rows": counts(system, app),

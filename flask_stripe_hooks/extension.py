@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_ADMIN_AUTH": None,
     "STRIPE_HOOKS_TOLERANCE": 300,
     "STRIPE_HOOKS_MAX_BODY": 4 * 1024 * 1024,
+    "STRIPE_HOOKS_ENDPOINT_CACHE": 5,
     "STRIPE_HOOKS_EVENT_CALLBACK": None,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_ACCOUNTS": {},
@@ -46,6 +47,10 @@ class State:
     config: dict[str, Any] = field(default_factory=dict)
     #: ``stripe.StripeClient`` per (account, livemode), built on first use (stripe_api.py).
     clients: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
+    #: Seconds an endpoint row read by a delivery is reused (processing.py); 0: never.
+    endpoint_cache: float = 0.0
+    #: uuid -> (EndpointInfo, monotonic deadline, write generation): that cache.
+    endpoints: dict[Any, tuple[Any, float, int]] = field(default_factory=dict, repr=False)
 
     @property
     def registry(self) -> Registry:
@@ -116,8 +121,10 @@ class StripeHooks:
                 config["STRIPE_HOOKS_EVENT_CALLBACK"], "STRIPE_HOOKS_EVENT_CALLBACK"
             ),
             config=config,
+            endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
         )
         app.extensions["stripe_hooks"] = state
+        processing.watch_endpoint_writes(db)
         attach_tables(db.metadata)
 
         from .cli import cli

@@ -41,6 +41,7 @@ from .models import (
     PROCESSED,
     QUEUED,
     REJECTED,
+    WebhookEndpoint,
     delivery_table,
     endpoint_table,
     event_table,
@@ -148,6 +149,81 @@ def load_endpoint(session: Session, endpoint_uuid: uuid.UUID) -> EndpointInfo | 
     return None if row is None else _endpoint_info(row)
 
 
+# -- the endpoint cache ------------------------------------------------------------------
+#
+# Reading the endpoint row is a round trip on every delivery. Each app keeps the enabled
+# endpoints it has read for ``STRIPE_HOOKS_ENDPOINT_CACHE`` seconds (``0``: never), never
+# past the expiry of one of their secrets. What keeps it honest:
+# - any rejection by a cached endpoint re-reads the row and verifies again, so a new
+#   secret (a rotation) or a changed mode or tolerance takes effect on the first delivery;
+# - any write to an endpoint in this process (ORM, or an UPDATE/DELETE through the
+#   session, as the CLI, the admin and tests do) empties every cache at once;
+# - a change made by another process (disabling an endpoint, removing a secret) takes
+#   effect within the cache's lifetime.
+
+_generation = 0  # bumped by every endpoint write seen in this process
+
+
+def _endpoint_written(*args: Any) -> None:
+    global _generation
+    _generation += 1
+
+
+for _name in ("after_insert", "after_update", "after_delete"):
+    sa.event.listen(WebhookEndpoint, _name, _endpoint_written)
+
+
+def _on_execute(context: Any) -> None:
+    if context.is_update or context.is_delete:
+        table = getattr(context.statement, "table", None)
+        if getattr(table, "name", None) == endpoint_table.name:
+            _endpoint_written()
+
+
+def watch_endpoint_writes(db: Any) -> None:
+    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``."""
+    if not sa.event.contains(db.session, "do_orm_execute", _on_execute):
+        sa.event.listen(db.session, "do_orm_execute", _on_execute)
+
+
+def _seconds_to_expiry(secrets: Sequence[Mapping[str, Any]], now: datetime) -> float | None:
+    soonest = None
+    for item in secrets or ():
+        expires = item.get("expires_at")
+        if expires:
+            left = (datetime.fromisoformat(expires) - now).total_seconds()
+            if left > 0 and (soonest is None or left < soonest):
+                soonest = left
+    return soonest
+
+
+def _endpoint(
+    state: State, session: Session, endpoint_uuid: uuid.UUID, *, fresh: bool = False
+) -> tuple[EndpointInfo | None, bool]:
+    """The endpoint and whether it came from the cache."""
+    ttl = state.endpoint_cache
+    cache = state.endpoints
+    if ttl > 0 and not fresh:
+        hit = cache.get(endpoint_uuid)
+        if hit is not None and hit[2] == _generation and time.monotonic() < hit[1]:
+            return hit[0], True
+    generation = _generation  # read before the row: a write meanwhile voids this entry
+    row = session.execute(_select_endpoint, {"uuid": endpoint_uuid}).first()
+    if row is None:
+        cache.pop(endpoint_uuid, None)
+        return None, False
+    info = _endpoint_info(row)
+    if ttl > 0 and info.enabled:
+        life = ttl
+        left = _seconds_to_expiry(row.secrets, datetime.now(timezone.utc))
+        if left is not None:
+            life = min(life, left)
+        cache[endpoint_uuid] = (info, time.monotonic() + life, generation)
+    else:
+        cache.pop(endpoint_uuid, None)
+    return info, False
+
+
 # -- on_commit ---------------------------------------------------------------------------
 
 _callbacks: ContextVar[list[Callable[[], Any]] | None] = ContextVar(
@@ -230,7 +306,9 @@ class Delivery:
         return {
             "endpoint_id": self.endpoint.id,
             "received_at": self.received_at,
-            "remote_addr": self.remote_addr,
+            # Cut to the column: behind a ProxyFix that trusts too many hops, the
+            # client writes this value.
+            "remote_addr": self.remote_addr[:64] if self.remote_addr else None,
             "headers": self.headers,
             "body": self.body,
             "valid": valid,
@@ -336,7 +414,10 @@ def _run_handlers(
             claimed = _claim(session, event.id, now, force=force)
         else:
             try:
-                session.execute(
+                # On the session's connection: the same transaction, without the ORM's
+                # per-statement work (these are plain inserts; handlers' objects are
+                # flushed by the commit).
+                session.connection().execute(
                     _insert_event,
                     _event_values(event, endpoint_id, now)
                     | {"status": PROCESSED, "attempts": 1, "processed_at": now},
@@ -356,7 +437,7 @@ def _run_handlers(
         started = time.perf_counter()
         state.registry.dispatch(event, endpoint=endpoint)
         if delivery is not None:
-            session.execute(
+            session.connection().execute(
                 _insert_delivery, delivery.values(PROCESSED, valid=True, event_id=event.id)
             )
         session.commit()
@@ -394,7 +475,7 @@ def receive(
         return _reject(None, 400, "missing Stripe-Signature header")
     session = state.db.session
     try:
-        endpoint = load_endpoint(session, endpoint_uuid)
+        endpoint, cached = _endpoint(state, session, endpoint_uuid)
     except OperationalError:
         session.rollback()
         log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
@@ -412,21 +493,23 @@ def receive(
         received_at=datetime.now(timezone.utc),
         started=started,
     )
-    tolerance = state.tolerance if endpoint.tolerance is None else endpoint.tolerance
     try:
-        if endpoint.payload == "thin":  # a v2 event destination: stripe-python parses it
-            event: Event = verify_thin(
-                body,
-                signature,
-                endpoint.secrets,
-                tolerance=tolerance,
-                livemode=endpoint.livemode,
-                account=endpoint.account,
-            )
-        else:
-            event = verify(
-                body, signature, endpoint.secrets, tolerance=tolerance, livemode=endpoint.livemode
-            )
+        try:
+            event = _verify(state, endpoint, body, signature)
+        except Rejected:
+            if not cached:
+                raise
+            # The cached row may be out of date (a rotated secret): read it and try again.
+            try:
+                endpoint, cached = _endpoint(state, session, endpoint_uuid, fresh=True)
+            except OperationalError:
+                session.rollback()
+                return Result(503, FAILED, "database unavailable, retry later")
+            if endpoint is None or not endpoint.enabled:
+                session.rollback()
+                return _reject(None, 404, "unknown endpoint")
+            delivery.endpoint = endpoint
+            event = _verify(state, endpoint, body, signature)
     except Rejected as exc:
         try:
             session.execute(
@@ -441,6 +524,22 @@ def receive(
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
     return _run_handlers(state, session, event, endpoint, delivery)
+
+
+def _verify(state: State, endpoint: EndpointInfo, body: bytes, signature: str) -> Event:
+    tolerance = state.tolerance if endpoint.tolerance is None else endpoint.tolerance
+    if endpoint.payload == "thin":  # a v2 event destination: stripe-python parses it
+        return verify_thin(
+            body,
+            signature,
+            endpoint.secrets,
+            tolerance=tolerance,
+            livemode=endpoint.livemode,
+            account=endpoint.account,
+        )
+    return verify(
+        body, signature, endpoint.secrets, tolerance=tolerance, livemode=endpoint.livemode
+    )
 
 
 def _reject(endpoint: EndpointInfo | None, status: int, reason: str) -> Result:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import stripe
 
 from .events import Event, NotAnEvent, _short
-from .verification import Rejected, _timestamp, check_timestamp
+from .verification import Rejected, _timestamp, check_timestamp, parse_json
 
 SNAPSHOT, THIN = "snapshot", "thin"
 #: An endpoint's payload style (``WebhookEndpoint.payload``).
@@ -125,7 +125,14 @@ class ThinEvent(Event):
         when the event has no related object."""
         if self.related_object is None:
             return None
-        return self.notification.fetch_related_object()
+        notification = self.notification
+        if not hasattr(notification, "fetch_related_object"):
+            # A type whose class declares no related object, sent with one anyway: fetch it
+            # the way stripe-python does for types it does not know.
+            from stripe.events import UnknownEventNotification
+
+            notification = UnknownEventNotification(self.data, self.client())
+        return notification.fetch_related_object()
 
     def to_stripe(self) -> Any:
         """stripe-python's ``EventNotification`` for this event (see :attr:`notification`)."""
@@ -136,7 +143,7 @@ class ThinEvent(Event):
         return dict(self.data)
 
     @classmethod
-    def from_payload(cls, payload: Any, client_account: str = "") -> ThinEvent:  # type: ignore[override]
+    def from_payload(cls, payload: Any, client_account: str = "") -> ThinEvent:
         """Check a parsed thin payload (already verified by stripe-python) and wrap it."""
         if not isinstance(payload, dict) or payload.get("object") != THIN_OBJECT:
             raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
@@ -167,7 +174,7 @@ class ThinEvent(Event):
         )
 
     @classmethod
-    def from_row(cls, row: Any, endpoint: Any = None) -> ThinEvent:  # type: ignore[override]
+    def from_row(cls, row: Any, endpoint: Any = None) -> ThinEvent:
         """Rebuild it from its ``stripe_hooks_event`` row; fetches go through ``endpoint``'s
         account (the default account when the endpoint is gone)."""
         return cls.from_payload(row.data, endpoint.account if endpoint is not None else "")
@@ -231,10 +238,7 @@ def verify_thin(
     else:
         raise Rejected("signature does not match")
     check_timestamp(timestamp, tolerance, now)
-    try:
-        payload: Any = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Rejected("body is not JSON") from None
+    payload = parse_json(text)  # the same rules as snapshot bodies: storable JSON only
     if notification is None and isinstance(payload, dict) and payload.get("object") == "event":
         raise Rejected(
             "snapshot event sent to a thin endpoint; snapshot events need an endpoint whose"

@@ -72,6 +72,24 @@ def _finite(text: str) -> float:
 _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
+def _too_deep(payload: Any) -> bool:
+    """Whether containers nest deeper than :data:`MAX_DEPTH`; only containers are visited
+    (a large invoice holds thousands of scalars)."""
+    if type(payload) is not dict and type(payload) is not list:
+        return False
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if depth > MAX_DEPTH:
+            return True
+        for child in value.values() if type(value) is dict else value:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+    return False
+
+
 def parse_json(text: str) -> Any:
     """The body as JSON that can be stored as it is, or :class:`Rejected`.
 
@@ -84,7 +102,9 @@ def parse_json(text: str) -> Any:
     except (ValueError, RecursionError):
         raise Rejected("body is not JSON") from None
     strings = "\\u" in text
-    if not strings and text.count("{") + text.count("[") <= MAX_DEPTH:
+    if not strings:
+        if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(payload):
+            raise Rejected(f"body is nested deeper than {MAX_DEPTH} levels")
         return payload
     stack: list[tuple[Any, int]] = [(payload, 1)]
     while stack:

@@ -7,7 +7,7 @@ Configured from the environment:
 - ``REDIS_URL``: queue mode through :mod:`flask_stripe_hooks.celery` with this broker.
 - ``CELERY_MAX_RETRIES``, ``CELERY_BACKOFF``: the task's retry settings (fast in tests).
 - ``CELERY_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message out
-  again (after a worker died).
+  again (after a worker died); the worker looks for such messages every second.
 - ``HANDLER_SLEEP_MS``: every handler call sleeps this long (the benchmark's 100 ms).
 
 Handlers do what the event's ``data.object.metadata`` asks:
@@ -72,7 +72,10 @@ def create_app(**config: Any) -> Flask:
             "worker_prefetch_multiplier": 1,
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": {
-                "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+                "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
+                # Look for messages of dead workers every second, not every 100 s.
+                "unacked_restore_interval": 1,
+                "unacked_restore_throttle": 1,
             },
             "task_annotations": {
                 "flask_stripe_hooks.process_event": {

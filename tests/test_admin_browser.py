@@ -108,8 +108,12 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    errors: list[str] = []  # script errors and CSP violations show up here
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
     yield page
     context.close()
+    assert [e for e in errors if "status of 4" not in e] == []  # 4xx pages are expected
 
 
 def shot(page: Any, name: str, tmp_path: Path) -> None:
