@@ -74,7 +74,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = ", load %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    load = ", load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     return (
         f"{cpu or platform.processor()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}{load}"

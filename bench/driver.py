@@ -229,6 +229,10 @@ def _count_statements(system: str, app: Any) -> Counter[str]:
     if system == "djstripe":
         from django.db import connection
 
+        from django.core.signals import request_started
+        from django.db import reset_queries
+
+        request_started.disconnect(reset_queries)  # keep the log across requests
         connection.force_debug_cursor = True  # Django logs every statement it runs
         connection.queries_log.clear()
         seen["_django"] = 0

@@ -158,9 +158,7 @@ def dispatch_delivery(args: argparse.Namespace, pg_url: str, tmp: str) -> list[s
     for i in range(args.pairs):
         got = {}
         for n in (1, 1000) if i % 2 == 0 else (1000, 1):
-            got[n] = one_run(
-                "fsh", "postgresql", pg_url, tmp, bodies, args.warmup, unrelated=n
-            )
+            got[n] = one_run("fsh", "postgresql", pg_url, tmp, bodies, args.warmup, unrelated=n)
             rates[n].append(got[n])
         ratios.append(got[1] / got[1000])  # time per event with 1,000 / with 1
         print(f"  dispatch pair {i + 1}: 1 → {got[1]:.0f}/s, 1,000 → {got[1000]:.0f}/s", flush=True)

@@ -339,6 +339,44 @@ def memory(dbs: Databases, system: str, first: int, total: int) -> dict[str, Any
     return result
 
 
+def profile(dbs: Databases, system: str, bodies: list[str], warmup: int) -> dict[str, Any]:
+    """Statements and transactions per delivery on PostgreSQL, and a cProfile summary."""
+    url = dbs.fresh(system, "postgresql")
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=dbs.tmp) as fh:
+        payloads.write(fh.name, bodies)
+        proc = subprocess.run(
+            [python(VENV_OF[system]), str(HERE / "driver.py"), "profile", "--system", system]
+            + ["--db", url, "--payloads", fh.name, "--warmup", str(warmup)],
+            capture_output=True,
+            text=True,
+        )
+    if proc.returncode != 0:
+        raise Failure(f"{system}: profile failed\n{proc.stderr[-3000:]}")
+    dbs.drop(url)
+    return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def profile_table(results: list[dict[str, Any]]) -> str:
+    kinds = ["SELECT", "INSERT", "UPDATE", "SAVEPOINT", "RELEASE", "COMMIT"]
+    head = f"{'per delivery (PostgreSQL)':<26}" + "".join(f"{k:>10}" for k in kinds)
+    head += f"{'all SQL':>10}{'transactions':>14}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        per = r["statements_per_delivery"]
+        total = sum(v for k, v in per.items() if k != "COMMIT")
+        tx = r["transactions_per_delivery"]
+        lines.append(
+            f"{LABEL[r['system']]:<26}"
+            + "".join(f"{per.get(k, 0):>10.2f}" for k in kinds)
+            + f"{total:>10.2f}{tx if tx is None else format(tx, '.2f'):>14}"
+        )
+    lines.append(
+        "(COMMIT: explicit commits the client counted; transactions: PostgreSQL's own"
+        " count, autocommitted statements included)"
+    )
+    return "\n".join(lines)
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
@@ -357,12 +395,12 @@ def summarize(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> list[dict
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
         }
         if system != "fsh":
-            ratios = [a["rate"] / b["rate"] for a, b in zip(base, results)]
+            ratios = [a["rate"] / b["rate"] for a, b in zip(base, results, strict=True)]
             row["ratio"] = common.median(ratios)
             row["ratios"] = ratios
             row["target"] = TARGETS[system]
             if scenario.startswith("http") and system in P99_TARGET:
-                p99 = [b["p99_ms"] / a["p99_ms"] for a, b in zip(base, results)]
+                p99 = [b["p99_ms"] / a["p99_ms"] for a, b in zip(base, results, strict=True)]
                 row["p99_ratio"] = common.median(p99)
                 row["p99_target"] = P99_TARGET[system]
         rows.append(row)
@@ -406,7 +444,7 @@ def table(rows: list[dict[str, Any]], memory_rows: list[dict[str, Any]], quick: 
 
 # -- main --------------------------------------------------------------------------------
 
-SCENARIOS = ["inproc-sqlite", "inproc-pg", "inproc-pg-dup20", "http-pg", "memory"]
+SCENARIOS = ["profile", "inproc-sqlite", "inproc-pg", "inproc-pg-dup20", "http-pg", "memory"]
 
 
 def main() -> None:
@@ -441,6 +479,7 @@ def main() -> None:
         log(f"{venv} venv: {text}")
     rows: list[dict[str, Any]] = []
     memory_rows: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
     failed = False
     plain = payloads.bodies(args.deliveries + args.warmup)
     dup = payloads.bodies(args.deliveries + args.warmup, duplicates=0.2)
@@ -450,6 +489,15 @@ def main() -> None:
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
         dbs = Databases(pg_url, Path(tmp))
         for scenario in scenarios:
+            if scenario == "profile":
+                for system in systems:
+                    log(f"== profile: {system}")
+                    try:
+                        profiles.append(profile(dbs, system, plain[:400], 50))
+                    except Failure as exc:
+                        log(f"FAILED: {exc}")
+                        failed = True
+                continue
             if scenario == "memory":
                 for system in args.memory_systems.split(","):
                     log(f"== memory: {system}, {args.memory_events:,} events, 1 worker")
@@ -487,13 +535,18 @@ def main() -> None:
                 rows += summarize(scenario, runs)
     print()
     print(f"machine: {info['machine']}")
+    if profiles:
+        print(profile_table(profiles))
+        print()
     print(table(rows, memory_rows, args.quick))
     if args.quick:
         print("(--quick: a smoke run; the numbers mean nothing)")
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out = results / f"run-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-    out.write_text(json.dumps({**info, "rows": rows, "memory": memory_rows}, indent=2))
+    out.write_text(
+        json.dumps({**info, "rows": rows, "memory": memory_rows, "profiles": profiles}, indent=2)
+    )
     print(f"raw results: {out.relative_to(common.ROOT)}")
     if failed:
         raise SystemExit("some runs failed (see above)")

@@ -29,7 +29,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
-from conftest import count, record, rows
+from conftest import FIGURES, count, record, rows
 from stripe_stub import StripeStub
 
 ADMIN = "/stripe-hooks/admin"
@@ -157,7 +157,14 @@ def test_every_admin_route_refuses_anonymous_requests(app_factory, stub, auth: s
     assert {"endpoint_list", "event_list", "delivery_list", "event_detail"} <= names
     assert set(ACTION_FORMS) <= names
     assert snapshot(app) == before and len(stub.requests) == stripe_calls
-    count("admin routes checked (anonymous)", len(checked))
+    count("admin anonymous requests refused", len(checked) * len(credentials))
+    rules = {e for e, _ in checked}
+    FIGURES["admin routes found in url_map"] = max(
+        FIGURES["admin routes found in url_map"], len(rules)
+    )
+    FIGURES["admin route x method pairs checked"] = max(
+        FIGURES["admin route x method pairs checked"], len(checked)
+    )
 
 
 def test_admin_static_files_are_only_the_static_files(app_factory, stub):
@@ -174,7 +181,6 @@ def test_admin_static_files_are_only_the_static_files(app_factory, stub):
     ):
         response = client.get(ADMIN + path)
         assert response.status_code == 404, path
-    count("admin routes checked (anonymous)")
 
 
 # -- CSRF -----------------------------------------------------------------------------
@@ -225,8 +231,11 @@ def test_every_admin_post_refuses_a_missing_or_wrong_csrf_token(
             headers = {"X-CSRFToken": "forged"} if name == "in a wrong header" else {}
             response = client.post(url, data={**action(endpoint), **(token or {})}, headers=headers)
             assert refused_for_csrf(response), (url, name, response.status_code)
-        count("admin POST routes checked (CSRF)")
-        count("CSRF refusals checked", len(wrong))
+        count("admin POSTs refused for a bad CSRF token", len(wrong))
+    FIGURES["admin POST routes checked for CSRF"] = max(
+        FIGURES["admin POST routes checked for CSRF"], len(posts)
+    )
+    FIGURES["bad CSRF token kinds"] = len(wrong)
     assert snapshot(app) == before and len(stub.requests) == stripe_calls
     assert len(posts) >= len(ACTION_FORMS)
     # The control: the same posts with the page's own token get past the check.

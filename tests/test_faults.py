@@ -97,6 +97,7 @@ def check_retry_succeeded(app: Flask, retry: Any, event: dict[str, Any]) -> None
     (stored,) = rows(app, StripeEvent)
     lost = 0 if stored.status == "processed" else 1
     count("events lost", lost)
+    count("faulted events checked processed on retry")
     assert lost == 0
     # At most one delivery row per request; the last one is the success.
     outcomes = [d.outcome for d in rows(app, WebhookDelivery)]
@@ -202,6 +203,7 @@ def test_connection_killed_in_a_queue_worker(postgres_url):
         assert handled(app) == [(event["id"], "written")]
         (stored,) = rows(app, StripeEvent)
         count("events lost", 0 if stored.status == "processed" else 1)
+        count("faulted events checked processed on retry")
         assert stored.status == "processed"
     finally:
         with app.app_context():
