@@ -175,6 +175,18 @@ class Caller:
         return int(self.status[:3])
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` starts afresh at exec, where
+    ``ru_maxrss`` would start from the parent's (run.py's) size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -210,7 +222,7 @@ def inproc(system: str, db_url: str, payload_file: str, warmup: int) -> dict[str
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "cpu_ms": cpu / len(timed) * 1000,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "rows": counts(system, app),
     }
@@ -227,10 +239,8 @@ def _count_statements(system: str, app: Any) -> Counter[str]:
         seen[sql.lstrip().split(None, 1)[0].upper()] += 1
 
     if system == "djstripe":
-        from django.db import connection
-
         from django.core.signals import request_started
-        from django.db import reset_queries
+        from django.db import connection, reset_queries
 
         request_started.disconnect(reset_queries)  # keep the log across requests
         connection.force_debug_cursor = True  # Django logs every statement it runs

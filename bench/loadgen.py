@@ -70,9 +70,9 @@ async def run(
             latencies.append(clock() - t0)
             statuses[status] += 1
 
-    start = clock()
+    start, cpu = clock(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = clock() - start
+    elapsed, cpu = clock() - start, time.process_time() - cpu
     latencies.sort()
     n = len(latencies)
 
@@ -85,6 +85,7 @@ async def run(
         "rate": n / elapsed if elapsed else 0.0,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "client_cpu_ms": cpu / n * 1000 if n else 0.0,
         "statuses": dict(sorted(statuses.items())),
     }
 

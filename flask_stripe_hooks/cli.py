@@ -13,7 +13,6 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-import uuid as uuid_mod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -45,31 +44,12 @@ def _session():  # type: ignore[no-untyped-def]
 
 def find_endpoint(value: str) -> WebhookEndpoint:
     """An endpoint by uuid (or Stripe id ``we_...``/``ed_...``), or a ClickException."""
-    session = _session()
-    if value.startswith(("we_", "ed_")):
-        query = sa.select(WebhookEndpoint).where(WebhookEndpoint.stripe_id == value)
-    else:
-        try:
-            parsed = uuid_mod.UUID(value)
-        except ValueError:
-            raise click.ClickException(
-                f"{value!r} is not an endpoint uuid; see 'flask stripe-hooks list-endpoints'."
-            ) from None
-        query = sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == parsed)
-    endpoint = session.execute(query).scalar_one_or_none()
-    if endpoint is None:
-        raise click.ClickException(f"No endpoint {value}; see 'flask stripe-hooks list-endpoints'.")
-    return endpoint
-
-
-def check_secret(secret: str) -> str:
-    secret = secret.strip()
-    if not secret.startswith("whsec_") or len(secret) < 12:
+    try:
+        return endpoint_ops.get_endpoint(value)
+    except endpoint_ops.EndpointError as exc:
         raise click.ClickException(
-            "A signing secret starts with 'whsec_' (Stripe Dashboard → Webhooks → your"
-            " endpoint → Signing secret, or the line 'stripe listen' prints)."
-        )
-    return secret
+            f"{exc.message} See 'flask stripe-hooks list-endpoints'."
+        ) from None
 
 
 @cli.command("register-endpoint")
@@ -96,29 +76,15 @@ def register_endpoint(
     secret: str, mode: str, stripe_id: str | None, account: str, description: str, payload: str
 ) -> None:
     """Record an endpoint made elsewhere (Dashboard, 'stripe listen') with its secret."""
-    secret = check_secret(secret)
-    prefix = "ed_" if payload == "thin" else "we_"
-    if stripe_id and not stripe_id.startswith(prefix):
-        kind = "An event destination" if payload == "thin" else "A Stripe endpoint"
-        raise click.ClickException(f"{kind} id starts with '{prefix}'.")
-    session = _session()
-    if (
-        stripe_id
-        and session.execute(
-            sa.select(WebhookEndpoint.id).where(WebhookEndpoint.stripe_id == stripe_id)
-        ).first()
-    ):
-        raise click.ClickException(f"Endpoint {stripe_id} is registered already.")
-    endpoint = WebhookEndpoint(
-        secrets=[{"secret": secret, "expires_at": None}],
-        livemode=mode == "live",
-        stripe_id=stripe_id,
-        account=account,
-        description=description,
-        payload=payload,
-    )
-    session.add(endpoint)
-    session.commit()
+    with _refused():
+        endpoint = endpoint_ops.register_endpoint(
+            secret,
+            livemode=mode == "live",
+            stripe_id=stripe_id,
+            account=account,
+            description=description,
+            payload=payload,
+        )
     click.echo(
         f"Registered {mode}-mode endpoint {endpoint.uuid}"
         + (" for thin events" if payload == "thin" else "")
@@ -705,15 +671,10 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
             + (f": {detail}" if detail else "; run 'stripe login' first.")
         )
     session = _session()
-    endpoint = WebhookEndpoint(
-        secrets=[{"secret": secret, "expires_at": None}],
-        livemode=False,
-        account=account,
-        enabled_events=enabled,
-        description="stripe listen (temporary)",
-    )
-    session.add(endpoint)
-    session.commit()
+    with _refused():
+        endpoint = endpoint_ops.register_endpoint(
+            secret, account=account, enabled_events=enabled, description="stripe listen (temporary)"
+        )
     endpoint_uuid = endpoint.uuid
     target = forward_to.rstrip("/") + webhook_path(current_app, endpoint_uuid)
     command = [binary, "listen", "--forward-to", target]

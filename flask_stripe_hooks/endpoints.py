@@ -246,6 +246,45 @@ def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoin
     return endpoint  # type: ignore[no-any-return]
 
 
+def register_endpoint(
+    secret: str,
+    *,
+    livemode: bool = False,
+    stripe_id: str | None = None,
+    account: str = "",
+    description: str = "",
+    payload: str = "snapshot",
+    enabled_events: list[str] | None = None,
+) -> WebhookEndpoint:
+    """Record an endpoint created elsewhere (the Dashboard, ``stripe listen``) with its secret."""
+    secret = check_secret(secret)
+    payload = check_payload(payload)
+    prefix = "ed_" if payload == "thin" else "we_"
+    if stripe_id and not stripe_id.startswith(prefix):
+        kind = "An event destination" if payload == "thin" else "A Stripe endpoint"
+        raise EndpointError(f"{kind} id starts with '{prefix}'.", "stripe_id")
+    session = _session()
+    if (
+        stripe_id
+        and session.execute(
+            sa.select(WebhookEndpoint.id).where(WebhookEndpoint.stripe_id == stripe_id)
+        ).first()
+    ):
+        raise EndpointError(f"Endpoint {stripe_id} is registered already.", "stripe_id")
+    endpoint = WebhookEndpoint(
+        secrets=[{"secret": secret, "expires_at": None}],
+        livemode=livemode,
+        stripe_id=stripe_id,
+        account=account,
+        description=description,
+        payload=payload,
+        enabled_events=enabled_events or ["*"],
+    )
+    session.add(endpoint)
+    _commit("the new endpoint")
+    return endpoint
+
+
 def _commit(what: str) -> None:
     session = _session()
     try:
