@@ -89,14 +89,7 @@ class Event:
             )
         if payload.get("object") != "event":
             raise NotAnEvent('body is not a Stripe event (object is not "event")')
-        event_id, event_type = payload.get("id"), payload.get("type")
-        if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
-            raise NotAnEvent("event has no valid id")
-        if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
-            raise NotAnEvent("event has no valid type")
-        livemode = payload.get("livemode")
-        if not isinstance(livemode, bool):
-            raise NotAnEvent("event has no livemode")
+        event_id, event_type, livemode = identity(payload)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise NotAnEvent("event has no data object")
@@ -153,6 +146,19 @@ class Event:
             request_id=row.request_id,
             idempotency_key=row.idempotency_key,
         )
+
+
+def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
+    """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
+    event_id, event_type = payload.get("id"), payload.get("type")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+        raise NotAnEvent("event has no valid id")
+    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
+        raise NotAnEvent("event has no valid type")
+    livemode = payload.get("livemode")
+    if not isinstance(livemode, bool):
+        raise NotAnEvent("event has no livemode")
+    return event_id, event_type, livemode
 
 
 def _short(value: Any) -> str | None:

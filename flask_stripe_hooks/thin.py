@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import stripe
 
-from .events import Event, NotAnEvent, _short
-from .verification import Rejected, _timestamp, check_timestamp, parse_json
+from .events import Event, NotAnEvent, _short, identity
+from .verification import Rejected, check_livemode, parse_json, verified_text
 
 SNAPSHOT, THIN = "snapshot", "thin"
 #: An endpoint's payload style (``WebhookEndpoint.payload``).
@@ -147,14 +147,7 @@ class ThinEvent(Event):
         """Check a parsed thin payload (already verified by stripe-python) and wrap it."""
         if not isinstance(payload, dict) or payload.get("object") != THIN_OBJECT:
             raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
-        event_id, event_type = payload.get("id"), payload.get("type")
-        if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
-            raise NotAnEvent("event has no valid id")
-        if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
-            raise NotAnEvent("event has no valid type")
-        livemode = payload.get("livemode")
-        if not isinstance(livemode, bool):
-            raise NotAnEvent("event has no livemode")
+        event_id, event_type, livemode = identity(payload)
         reason = payload.get("reason")
         request = reason.get("request") if isinstance(reason, dict) else None
         if not isinstance(request, dict):
@@ -215,29 +208,15 @@ def verify_thin(
     """Verify and parse a thin payload with stripe-python's
     ``StripeClient.parse_event_notification``, trying each active secret; return the
     :class:`ThinEvent` or raise :class:`~flask_stripe_hooks.verification.Rejected`."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Rejected("body is not UTF-8") from None
-    if not secrets:
-        raise Rejected("endpoint has no active signing secret")
-    try:
-        timestamp = _timestamp(header)
-    except ValueError:
-        raise Rejected("malformed Stripe-Signature header") from None
     client, bound = _parsing_client(account, livemode)
-    notification = None
-    for secret in secrets:
-        try:  # tolerance=0: the time window is checked below, in both directions
-            notification = client.parse_event_notification(text, header, secret, tolerance=0)
-        except stripe.SignatureVerificationError:
-            continue
+
+    def parse(text: str, secret: str) -> Any:
+        try:  # tolerance=0: verified_text checks the time window, in both directions
+            return client.parse_event_notification(text, header, secret, tolerance=0)
         except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
-            pass  # signed with this secret, but not a thin event: the reason is found below
-        break
-    else:
-        raise Rejected("signature does not match")
-    check_timestamp(timestamp, tolerance, now)
+            return None  # signed with this secret, but not a thin event: the reason is below
+
+    text, notification = verified_text(body, header, secrets, parse, tolerance=tolerance, now=now)
     payload = parse_json(text)  # the same rules as snapshot bodies: storable JSON only
     if notification is None and isinstance(payload, dict) and payload.get("object") == "event":
         raise Rejected(
@@ -250,9 +229,7 @@ def verify_thin(
         event = ThinEvent.from_payload(payload, account)
     except NotAnEvent as exc:
         raise Rejected(str(exc)) from None
-    if event.livemode != livemode:
-        mode = "live" if event.livemode else "test"
-        raise Rejected(f"{mode}-mode event sent to a {'live' if livemode else 'test'} endpoint")
+    check_livemode(event, livemode)
     if bound:
         object.__setattr__(event, "_notification", notification)
     return event

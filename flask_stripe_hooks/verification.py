@@ -11,8 +11,8 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import stripe
 
@@ -125,6 +125,52 @@ def parse_json(text: str) -> Any:
     return payload
 
 
+T = TypeVar("T")
+
+
+def verified_text(
+    body: bytes,
+    header: str,
+    secrets: Sequence[str],
+    check: Callable[[str, str], T],
+    *,
+    tolerance: int,
+    now: float | None = None,
+) -> tuple[str, T]:
+    """The body as text once ``check(text, secret)`` passes for one of the secrets, and the
+    signature's time is within ``tolerance``; else :class:`Rejected`.
+
+    ``check`` is stripe-python's verification (it raises ``SignatureVerificationError`` for a
+    secret that did not sign the body); what it returns is handed back.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("body is not UTF-8") from None
+    if not secrets:
+        raise Rejected("endpoint has no active signing secret")
+    try:
+        timestamp = _timestamp(header)
+    except ValueError:
+        raise Rejected("malformed Stripe-Signature header") from None
+    for secret in secrets:
+        try:
+            result = check(text, secret)
+            break
+        except stripe.SignatureVerificationError:
+            continue
+    else:
+        raise Rejected("signature does not match")
+    check_timestamp(timestamp, tolerance, now)
+    return text, result
+
+
+def check_livemode(event: Event, livemode: bool) -> None:
+    if event.livemode != livemode:
+        mode = "live" if event.livemode else "test"
+        raise Rejected(f"{mode}-mode event sent to a {'live' if livemode else 'test'} endpoint")
+
+
 def verify(
     body: bytes,
     header: str,
@@ -134,34 +180,16 @@ def verify(
     livemode: bool,
     now: float | None = None,
 ) -> Event:
-    """Return the verified event, or raise :class:`Rejected` with the reason."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Rejected("body is not UTF-8") from None
-    if not secrets:
-        raise Rejected("endpoint has no active signing secret")
+    """Return the verified snapshot event, or raise :class:`Rejected` with the reason."""
 
-    try:
-        timestamp = _timestamp(header)
-    except ValueError:
-        raise Rejected("malformed Stripe-Signature header") from None
-    for secret in secrets:
-        try:  # tolerance=None: the time window is checked below, in both directions
-            stripe.WebhookSignature.verify_header(text, header, secret, None)
-            break
-        except stripe.SignatureVerificationError:
-            continue
-    else:
-        raise Rejected("signature does not match")
-    check_timestamp(timestamp, tolerance, now)
+    def check(text: str, secret: str) -> None:  # the time window is checked in both directions
+        stripe.WebhookSignature.verify_header(text, header, secret, None)
 
+    text, _ = verified_text(body, header, secrets, check, tolerance=tolerance, now=now)
     payload = parse_json(text)
     try:
         event = Event.from_payload(payload)
     except NotAnEvent as exc:
         raise Rejected(str(exc)) from None
-    if event.livemode != livemode:
-        mode = "live" if event.livemode else "test"
-        raise Rejected(f"{mode}-mode event sent to a {'live' if livemode else 'test'} endpoint")
+    check_livemode(event, livemode)
     return event
