@@ -291,6 +291,8 @@ def profile(system: str, db_url: str, payload_file: str, warmup: int) -> dict[st
         call(body, header)
     _close_connections(system, app)
     timed = items[warmup:]
+    if not timed:
+        raise SystemExit("no deliveries left to profile after the warm-up")
     before = _xact_commits(db_url)
     seen = _count_statements(system, app)
     profiler = cProfile.Profile()

@@ -189,6 +189,8 @@ def main() -> None:
             lines += dispatch_delivery(args, pg_url, tmp)
     print()
     print("\n".join(lines))
+    if args.quick:
+        print("(--quick: a smoke run; the numbers mean nothing)")
 
 
 if __name__ == "__main__":

@@ -394,6 +394,8 @@ def summarize(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> list[dict
             "p99_ms": common.median([r["p99_ms"] for r in results]),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
         }
+        if "client_cpu_ms" in results[0]:  # over HTTP: the load generator's CPU per request
+            row["client_cpu_ms"] = common.median([r["client_cpu_ms"] for r in results])
         if system != "fsh":
             ratios = [a["rate"] / b["rate"] for a, b in zip(base, results, strict=True)]
             row["ratio"] = common.median(ratios)
@@ -493,7 +495,8 @@ def main() -> None:
                 for system in systems:
                     log(f"== profile: {system}")
                     try:
-                        profiles.append(profile(dbs, system, plain[:400], 50))
+                        sample = plain[:400]
+                        profiles.append(profile(dbs, system, sample, min(50, len(sample) // 5)))
                     except Failure as exc:
                         log(f"FAILED: {exc}")
                         failed = True

@@ -357,13 +357,15 @@ def _record_failure(
     error = f"{type(exc).__name__}: {exc}"[:2000]
     trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     now = datetime.now(timezone.utc)
+    mark_failed = (
+        event_table.update()
+        .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
+        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
+    )
     try:
-        updated = session.execute(
-            event_table.update()
-            .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
-            .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
-        ).rowcount  # type: ignore[attr-defined]
-        if not updated:
+        for _ in range(2):  # a row stored meanwhile by another attempt: count ours on it
+            if session.execute(mark_failed).rowcount:  # type: ignore[attr-defined]
+                break
             try:
                 with session.begin_nested():
                     session.execute(
@@ -371,8 +373,9 @@ def _record_failure(
                         _event_values(event, endpoint_id, now)
                         | {"status": FAILED, "attempts": 1, "last_error": error},
                     )
+                break
             except IntegrityError:
-                pass  # another process stored (and processed) it meanwhile
+                continue  # stored by a concurrent attempt (processed ones stay untouched)
         if delivery is not None:
             session.execute(
                 _insert_delivery,
