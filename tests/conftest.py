@@ -274,3 +274,18 @@ def secret_leak_guard() -> Iterator[LeakGuard]:
     count("leaks found", len(guard.leaks))
     if guard.leaks:
         pytest.fail("secret leaked: " + "; ".join(sorted(set(guard.leaks))), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def stripe_server() -> Iterator[Any]:
+    """A local Stripe API (tests/stripe_stub.py) accepting ``sk_test_stub`` and ``sk_live_stub``."""
+    from stripe_stub import StripeStub
+
+    with StripeStub(keys={"sk_test_stub", "sk_live_stub"}) as stub:
+        yield stub
+
+
+@pytest.fixture
+def stub(stripe_server: Any) -> Any:
+    stripe_server.reset()
+    return stripe_server

@@ -4,45 +4,20 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Response, redirect, request
+from flask import redirect
 from flask_stripe_hooks.models import StripeEvent, WebhookEndpoint, event_table
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
 from flask_stripe_hooks.utils import utcnow
 
+from admin_support import ADMIN, allow, basic_auth
 from conftest import handled, record, rows
 from stripe_stub import StripeStub
 
-ADMIN = "/stripe-hooks/admin"
 PAGES = ["/", "/endpoints/new", "/events/", "/deliveries/"]
-
-
-def allow() -> bool:
-    return True
-
-
-def basic_auth() -> bool | Response:
-    """What an app does: HTTP basic auth, a 401 asking for it otherwise."""
-    auth = request.authorization
-    if auth and auth.username == "admin" and auth.password == "pw":
-        return True
-    return Response("login", 401, {"WWW-Authenticate": 'Basic realm="admin"'})
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[StripeStub]:
-    with StripeStub(keys={"sk_test_stub", "sk_live_stub"}) as stub:
-        yield stub
-
-
-@pytest.fixture
-def stub(stripe_server: StripeStub) -> StripeStub:
-    stripe_server.reset()
-    return stripe_server
 
 
 @pytest.fixture

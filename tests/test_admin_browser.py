@@ -21,20 +21,10 @@ from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
 
+from admin_support import ADMIN, CHROMIUM, launch_chromium
 from conftest import IN_CI, rows
 from stripe_stub import StripeStub
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ADMIN = "/stripe-hooks/admin"
 PASSWORD = "correct horse battery staple"
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
 
@@ -52,23 +42,9 @@ def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing; .ci/run must install Debian's chromium.")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[StripeStub]:
-    with StripeStub(keys={"sk_test_stub"}) as stub:
-        yield stub
-
-
-@pytest.fixture
-def stub(stripe_server: StripeStub) -> StripeStub:
-    stripe_server.reset()
-    return stripe_server
 
 
 @pytest.fixture

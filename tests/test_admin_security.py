@@ -22,50 +22,16 @@ from unittest import mock
 import click
 import pytest
 import sqlalchemy as sa
-from flask import Flask, Response, request, url_for
+from flask import Flask, Response, url_for
 from flask_stripe_hooks.models import WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
+from admin_support import ADMIN, allow, basic_auth, launch_chromium
 from conftest import FIGURES, count, record, rows
 from stripe_stub import StripeStub
-
-ADMIN = "/stripe-hooks/admin"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def allow() -> bool:
-    return True
-
-
-def basic_auth() -> bool | Response:
-    auth = request.authorization
-    if auth and auth.username == "admin" and auth.password == "pw":
-        return True
-    return Response("login", 401, {"WWW-Authenticate": 'Basic realm="admin"'})
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[StripeStub]:
-    with StripeStub(keys={"sk_test_stub"}) as stub:
-        yield stub
-
-
-@pytest.fixture
-def stub(stripe_server: StripeStub) -> StripeStub:
-    stripe_server.reset()
-    return stripe_server
 
 
 def make(app_factory: Any, stub: StripeStub, **config: Any) -> Flask:
@@ -342,7 +308,7 @@ def test_markup_in_event_data_is_shown_escaped_in_the_browser(
         ]
     dialogs: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             for csp in (True, False):
                 context = browser.new_context()
