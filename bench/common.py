@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pgserver import PostgresServer, find_bindir, wait_for  # noqa: E402
+from pgserver import find_bindir, running  # noqa: E402
 
 
 @contextmanager
@@ -28,13 +28,8 @@ def postgres(url: str | None = None) -> Iterator[str]:
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
-    server = PostgresServer(bindir)
-    try:
-        url = server.start()
-        wait_for(url)
+    with running(bindir) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def _admin(url: str) -> tuple[str, str]:

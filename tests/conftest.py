@@ -22,7 +22,7 @@ from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.testing import create_endpoint, new_secret
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pgserver import PostgresServer, find_bindir, wait_for  # noqa: E402
+from pgserver import find_bindir, running  # noqa: E402
 from queue_support import processes, redis_server, redis_url  # noqa: E402, F401
 
 IN_CI = bool(os.environ.get("CI"))
@@ -40,13 +40,8 @@ def postgres_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail("PostgreSQL is not installed; .ci/run must install it.")
         pytest.skip("PostgreSQL binaries not found (apt-get install postgresql)")
-    server = PostgresServer(bindir)
-    try:
-        url = server.start()
-        wait_for(url)
+    with running(bindir) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def reset_postgres(url: str) -> None:

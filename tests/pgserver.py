@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def find_bindir() -> str | None:
@@ -94,3 +96,15 @@ def wait_for(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.2)
         finally:
             engine.dispose()
+
+
+@contextmanager
+def running(bindir: str) -> Iterator[str]:
+    """Start a throwaway server, wait until it answers, yield its URL, remove it after."""
+    server = PostgresServer(bindir)
+    try:
+        url = server.start()
+        wait_for(url)
+        yield url
+    finally:
+        server.stop()
