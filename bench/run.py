@@ -12,7 +12,8 @@ signed deliveries (``payloads.py``) in these scenarios:
   a SQLite file / PostgreSQL;
 - ``inproc-pg-dup20``: the same with 20% of the deliveries re-sent (Stripe's retries);
 - ``http-pg``: gunicorn on loopback (2 sync workers for every system) and ``loadgen.py`` in its
-  own process at 32 concurrent clients;
+  own process at 32 concurrent clients; every system's server runs at once and each round
+  sends one block of the deliveries to each in turn;
 - ``memory``: 100,000 events through one gunicorn worker; its RSS after 1,000 and after
   100,000 events.
 
@@ -45,7 +46,7 @@ import payloads  # noqa: E402
 
 VENVS = HERE / ".venvs"
 REQUIREMENTS = {
-    "flask": ["-e", str(common.ROOT), "psycopg[binary]>=3.1", "gunicorn>=22"],
+    "flask": ["-e", str(common.ROOT), "psycopg[binary]>=3.1", "gunicorn>=22", "uvloop>=0.19"],
     "djstripe": ["dj-stripe==2.11.*", "psycopg[binary]>=3.3.4", "gunicorn>=22"],
 }
 VENV_OF = {"fsh": "flask", "minimal": "flask", "handwritten": "flask", "djstripe": "djstripe"}
@@ -177,10 +178,14 @@ class Failure(Exception):
     pass
 
 
-def check(result: dict[str, Any], system: str, deliveries: int, unique: int) -> None:
+def check_statuses(result: dict[str, Any], system: str, deliveries: int) -> None:
     bad = {k: v for k, v in result["statuses"].items() if k != "200"}
     if bad or sum(result["statuses"].values()) != deliveries:
         raise Failure(f"{system}: answers {result['statuses']}, expected {deliveries} × 200")
+
+
+def check(result: dict[str, Any], system: str, deliveries: int, unique: int) -> None:
+    check_statuses(result, system, deliveries)
     rows = result["rows"]
     if not (rows["handled"] == rows["handled_distinct"] == rows["events"] == unique):
         raise Failure(f"{system}: rows {rows}, expected {unique} events, one handler row each")
@@ -268,7 +273,7 @@ class Gunicorn:
 
 def loadgen(port: int, path: str, *args: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, str(HERE / "loadgen.py"), "--port", str(port), "--path", path, *args],
+        [python("flask"), str(HERE / "loadgen.py"), "--port", str(port), "--path", path, *args],
         capture_output=True,
         text=True,
     )
@@ -277,25 +282,54 @@ def loadgen(port: int, path: str, *args: str) -> dict[str, Any]:
     return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def http(dbs: Databases, system: str, bodies: list[str], warmup: int, clients: int) -> Any:
-    url = dbs.fresh(system, "postgresql")
-    server = Gunicorn(system, url, WORKERS, dbs.tmp)
+def http(
+    dbs: Databases, systems: list[str], bodies: list[str], args: argparse.Namespace
+) -> dict[str, list[dict[str, Any]]]:
+    """Every system behind its own gunicorn at once; the timed deliveries go in blocks, one
+    block per round to each system in turn (the order rotating), so that a pair of runs is
+    seconds apart, not minutes: this machine's speed drifts by ±20% over minutes."""
+    servers, urls = {}, {}
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    timed = bodies[args.warmup :]
+    size = len(timed) // args.rounds
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=dbs.tmp) as fh:
-            payloads.write(fh.name, bodies[:warmup])
-            loadgen(server.port, PATHS[system], "--payloads", fh.name, "--concurrency", "4")
-            payloads.write(fh.name, bodies[warmup:])
-            result = loadgen(
-                server.port, PATHS[system], "--payloads", fh.name, "--concurrency", str(clients)
-            )
-        result["peak_rss_mb"] = server.memory_mb()
+            for system in systems:
+                urls[system] = dbs.fresh(system, "postgresql")
+                servers[system] = Gunicorn(system, urls[system], WORKERS, dbs.tmp)
+                payloads.write(fh.name, bodies[: args.warmup])
+                port = servers[system].port
+                warm = loadgen(port, PATHS[system], "--payloads", fh.name, "--concurrency", "4")
+                check_statuses(warm, system, args.warmup)
+            for r in range(args.rounds):
+                payloads.write(fh.name, timed[r * size : (r + 1) * size])  # fresh timestamps
+                for system in systems[r % len(systems) :] + systems[: r % len(systems)]:
+                    clients = str(args.clients)
+                    result = loadgen(
+                        servers[system].port,
+                        PATHS[system],
+                        "--payloads",
+                        fh.name,
+                        "--concurrency",
+                        clients,
+                    )
+                    check_statuses(result, system, size)
+                    result["peak_rss_mb"] = servers[system].memory_mb()
+                    runs[system].append(result)
+                    log(
+                        f"   http-pg round {r + 1} {system}: {result['rate']:.0f}/s,"
+                        f" p99 {result['p99_ms']:.1f} ms"
+                    )
     finally:
-        server.stop()
-    result["rows"] = row_counts(system, url)
-    result["statuses"]["200"] = result["statuses"].get("200", 0) + warmup
-    check(result, system, len(bodies), len(set(bodies)))
-    dbs.drop(url)
-    return result
+        for server in servers.values():
+            server.stop()
+    expected = args.warmup + size * args.rounds
+    for system, url in urls.items():
+        rows = row_counts(system, url)
+        if not (rows["handled"] == rows["handled_distinct"] == rows["events"] == expected):
+            raise Failure(f"{system}: rows {rows}, expected {expected} events, one handler row")
+        dbs.drop(url)
+    return runs
 
 
 def memory(dbs: Databases, system: str, first: int, total: int) -> dict[str, Any]:
@@ -514,17 +548,21 @@ def main() -> None:
                     memory_rows.append(m)
                     log(f"   growth {m['growth_mb']:+.1f} MB")
                 continue
+            if scenario == "http-pg":
+                try:
+                    rows += summarize(scenario, http(dbs, systems, web, args))
+                except Failure as exc:
+                    log(f"FAILED {scenario}: {exc}")
+                    failed = True
+                continue
             runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
             for r in range(args.rounds):
                 order = systems[r % len(systems) :] + systems[: r % len(systems)]
                 for system in order:
                     try:
-                        if scenario == "http-pg":
-                            res = http(dbs, system, web, args.warmup, args.clients)
-                        else:
-                            engine = "sqlite" if scenario == "inproc-sqlite" else "postgresql"
-                            bodies = dup if scenario.endswith("dup20") else plain
-                            res = inproc(dbs, system, engine, bodies, args.warmup)
+                        engine = "sqlite" if scenario == "inproc-sqlite" else "postgresql"
+                        bodies = dup if scenario.endswith("dup20") else plain
+                        res = inproc(dbs, system, engine, bodies, args.warmup)
                     except Failure as exc:
                         log(f"FAILED {scenario}: {exc}")
                         failed = True

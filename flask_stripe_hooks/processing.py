@@ -46,6 +46,7 @@ from .models import (
     endpoint_table,
     event_table,
 )
+from .statements import insert_delivery, insert_event_row
 from .thin import verify_thin
 from .verification import Rejected, verify
 
@@ -411,19 +412,23 @@ def _run_handlers(
     callbacks: list[Callable[[], Any]] = []
     token = _callbacks.set(callbacks)
     endpoint_id = endpoint.id if endpoint is not None else None
+    connection: sa.Connection | None = None
     try:
         claimed = True
         if stored:
             claimed = _claim(session, event.id, now, force=force)
         else:
             try:
-                # On the session's connection: the same transaction, without the ORM's
-                # per-statement work (these are plain inserts; handlers' objects are
-                # flushed by the commit).
-                session.connection().execute(
-                    _insert_event,
+                # Compiled once (statements.py) and run on the session's connection: the
+                # same transaction, without the ORM's per-statement work (handlers'
+                # objects are flushed by the commit).
+                connection = session.connection()
+                insert_event_row(
+                    connection,
                     _event_values(event, endpoint_id, now)
                     | {"status": PROCESSED, "attempts": 1, "processed_at": now},
+                    delivery.body if delivery is not None else None,
+                    thin=event.thin,
                 )
             except IntegrityError:
                 session.rollback()
@@ -440,9 +445,9 @@ def _run_handlers(
         started = time.perf_counter()
         state.registry.dispatch(event, endpoint=endpoint)
         if delivery is not None:
-            session.connection().execute(
-                _insert_delivery, delivery.values(PROCESSED, valid=True, event_id=event.id)
-            )
+            if connection is None or connection.closed:  # a handler ended the transaction
+                connection = session.connection()
+            insert_delivery(connection, delivery.values(PROCESSED, valid=True, event_id=event.id))
         session.commit()
     except Exception as exc:
         session.rollback()

@@ -284,3 +284,27 @@ def stripe_server() -> Iterator[Any]:
 def stub(stripe_server: Any) -> Any:
     stripe_server.reset()
     return stripe_server
+
+
+#: The columns compressed with lz4 after ``create_all`` or the migrations, by dialect.
+LZ4_ON_POSTGRESQL = {
+    "postgresql": [("stripe_hooks_delivery", "body"), ("stripe_hooks_event", "data")],
+    "sqlite": [],
+}
+
+
+def lz4_columns(engine: sa.Engine) -> list[tuple[str, str]]:
+    """``(table, column)`` of every column compressed with lz4 (none on SQLite)."""
+    from flask_stripe_hooks.models import compress_with_lz4
+
+    with engine.connect() as conn:
+        if engine.dialect.name != "postgresql":
+            assert compress_with_lz4(conn) is False
+            return []
+        return [
+            tuple(row)
+            for row in conn.exec_driver_sql(
+                "SELECT attrelid::regclass::text, attname::text FROM pg_attribute"
+                " WHERE attcompression = 'l' ORDER BY 1"
+            )
+        ]

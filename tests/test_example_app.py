@@ -11,6 +11,8 @@ from example_app import create_app, db
 from example_app.models import ActivityLog, Customer
 from flask_migrate import upgrade
 
+from conftest import LZ4_ON_POSTGRESQL, lz4_columns
+
 
 @pytest.fixture
 def example(database_url):
@@ -36,6 +38,11 @@ def test_migrations_create_every_table(example):
         columns = {c["name"]: c for c in inspector.get_columns("stripe_hooks_event")}
         if db.engine.dialect.name == "postgresql":
             assert columns["data"]["type"].__class__.__name__ == "JSONB"
+
+
+def test_the_migration_compresses_large_columns_with_lz4(example):
+    with example.app_context():
+        assert lz4_columns(db.engine) == LZ4_ON_POSTGRESQL[db.engine.dialect.name]
 
 
 def test_models_match_the_migrations(example):

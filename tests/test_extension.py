@@ -11,6 +11,8 @@ from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 from flask_wtf import CSRFProtect
 
+from conftest import LZ4_ON_POSTGRESQL, lz4_columns
+
 
 def bare_app(tmp_path, **config) -> Flask:
     app = Flask(__name__)
@@ -128,3 +130,9 @@ def test_tables_have_the_documented_names(app, db):
     with app.app_context():
         names = set(sa.inspect(db.engine).get_table_names())
     assert {"stripe_hooks_endpoint", "stripe_hooks_delivery", "stripe_hooks_event"} <= names
+
+
+def test_create_all_compresses_large_columns_with_lz4(app):
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+        assert lz4_columns(engine) == LZ4_ON_POSTGRESQL[engine.dialect.name]

@@ -248,6 +248,9 @@ ODD_LITERALS = [
     "-Infinity",
     "1e400",
     "-1e400",
+    "1e-400",  # 0.0 to Python, too small for a float
+    "0e-20000",  # a zero PostgreSQL cannot store
+    "0." + "0" * 20000,
     "1" * 5000,  # more digits than int() converts
     "-0",
     '"\\u0000"',

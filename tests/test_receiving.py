@@ -61,6 +61,47 @@ def test_valid_event_is_stored_and_handled(app, client, endpoint, recorder):
     assert delivery.duration_ms is not None and delivery.duration_ms >= 0
 
 
+def test_stored_data_is_what_stripe_sent(app, client, endpoint, hooks):
+    # On PostgreSQL the server reads the stored data from the body's own text; on SQLite it
+    # is serialised from the parsed body. Either way it reads back as the handler saw it.
+    seen = []
+
+    @hooks.on("customer.updated")
+    def keep(event, **kwargs):
+        seen.append(event.data)
+
+    event = build_event("customer.updated", {"name": "NAME", "tags": "TAGS"})
+    body = (
+        json.dumps(event, indent=2)
+        .replace('"NAME"', r'"Zo\u00eb \u2028 \"q\" \\ \ud83d\ude00 \u001f"')
+        .replace(
+            '"TAGS"',
+            '{"big": 123456789012345678901234567890, "f": 0.1, "tiny": 5e-324,'
+            ' "neg": -0.0, "exp": 1.5E+3, "dup": 1, "dup": 2, "deep": [[[{"a": [null, true]}]]]}',
+        )
+    )
+    response = deliver(client, endpoint, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    (stored,) = rows(app, StripeEvent)
+    sent = json.loads(body)["data"]
+    assert stored.data == sent == seen[0]
+    assert stored.data["object"]["name"] == 'Zoë \u2028 "q" \\ \U0001f600 \x1f'
+    assert stored.data["object"]["tags"]["big"] == 123456789012345678901234567890
+    assert stored.data["object"]["tags"]["dup"] == 2  # the last of duplicate keys, as Python
+
+
+@pytest.mark.parametrize("number", ["1e-400", "-2.5e-330", "0e-20000", "0." + "0" * 500])
+def test_numbers_no_database_stores_are_refused(app, client, endpoint, recorder, number):
+    body = json.dumps(build_event("customer.updated", {"balance": 1})).replace(
+        '"balance": 1', f'"balance": {number}'
+    )
+    response = deliver(client, endpoint, body)
+    assert response.status_code == 400
+    assert response.get_data(as_text=True).strip() == "body is not JSON"
+    assert rows(app, StripeEvent) == []
+    assert [d.outcome for d in rows(app, WebhookDelivery)] == ["rejected"]
+
+
 def test_missing_signature_is_400_and_nothing_stored(app, client, endpoint, recorder):
     response = post(client, endpoint, json.dumps(build_event("customer.created")))
     assert response.status_code == 400
