@@ -205,7 +205,7 @@ def _lz4_available(connection: sa.Connection) -> bool:
     values = connection.exec_driver_sql(
         "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
     ).scalar()
-    return bool(values) and "lz4" in values
+    return isinstance(values, list) and "lz4" in values
 
 
 def _compress_after_create(table: sa.Table, connection: sa.Connection, **kw: Any) -> None:

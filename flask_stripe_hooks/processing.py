@@ -5,8 +5,9 @@ Every caller goes through here: the webhook view (:func:`receive`), the CLI, the
 queue workers (:func:`process_stored`). The happy path is three statements and one commit:
 
 1. ``INSERT`` the event row, status ``processed``. It is the exactly-once gate: a second
-   delivery of the same id fails on the primary key (``IntegrityError``) with no ``SELECT``
-   first, and on PostgreSQL a concurrent one waits for the first to commit or roll back.
+   delivery of the same id is skipped by ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite; an
+   ``IntegrityError`` elsewhere) with no ``SELECT`` first, and on PostgreSQL a concurrent one
+   waits for the first to commit or roll back.
 2. The handlers, on the same ``db.session``, so their writes share the transaction.
 3. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
 
@@ -42,7 +43,6 @@ from .models import (
     QUEUED,
     REJECTED,
     WebhookEndpoint,
-    delivery_table,
     endpoint_table,
     event_table,
 )
@@ -321,10 +321,6 @@ class Delivery:
         }
 
 
-_insert_delivery = delivery_table.insert()
-_insert_event = event_table.insert()
-
-
 def _claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
     """Take a stored event for this transaction (a row lock on PostgreSQL until commit).
 
@@ -369,17 +365,22 @@ def _record_failure(
                 break
             try:
                 with session.begin_nested():
-                    session.execute(
-                        _insert_event,
+                    stored = insert_event_row(
+                        session.connection(),
                         _event_values(event, endpoint_id, now)
                         | {"status": FAILED, "attempts": 1, "last_error": error},
+                        delivery.body if delivery is not None else None,
+                        thin=event.thin,
                     )
-                break
+                if stored:
+                    break
             except IntegrityError:
-                continue  # stored by a concurrent attempt (processed ones stay untouched)
+                pass
+            # Stored meanwhile by a concurrent attempt: count ours on it (a processed one
+            # stays untouched).
         if delivery is not None:
-            session.execute(
-                _insert_delivery,
+            insert_delivery(
+                session.connection(),
                 delivery.values(
                     FAILED, valid=True, event_id=event.id, error=error, traceback=trace
                 ),
@@ -423,21 +424,22 @@ def _run_handlers(
                 # same transaction, without the ORM's per-statement work (handlers'
                 # objects are flushed by the commit).
                 connection = session.connection()
-                insert_event_row(
+                new = insert_event_row(
                     connection,
                     _event_values(event, endpoint_id, now)
                     | {"status": PROCESSED, "attempts": 1, "processed_at": now},
                     delivery.body if delivery is not None else None,
                     thin=event.thin,
                 )
-            except IntegrityError:
+            except IntegrityError:  # a database without ON CONFLICT: the transaction is over
                 session.rollback()
+                new = False
+            if not new:  # stored before: a failed event is claimed, a processed one is not
                 claimed = _claim(session, event.id, now)
         if not claimed:
             if delivery is not None:
-                session.execute(
-                    _insert_delivery,
-                    delivery.values(DUPLICATE, valid=True, event_id=event.id),
+                insert_delivery(
+                    session.connection(), delivery.values(DUPLICATE, valid=True, event_id=event.id)
                 )
             session.commit()
             _notify(signals.duplicate_skipped, event=event)
@@ -520,8 +522,8 @@ def receive(
             event = _verify(state, endpoint, body, signature)
     except Rejected as exc:
         try:
-            session.execute(
-                _insert_delivery, delivery.values(REJECTED, valid=False, error=exc.reason)
+            insert_delivery(
+                session.connection(), delivery.values(REJECTED, valid=False, error=exc.reason)
             )
             session.commit()
         except OperationalError:
@@ -574,18 +576,23 @@ def _enqueue(
         endpoint_id = delivery.endpoint.id
     try:
         try:
-            session.execute(
-                _insert_event, _event_values(event, endpoint_id, now) | {"status": PENDING}
+            new = insert_event_row(
+                session.connection(),
+                _event_values(event, endpoint_id, now) | {"status": PENDING, "attempts": 0},
+                delivery.body if delivery is not None else None,
+                thin=event.thin,
             )
-        except IntegrityError:
+        except IntegrityError:  # a database without ON CONFLICT: the transaction is over
             session.rollback()
+            new = False
+        if not new:
             status = session.execute(
                 sa.select(event_table.c.status).where(event_table.c.id == event.id)
             ).scalar()
             outcome = DUPLICATE if status == PROCESSED else QUEUED
         if delivery is not None:
-            session.execute(
-                _insert_delivery, delivery.values(outcome, valid=True, event_id=event.id)
+            insert_delivery(
+                session.connection(), delivery.values(outcome, valid=True, event_id=event.id)
             )
         session.commit()
     except DBAPIError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
 from .models import delivery_table, event_table
@@ -33,11 +34,14 @@ class Insert:
 
     ``expressions`` replace a column's bound value by a SQL expression; the expression's own
     bound parameters are read from the values by name. Every column with a default on the
-    Python side must be given a value (they are not applied here).
+    Python side must be given a value (they are not applied here). With ``skip_existing``, a
+    row whose key exists already is skipped (``ON CONFLICT DO NOTHING`` on PostgreSQL and
+    SQLite; elsewhere the database raises ``IntegrityError``).
     """
 
-    def __init__(self, table: sa.Table, **expressions: sa.ColumnElement[Any]) -> None:
+    def __init__(self, table: sa.Table, *, skip_existing: bool = False, **expressions: Any) -> None:
         self.table = table
+        self.skip_existing = skip_existing
         self.expressions = expressions
         self._compiled: dict[tuple[type, tuple[str, ...]], _Compiled] = {}
 
@@ -48,7 +52,10 @@ class Insert:
             if key in self.table.c and key not in self.expressions
         }
         values.update(self.expressions)
-        compiled = self.table.insert().inline().values(values).compile(dialect=dialect)
+        statement = self.table.insert()
+        if self.skip_existing and dialect.name in _ON_CONFLICT:
+            statement = _ON_CONFLICT[dialect.name](self.table).on_conflict_do_nothing()
+        compiled = statement.inline().values(values).compile(dialect=dialect)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(binds)
         missing = sorted(set(names) - set(keys))
@@ -59,7 +66,8 @@ class Insert:
         )
         return compiled.string, names, processors, bool(compiled.positional)
 
-    def __call__(self, connection: sa.Connection, values: Mapping[str, Any]) -> None:
+    def __call__(self, connection: sa.Connection, values: Mapping[str, Any]) -> int:
+        """Run it; the number of rows inserted (0: skipped, the key exists)."""
         dialect = connection.dialect
         key = (type(dialect), tuple(values))
         compiled = self._compiled.get(key)
@@ -71,9 +79,10 @@ class Insert:
             for name, processor in zip(names, processors, strict=True)
         ]
         if positional:
-            connection.exec_driver_sql(sql, tuple(params))
+            result = connection.exec_driver_sql(sql, tuple(params))
         else:
-            connection.exec_driver_sql(sql, dict(zip(names, params, strict=True)))
+            result = connection.exec_driver_sql(sql, dict(zip(names, params, strict=True)))
+        return int(result.rowcount)
 
 
 def _body_as_jsonb() -> Any:
@@ -83,24 +92,32 @@ def _body_as_jsonb() -> Any:
     return sa.cast(text, JSONB)
 
 
-insert_event = Insert(event_table)
+_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
 insert_delivery = Insert(delivery_table)
+insert_event = Insert(event_table, skip_existing=True)
 #: PostgreSQL: ``data`` from the body's ``"data"`` member (a snapshot event) ...
 insert_event_data_from_body = Insert(
-    event_table, data=_body_as_jsonb().op("->")(sa.literal_column("'data'"))
+    event_table,
+    skip_existing=True,
+    data=_body_as_jsonb().op("->")(sa.literal_column("'data'")),
 )
 #: ... or the whole body (a thin event's notification).
-insert_event_body_as_data = Insert(event_table, data=_body_as_jsonb())
+insert_event_body_as_data = Insert(event_table, skip_existing=True, data=_body_as_jsonb())
 
 
 def insert_event_row(
     connection: sa.Connection, values: dict[str, Any], body: bytes | None, *, thin: bool
-) -> None:
-    """Insert an event row; on PostgreSQL, with ``data`` read by the server from ``body``
-    (the verified delivery) when there is one."""
+) -> bool:
+    """Insert an event row unless one with its id exists (``False``: it does). On PostgreSQL,
+    ``data`` is read by the server from ``body`` (the verified delivery) when there is one.
+
+    A conflict costs no rollback on PostgreSQL and SQLite; on other databases it raises
+    ``IntegrityError`` and the transaction must be rolled back.
+    """
     if body is None or connection.dialect.name != "postgresql":
-        insert_event(connection, values)
-        return
+        return bool(insert_event(connection, values))
     values = {key: value for key, value in values.items() if key != "data"}
     values["body"] = body
-    (insert_event_body_as_data if thin else insert_event_data_from_body)(connection, values)
+    insert = insert_event_body_as_data if thin else insert_event_data_from_body
+    return bool(insert(connection, values))
