@@ -229,7 +229,21 @@ def test_livemode_mismatch_is_400(app, client, endpoint, recorder):
     assert handled(app) == []
 
 
-def test_duplicate_is_200_and_handlers_do_not_run_again(app, client, endpoint, recorder):
+@pytest.fixture(params=["on conflict do nothing", "integrity error"])
+def gate(request, monkeypatch):
+    """How an existing event id is found: ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite) or,
+    as on a database without it, the primary key's ``IntegrityError`` and a rollback."""
+    from flask_stripe_hooks import statements
+
+    if request.param == "integrity error":
+        monkeypatch.setattr(statements, "_ON_CONFLICT", {})
+        for insert in vars(statements).values():
+            if isinstance(insert, statements.Insert):
+                monkeypatch.setattr(insert, "_compiled", {})
+    return request.param
+
+
+def test_duplicate_is_200_and_handlers_do_not_run_again(app, client, endpoint, recorder, gate):
     event = build_event("invoice.paid")
     assert deliver(client, endpoint, event).status_code == 200
     response = deliver(client, endpoint, event)
@@ -304,7 +318,7 @@ def test_handler_error_is_500_rolled_back_and_recorded(app, hooks, client, endpo
     assert "ValueError" in delivery.traceback and "writes_then_fails" in delivery.traceback
 
 
-def test_failed_event_is_processed_again_on_retry(app, hooks, client, endpoint):
+def test_failed_event_is_processed_again_on_retry(app, hooks, client, endpoint, gate):
     calls = []
 
     @hooks.on("charge.failed")
