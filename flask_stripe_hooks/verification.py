@@ -82,21 +82,21 @@ _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def _too_deep(payload: Any) -> bool:
-    """Whether containers nest deeper than :data:`MAX_DEPTH`; only containers are visited
-    (a large invoice holds thousands of scalars)."""
+    """Whether containers nest deeper than :data:`MAX_DEPTH`; one level at a time, containers
+    only (a large invoice holds hundreds of them and thousands of scalars)."""
     if type(payload) is not dict and type(payload) is not list:
         return False
-    stack: list[tuple[Any, int]] = [(payload, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        value, depth = pop()
-        if depth > MAX_DEPTH:
-            return True
-        for child in value.values() if type(value) is dict else value:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push((child, depth + 1))
-    return False
+    level = [payload]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if type(value) is dict else value)
+            if type(child) is dict or type(child) is list
+        ]
+        if not level:
+            return False
+    return True
 
 
 def parse_json(text: str) -> Any:
