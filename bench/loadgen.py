@@ -8,8 +8,8 @@
 stripe-python as it goes (for the long memory run). Every request is a fresh loopback
 connection (``Connection: close``: gunicorn's sync workers close it anyway), driven by an
 ``asyncio.Protocol`` on uvloop: about 0.3 ms of CPU per request here, against 0.6–0.7 ms
-with asyncio's streams, CPU that on a small machine is taken from the server under test. Prints one JSON line: rate,
-latency percentiles, the client's CPU per request, statuses.
+with asyncio's streams, CPU that on a small machine is taken from the server under test.
+Prints one JSON line: rate, latency percentiles, the client's CPU per request, statuses.
 """
 
 from __future__ import annotations
