@@ -191,19 +191,24 @@ def check(result: dict[str, Any], system: str, deliveries: int, unique: int) -> 
         raise Failure(f"{system}: rows {rows}, expected {unique} events, one handler row each")
 
 
-def inproc(dbs: Databases, system: str, engine: str, bodies: list[str], warmup: int) -> Any:
-    url = dbs.fresh(system, engine)
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=dbs.tmp) as fh:
+def _driver(command: str, system: str, url: str, bodies: list[str], warmup: int, tmp: Path) -> Any:
+    """``driver.py COMMAND`` in the system's virtualenv on freshly signed ``bodies``; its JSON."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=tmp) as fh:
         payloads.write(fh.name, bodies)  # signed now: the timestamps are fresh
         proc = subprocess.run(
-            [python(VENV_OF[system]), str(HERE / "driver.py"), "inproc", "--system", system]
+            [python(VENV_OF[system]), str(HERE / "driver.py"), command, "--system", system]
             + ["--db", url, "--payloads", fh.name, "--warmup", str(warmup)],
             capture_output=True,
             text=True,
         )
     if proc.returncode != 0:
-        raise Failure(f"{system}: driver failed\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.splitlines()[-1])
+        raise Failure(f"{system}: driver {command} failed\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def inproc(dbs: Databases, system: str, engine: str, bodies: list[str], warmup: int) -> Any:
+    url = dbs.fresh(system, engine)
+    result = _driver("inproc", system, url, bodies, warmup, dbs.tmp)
     check(result, system, len(bodies), len(set(bodies)))
     dbs.drop(url)
     return result
@@ -376,18 +381,9 @@ def memory(dbs: Databases, system: str, first: int, total: int) -> dict[str, Any
 def profile(dbs: Databases, system: str, bodies: list[str], warmup: int) -> dict[str, Any]:
     """Statements and transactions per delivery on PostgreSQL, and a cProfile summary."""
     url = dbs.fresh(system, "postgresql")
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=dbs.tmp) as fh:
-        payloads.write(fh.name, bodies)
-        proc = subprocess.run(
-            [python(VENV_OF[system]), str(HERE / "driver.py"), "profile", "--system", system]
-            + ["--db", url, "--payloads", fh.name, "--warmup", str(warmup)],
-            capture_output=True,
-            text=True,
-        )
-    if proc.returncode != 0:
-        raise Failure(f"{system}: profile failed\n{proc.stderr[-3000:]}")
+    result = _driver("profile", system, url, bodies, warmup, dbs.tmp)
     dbs.drop(url)
-    return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+    return result  # type: ignore[no-any-return]
 
 
 def profile_table(results: list[dict[str, Any]]) -> str:

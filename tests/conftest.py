@@ -287,7 +287,7 @@ def stub(stripe_server: Any) -> Any:
 
 
 #: The columns compressed with lz4 after ``create_all`` or the migrations, by dialect.
-LZ4_ON_POSTGRESQL = {
+LZ4_COLUMNS_BY_DIALECT = {
     "postgresql": [("stripe_hooks_delivery", "body"), ("stripe_hooks_event", "data")],
     "sqlite": [],
 }
