@@ -22,6 +22,7 @@ repository. ``FUZZ_EXAMPLES`` scales the SQLite run (default 2000).
 
 from __future__ import annotations
 
+import decimal
 import io
 import itertools
 import json
@@ -39,6 +40,7 @@ import stripe
 from flask import Flask
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.event_types import all_event_types
+from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,6 +88,15 @@ class Target:
                 sa.text("SELECT status FROM stripe_hooks_event WHERE id = :id"), {"id": event_id}
             ).scalar()
 
+    def stored_data(self, event_id: str) -> Any:
+        """The event's ``data`` as the database holds it, numbers as exact decimals (JSONB
+        keeps numbers as ``numeric``: ``1e3`` reads back as ``1000``)."""
+        db = self.app.extensions["sqlalchemy"]
+        data = sa.cast(StripeEvent.data, sa.Text)
+        with self.app.app_context():
+            text = db.session.execute(sa.select(data).filter_by(id=event_id)).scalar_one()
+        return exact(text)
+
     def last_delivery(self) -> Any:
         db = self.app.extensions["sqlalchemy"]
         with self.app.app_context():
@@ -95,6 +106,10 @@ class Target:
                     " ORDER BY id DESC LIMIT 1"
                 )
             ).one()
+
+
+def exact(text: str | bytes) -> Any:
+    return json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal)
 
 
 def build_target(backend: str, database_url: str) -> Target:
@@ -662,6 +677,8 @@ def check(target: Target, body: Body, sig: Signature, shape: Shape) -> None:
         assert new_handled == ([event_id] if outcome == "processed" else [])
         count("fuzzed requests accepted")
         if outcome == "processed":
+            # Stored as Python parsed it (the database reads it from the body's text).
+            assert target.stored_data(event_id) == exact(body.data)["data"]
             count("fuzzed events stored")
         return
 

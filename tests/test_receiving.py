@@ -62,8 +62,8 @@ def test_valid_event_is_stored_and_handled(app, client, endpoint, recorder):
 
 
 def test_stored_data_is_what_stripe_sent(app, client, endpoint, hooks):
-    # On PostgreSQL the server reads the stored data from the body's own text; on SQLite it
-    # is serialised from the parsed body. Either way it reads back as the handler saw it.
+    # The database reads the stored data from the body's own text (PostgreSQL, SQLite 3.38+)
+    # or it is serialised from the parsed body; either way it reads back as the handler saw it.
     seen = []
 
     @hooks.on("customer.updated")
@@ -88,6 +88,25 @@ def test_stored_data_is_what_stripe_sent(app, client, endpoint, hooks):
     assert stored.data["object"]["name"] == 'Zoë \u2028 "q" \\ \U0001f600 \x1f'
     assert stored.data["object"]["tags"]["big"] == 123456789012345678901234567890
     assert stored.data["object"]["tags"]["dup"] == 2  # the last of duplicate keys, as Python
+
+
+def test_stored_data_is_the_last_of_duplicate_data_members(app, client, endpoint, hooks):
+    # Python keeps the last of duplicate keys, and so must the database that reads the data
+    # from the body (SQLite's JSON functions would find the first).
+    seen = []
+
+    @hooks.on("customer.updated")
+    def keep(event, **kwargs):
+        seen.append(event.data)
+
+    event = build_event("customer.updated", {"name": "LAST"})
+    first = json.dumps({"object": {"id": "cus_first", "name": "FIRST"}})
+    body = json.dumps(event).replace('{"id": "evt_', f'{{"data": {first}, "id": "evt_', 1)
+    assert body.count('"data":') == 2 and body.index("FIRST") < body.index("LAST")
+    assert deliver(client, endpoint, body).status_code == 200
+    (stored,) = rows(app, StripeEvent)
+    assert stored.data == seen[0] == event["data"]
+    assert stored.data["object"]["name"] == "LAST"
 
 
 @pytest.mark.parametrize("number", ["1e-400", "-2.5e-330", "0e-20000", "0." + "0" * 500])
