@@ -61,7 +61,7 @@ def test_valid_event_is_stored_and_handled(app, client, endpoint, recorder):
     assert delivery.duration_ms is not None and delivery.duration_ms >= 0
 
 
-def test_stored_data_is_what_stripe_sent(app, client, endpoint, hooks):
+def test_stored_data_is_what_stripe_sent(app, db, client, endpoint, hooks):
     # The database reads the stored data from the body's own text (PostgreSQL, SQLite 3.38+)
     # or it is serialised from the parsed body; either way it reads back as the handler saw it.
     seen = []
@@ -88,6 +88,34 @@ def test_stored_data_is_what_stripe_sent(app, client, endpoint, hooks):
     assert stored.data["object"]["name"] == 'Zoë \u2028 "q" \\ \U0001f600 \x1f'
     assert stored.data["object"]["tags"]["big"] == 123456789012345678901234567890
     assert stored.data["object"]["tags"]["dup"] == 2  # the last of duplicate keys, as Python
+    with app.app_context():
+        sqlite = db.engine.dialect.name == "sqlite"
+    if sqlite:
+        # Read from the body by SQLite (Stripe's text, minified), not serialised again by
+        # Python's json.dumps (which writes '": ').
+        assert stored_text(app, stored.id).startswith('{"object":{')
+
+
+def stored_text(app, event_id):
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        return db.session.execute(
+            sa.select(sa.cast(StripeEvent.data, sa.Text)).filter_by(id=event_id)
+        ).scalar_one()
+
+
+def test_stored_data_on_sqlite_without_json_functions(app, db, client, endpoint, monkeypatch):
+    # Before SQLite 3.38 the JSON functions are not built in: Python serialises the data.
+    with app.app_context():
+        dialect = db.engine.dialect
+    if dialect.name != "sqlite":
+        pytest.skip("SQLite's version decides")
+    monkeypatch.setattr(dialect, "server_version_info", (3, 37, 2))
+    event = build_event("customer.updated", {"name": "Zo\u00eb"})
+    assert deliver(client, endpoint, event).status_code == 200
+    (stored,) = rows(app, StripeEvent)
+    assert stored.data == event["data"]
+    assert stored_text(app, stored.id).startswith('{"object": {')
 
 
 def test_stored_data_is_the_last_of_duplicate_data_members(app, client, endpoint, hooks):
