@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import statistics
 import sys
 from collections.abc import Iterator
@@ -58,6 +59,13 @@ def drop_database(url: str, name: str) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def median_interval(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median (resampled with a fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(rounds * 0.025)], medians[int(rounds * 0.975) - 1]
 
 
 def machine() -> str:
