@@ -88,18 +88,18 @@ class Insert:
         return int(result.rowcount)
 
 
-def _body_text() -> Any:
+def _body() -> Any:
     return sa.bindparam("body", type_=sa.LargeBinary)
 
 
 def _body_as_jsonb() -> Any:
-    text = sa.func.convert_from(_body_text(), sa.literal_column("'UTF8'"))
+    text = sa.func.convert_from(_body(), sa.literal_column("'UTF8'"))
     return sa.cast(text, JSONB)
 
 
 def _sqlite_body_data() -> Any:
     """The text of the body's last top-level ``data`` member (the one Python keeps)."""
-    members = sa.func.json_each(sa.cast(_body_text(), sa.Text)).table_valued("key", "value", "id")
+    members = sa.func.json_each(sa.cast(_body(), sa.Text)).table_valued("key", "value", "id")
     return (
         sa.select(members.c.value)
         .where(members.c.key == sa.literal_column("'data'"))
@@ -125,7 +125,7 @@ _insert_event_from_body = {
     ("postgresql", True): Insert(event_table, skip_existing=True, data=_body_as_jsonb()),
     ("sqlite", False): Insert(event_table, skip_existing=True, data=_sqlite_body_data()),
     ("sqlite", True): Insert(
-        event_table, skip_existing=True, data=sa.func.json(sa.cast(_body_text(), sa.Text))
+        event_table, skip_existing=True, data=sa.func.json(sa.cast(_body(), sa.Text))
     ),
 }
 

@@ -104,12 +104,11 @@ def stored_text(app, event_id):
         ).scalar_one()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_stored_data_on_sqlite_without_json_functions(app, db, client, endpoint, monkeypatch):
     # Before SQLite 3.38 the JSON functions are not built in: Python serialises the data.
     with app.app_context():
         dialect = db.engine.dialect
-    if dialect.name != "sqlite":
-        pytest.skip("SQLite's version decides")
     monkeypatch.setattr(dialect, "server_version_info", (3, 37, 2))
     event = build_event("customer.updated", {"name": "Zo\u00eb"})
     assert deliver(client, endpoint, event).status_code == 200
