@@ -284,6 +284,24 @@ def _event_values(event: Event, endpoint_id: int | None, now: datetime) -> dict[
     }
 
 
+def _insert_event(
+    connection: sa.Connection,
+    event: Event,
+    endpoint_id: int | None,
+    now: datetime,
+    delivery: Delivery | None,
+    **columns: Any,
+) -> bool:
+    """The event row with ``columns`` (its status and counts), unless one with its id exists
+    (``False``); ``data`` is read from the delivery's body where the database can."""
+    return insert_event_row(
+        connection,
+        _event_values(event, endpoint_id, now) | columns,
+        delivery.body if delivery is not None else None,
+        thin=event.thin,
+    )
+
+
 @dataclass(slots=True)
 class Delivery:
     """The request being handled, written as one ``stripe_hooks_delivery`` row."""
@@ -360,24 +378,27 @@ def _record_failure(
         .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
     )
     try:
-        for _ in range(2):  # a row stored meanwhile by another attempt: count ours on it
+        # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
+        # stays untouched).
+        for _ in range(2):
             if session.execute(mark_failed).rowcount:  # type: ignore[attr-defined]
                 break
             try:
                 with session.begin_nested():
-                    stored = insert_event_row(
+                    stored = _insert_event(
                         session.connection(),
-                        _event_values(event, endpoint_id, now)
-                        | {"status": FAILED, "attempts": 1, "last_error": error},
-                        delivery.body if delivery is not None else None,
-                        thin=event.thin,
+                        event,
+                        endpoint_id,
+                        now,
+                        delivery,
+                        status=FAILED,
+                        attempts=1,
+                        last_error=error,
                     )
                 if stored:
                     break
             except IntegrityError:
                 pass
-            # Stored meanwhile by a concurrent attempt: count ours on it (a processed one
-            # stays untouched).
         if delivery is not None:
             insert_delivery(
                 session.connection(),
@@ -424,12 +445,15 @@ def _run_handlers(
                 # same transaction, without the ORM's per-statement work (handlers'
                 # objects are flushed by the commit).
                 connection = session.connection()
-                new = insert_event_row(
+                new = _insert_event(
                     connection,
-                    _event_values(event, endpoint_id, now)
-                    | {"status": PROCESSED, "attempts": 1, "processed_at": now},
-                    delivery.body if delivery is not None else None,
-                    thin=event.thin,
+                    event,
+                    endpoint_id,
+                    now,
+                    delivery,
+                    status=PROCESSED,
+                    attempts=1,
+                    processed_at=now,
                 )
             except IntegrityError:  # a database without ON CONFLICT: the transaction is over
                 session.rollback()
@@ -576,11 +600,8 @@ def _enqueue(
         endpoint_id = delivery.endpoint.id
     try:
         try:
-            new = insert_event_row(
-                session.connection(),
-                _event_values(event, endpoint_id, now) | {"status": PENDING, "attempts": 0},
-                delivery.body if delivery is not None else None,
-                thin=event.thin,
+            new = _insert_event(
+                session.connection(), event, endpoint_id, now, delivery, status=PENDING, attempts=0
             )
         except IntegrityError:  # a database without ON CONFLICT: the transaction is over
             session.rollback()

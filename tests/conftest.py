@@ -286,6 +286,17 @@ def stub(stripe_server: Any) -> Any:
     return stripe_server
 
 
+def stored_text(app: Flask, event_id: str) -> str:
+    """An event's ``data`` as the database holds it, as text."""
+    from flask_stripe_hooks.models import StripeEvent
+
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        return db.session.execute(  # type: ignore[no-any-return]
+            sa.select(sa.cast(StripeEvent.data, sa.Text)).filter_by(id=event_id)
+        ).scalar_one()
+
+
 #: The columns compressed with lz4 after ``create_all`` or the migrations, by dialect.
 LZ4_COLUMNS_BY_DIALECT = {
     "postgresql": [("stripe_hooks_delivery", "body"), ("stripe_hooks_event", "data")],

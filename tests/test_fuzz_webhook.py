@@ -40,12 +40,11 @@ import stripe
 from flask import Flask
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.event_types import all_event_types
-from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import count, make_app, reset_postgres
+from conftest import count, make_app, reset_postgres, stored_text
 
 SQLITE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 POSTGRES_EXAMPLES = max(SQLITE_EXAMPLES // 5, 50)
@@ -91,11 +90,7 @@ class Target:
     def stored_data(self, event_id: str) -> Any:
         """The event's ``data`` as the database holds it, numbers as exact decimals (JSONB
         keeps numbers as ``numeric``: ``1e3`` reads back as ``1000``)."""
-        db = self.app.extensions["sqlalchemy"]
-        data = sa.cast(StripeEvent.data, sa.Text)
-        with self.app.app_context():
-            text = db.session.execute(sa.select(data).filter_by(id=event_id)).scalar_one()
-        return exact(text)
+        return exact(stored_text(self.app, event_id))
 
     def last_delivery(self) -> Any:
         db = self.app.extensions["sqlalchemy"]

@@ -21,7 +21,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from conftest import handled, record, rows
+from conftest import handled, record, rows, stored_text
 
 
 @pytest.fixture
@@ -94,14 +94,6 @@ def test_stored_data_is_what_stripe_sent(app, db, client, endpoint, hooks):
         # Read from the body by SQLite (Stripe's text, minified), not serialised again by
         # Python's json.dumps (which writes '": ').
         assert stored_text(app, stored.id).startswith('{"object":{')
-
-
-def stored_text(app, event_id):
-    db = app.extensions["sqlalchemy"]
-    with app.app_context():
-        return db.session.execute(
-            sa.select(sa.cast(StripeEvent.data, sa.Text)).filter_by(id=event_id)
-        ).scalar_one()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -283,10 +275,20 @@ def gate(request, monkeypatch):
 
     if request.param == "integrity error":
         monkeypatch.setattr(statements, "_ON_CONFLICT", {})
-        for insert in vars(statements).values():
-            if isinstance(insert, statements.Insert):
-                monkeypatch.setattr(insert, "_compiled", {})
-    return request.param
+        for value in vars(statements).values():  # every Insert, alone or in a table of them
+            for insert in value.values() if isinstance(value, dict) else [value]:
+                if isinstance(insert, statements.Insert):
+                    monkeypatch.setattr(insert, "_compiled", {})
+    gates = []
+
+    def spy(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO stripe_hooks_event"):
+            gates.append("ON CONFLICT" in statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", spy)
+    yield request.param
+    sa.event.remove(sa.Engine, "before_cursor_execute", spy)
+    assert set(gates) == {request.param == "on conflict do nothing"}, "the gate was not used"
 
 
 def test_duplicate_is_200_and_handlers_do_not_run_again(app, client, endpoint, recorder, gate):
