@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -284,9 +285,7 @@ ENQUEUE = click.option(
 
 
 def _progress(items: Sequence[Any], label: str) -> Any:
-    return click.progressbar(
-        items, label=label, file=click.get_text_stream("stderr"), show_pos=True
-    )
+    return click.progressbar(items, label=label, file=sys.stderr, show_pos=True)
 
 
 def _run_events(
@@ -430,7 +429,7 @@ def prune(older_than: timedelta, keep_failed: bool, dry_run: bool) -> None:
         with click.progressbar(
             length=sum(found.values()),
             label="Deleting",
-            file=click.get_text_stream("stderr"),
+            file=sys.stderr,
             show_pos=True,
         ) as bar:
             found = recovery.prune(
