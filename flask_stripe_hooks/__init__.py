@@ -1,10 +1,18 @@
 """Receive, verify, store and dispatch Stripe webhooks in Flask."""
 
 from .dispatch import UnknownEventTypeWarning
-from .events import Event
+from .endpoint_cache import EndpointInfo
+from .events import Event, ThinEvent
 from .extension import StripeHooks
-from .processing import EndpointInfo, on_commit
+from .processing import on_commit
 
 __version__ = "0.1.0"
 
-__all__ = ["EndpointInfo", "Event", "StripeHooks", "UnknownEventTypeWarning", "on_commit"]
+__all__ = [
+    "EndpointInfo",
+    "Event",
+    "StripeHooks",
+    "ThinEvent",
+    "UnknownEventTypeWarning",
+    "on_commit",
+]

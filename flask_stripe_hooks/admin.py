@@ -53,14 +53,21 @@ from .forms import (
     choices,
     event_choices,
 )
-from .models import FAILED, REJECTED, StripeEvent, WebhookDelivery, WebhookEndpoint
-from .processing import active_secrets
+from .models import (
+    FAILED,
+    REJECTED,
+    StripeEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+    active_secrets,
+)
+from .processing import MISSING
+from .state import get_state
 from .stripe_api import StripeAPIError
-from .testing import webhook_path
-from .utils import mask, parse_duration, utcnow
+from .utils import mask, parse_duration, resolve_setting, utcnow
 
 if TYPE_CHECKING:
-    from .extension import State
+    from .state import State
 
 PER_PAGE = 50
 T = "stripe_hooks/admin/"
@@ -93,7 +100,6 @@ SECURITY_HEADERS = {
 
 
 def create_blueprint(state: State) -> Blueprint:
-    from .extension import _resolve
 
     prefix = "/" + state.config["STRIPE_HOOKS_ADMIN_URL_PREFIX"].strip("/")
     bp = Blueprint(
@@ -104,7 +110,7 @@ def create_blueprint(state: State) -> Blueprint:
         static_folder="static",
         static_url_path="/_static",
     )
-    auth = _resolve(state.config["STRIPE_HOOKS_ADMIN_AUTH"], "STRIPE_HOOKS_ADMIN_AUTH")
+    auth = resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], "STRIPE_HOOKS_ADMIN_AUTH")
     accounts = sorted(state.config["STRIPE_HOOKS_ACCOUNTS"] or {})
     session = state.db.session
 
@@ -359,7 +365,7 @@ def create_blueprint(state: State) -> Blueprint:
     @bp.post("/events/<event_id>/process")
     def event_process(event_id: str) -> Any:
         result = recovery.process_again(state, event_id)
-        if result.status == 404:
+        if result.outcome == MISSING:
             abort(404, "No such event.")
         if result.outcome == "queued":
             flash(f"Event {event_id} queued to be processed again by a worker.", "success")
@@ -431,7 +437,7 @@ def endpoint_url(endpoint: WebhookEndpoint) -> str:
     """The URL Stripe posts to: stored for endpoints made on Stripe, else this server's."""
     if endpoint.url:
         return endpoint.url
-    return request.host_url.rstrip("/") + webhook_path(current_app, endpoint.uuid)
+    return request.host_url.rstrip("/") + get_state().webhook_path(endpoint.uuid)
 
 
 def fmt_time(value: datetime | str | None) -> str:

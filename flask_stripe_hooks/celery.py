@@ -18,9 +18,9 @@ Install the extra (``pip install flask-stripe-hooks[celery]``), then::
 
 A delivery stores the event as pending, commits and calls :func:`enqueue`, which sends
 :func:`process_event` to the broker. The task runs inside the Flask app's context and calls
-:func:`flask_stripe_hooks.processing.process_stored` (the same pipeline as a delivery): it
-locks the row, skips an event already processed, runs the handlers and marks it processed
-in one transaction. When a handler raises, the error and the attempt are recorded on the
+``hooks.process_stored(event_id)`` (the same pipeline as a delivery): it locks the row,
+skips an event already processed, runs the handlers and marks it processed in one
+transaction. When a handler raises, the error and the attempt are recorded on the
 event and the task retries with exponential backoff (``retry_backoff`` seconds, doubling,
 capped at ``retry_backoff_max``, at most ``max_retries`` times; change them with Celery's
 ``task_annotations``).
@@ -41,8 +41,8 @@ from contextlib import contextmanager
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
-from .extension import get_state
-from .processing import BUSY, process_stored
+from .processing import BUSY, MISSING, process_stored
+from .state import get_state
 from .utils import parse_duration
 
 log = logging.getLogger("flask_stripe_hooks")
@@ -150,11 +150,11 @@ def process_event(self: Task, event_id: str) -> str:
         result = process_stored(get_state(), event_id)
     if result.ok:
         return result.outcome
-    if result.status == 404:
+    if result.outcome == MISSING:
         log.warning("process_event: no stored event %s (pruned?); nothing to do", event_id)
-        return "missing"
-    # 500 (a handler raised; recorded on the event), 503 (database away) or 409 (another
-    # worker holds the row, perhaps one that just died): try again later.
+        return MISSING
+    # failed (a handler raised; recorded on the event), unavailable (database away) or busy
+    # (another worker holds the row, perhaps one that just died): try again later.
     if result.outcome != BUSY:
         log.warning(
             "event %s not processed (%s), attempt %d; retrying",

@@ -26,11 +26,10 @@ from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
 from . import event_types, recovery
-from .extension import get_state
-from .models import EVENT_STATUSES, StripeEvent, WebhookEndpoint
-from .processing import active_secrets
+from .models import EVENT_STATUSES, StripeEvent, WebhookEndpoint, active_secrets
+from .state import get_state
 from .stripe_api import StripeAPIError, key_source, scrub
-from .testing import build_event, build_thin_event, sign_payload, webhook_path
+from .testing import build_event, build_thin_event, sign_payload
 from .utils import parse_duration, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
@@ -90,7 +89,7 @@ def register_endpoint(
         f"Registered {mode}-mode endpoint {endpoint.uuid}"
         + (" for thin events" if payload == "thin" else "")
     )
-    click.echo(f"URL path: {webhook_path(current_app, endpoint.uuid)}")
+    click.echo(f"URL path: {get_state().webhook_path(endpoint.uuid)}")
 
 
 @cli.command("list-endpoints")
@@ -107,7 +106,7 @@ def list_endpoints() -> None:
             e.stripe_id or "-",
             e.account or "-",
             f"{len(active_secrets(e.secrets, now))} active secret(s)",
-            e.url or webhook_path(current_app, e.uuid),
+            e.url or get_state().webhook_path(e.uuid),
         )
         for e in endpoints.scalars()
     ]
@@ -216,7 +215,7 @@ def send_test_event(
             event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
         )
     body, header = sign_payload(event, secrets[0])
-    path = webhook_path(current_app, endpoint.uuid)
+    path = get_state().webhook_path(endpoint.uuid)
     headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
     _session().rollback()  # hold no transaction while the delivery runs
     if url:
@@ -465,7 +464,7 @@ def _refused() -> Iterator[None]:
 def _describe(endpoint: WebhookEndpoint) -> None:
     events = endpoint.enabled_events
     click.echo(f"  uuid:      {endpoint.uuid}")
-    click.echo(f"  URL:       {endpoint.url or webhook_path(current_app, endpoint.uuid)}")
+    click.echo(f"  URL:       {endpoint.url or get_state().webhook_path(endpoint.uuid)}")
     click.echo(f"  Stripe id: {endpoint.stripe_id or '-'}")
     click.echo(
         f"  mode:      {endpoint.mode}"
@@ -675,7 +674,7 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
             secret, account=account, enabled_events=enabled, description="stripe listen (temporary)"
         )
     endpoint_uuid = endpoint.uuid
-    target = forward_to.rstrip("/") + webhook_path(current_app, endpoint_uuid)
+    target = forward_to.rstrip("/") + get_state().webhook_path(endpoint_uuid)
     command = [binary, "listen", "--forward-to", target]
     if enabled != ["*"]:
         command += ["--events", ",".join(enabled)]

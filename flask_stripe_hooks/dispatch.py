@@ -99,9 +99,6 @@ class Registry:
             if sig is not None:
                 yield sig
 
-    def has_handlers(self, event_type: str) -> bool:
-        return any(sig.receivers for sig in self.signals_for(event_type))
-
     def dispatch(self, event: Any, **kwargs: Any) -> None:
         """Call every handler for ``event.type``; the first exception propagates."""
         for sig in self.signals_for(event.type):

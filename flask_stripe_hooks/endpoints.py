@@ -23,12 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 import stripe
-from flask import current_app
 
 from . import event_types
-from .extension import get_state
-from .models import WebhookEndpoint, delivery_table, event_table
-from .processing import active_secrets
+from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
+from .models import WebhookEndpoint, active_secrets, delivery_table, event_table
+from .state import get_state
 from .stripe_api import (
     StripeAPIError,
     client_for,
@@ -40,8 +39,6 @@ from .stripe_api import (
     update_event_destination,
     update_webhook_endpoint,
 )
-from .testing import webhook_path
-from .thin import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .utils import utcnow
 
 log = logging.getLogger("flask_stripe_hooks")
@@ -341,7 +338,7 @@ def create_endpoint(
     client_for(state, account=account, livemode=livemode)  # a missing key fails here, first
 
     endpoint_uuid = uuid_mod.uuid4()
-    url = base + webhook_path(current_app, endpoint_uuid)
+    url = base + state.webhook_path(endpoint_uuid)
     params: dict[str, Any] = {
         "url": url,
         "enabled_events": enabled_events,

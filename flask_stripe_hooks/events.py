@@ -3,13 +3,36 @@
 Not an ORM row (those expire at commit and cannot be read outside a session) and not a
 ``stripe.Event`` (building that tree costs more than the rest of the pipeline). Call
 :meth:`Event.to_stripe` when you want stripe-python's object.
+
+Two shapes: a snapshot event (:class:`Event`, ``"object": "event"``, with its ``data``) and a
+thin event (:class:`ThinEvent`, ``"object": "v2.core.event"``), the notification Stripe's v2
+event destinations send, which names what happened and the object it happened to::
+
+    {"id": "evt_test_65R...", "object": "v2.core.event",
+     "type": "v1.billing.meter.error_report_triggered", "livemode": false,
+     "created": "2026-01-31T10:00:00.000Z", "context": "acct_...",
+     "related_object": {"id": "mtr_...", "type": "billing.meter",
+                        "url": "/v1/billing/meters/mtr_..."}}
+
+These are values: they import nothing above them. Whatever reaches Stripe's API (a thin
+event's :meth:`~ThinEvent.fetch_related_object`) goes through the client the pipeline binds
+to the event, built only when a handler asks for it.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
+
+SNAPSHOT, THIN = "snapshot", "thin"
+#: An endpoint's payload style (``WebhookEndpoint.payload``).
+PAYLOAD_STYLES = (SNAPSHOT, THIN)
+#: The ``object`` of a thin payload.
+THIN_OBJECT = "v2.core.event"
 
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799
@@ -31,9 +54,29 @@ class Event:
     request_id: str | None = None
     idempotency_key: str | None = None
     payload: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Builds the ``StripeClient`` of the endpoint's account and mode; bound by the pipeline.
+    _client: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
-    #: ``True`` for a thin event (:class:`~flask_stripe_hooks.thin.ThinEvent`).
+    #: ``True`` for a thin event (:class:`ThinEvent`).
     thin: ClassVar[bool] = False
+
+    def client(self) -> Any:
+        """The ``stripe.StripeClient`` of the endpoint's account and mode.
+
+        Built on first use, so an event whose handlers never call Stripe needs no key.
+        Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` naming the setting to
+        fill when no key is configured for them.
+        """
+        if self._client is None:
+            raise RuntimeError(
+                f"Event {self.id} is not bound to an app: only events handed to handlers (or"
+                " bound with bind_client) can reach Stripe's API."
+            )
+        return self._client()
+
+    def bind_client(self, factory: Callable[[], Any]) -> None:
+        """Set what :meth:`client` calls (the pipeline does; tests may too)."""
+        object.__setattr__(self, "_client", factory)
 
     @property
     def object(self) -> Any:
@@ -82,7 +125,7 @@ class Event:
         """Check that a parsed body is a snapshot event and wrap it."""
         if not isinstance(payload, dict):
             raise NotAnEvent("body is not a JSON object")
-        if payload.get("object") == "v2.core.event":
+        if payload.get("object") == THIN_OBJECT:
             raise NotAnEvent(
                 "thin event sent to a snapshot endpoint; thin events need an endpoint whose"
                 " payload style is thin"
@@ -128,9 +171,7 @@ class Event:
         A thin event's row holds its notification: it becomes a ``ThinEvent`` that fetches
         through ``endpoint``'s account (an ``EndpointInfo`` or ``None``).
         """
-        if row.data.get("object") == "v2.core.event":
-            from .thin import ThinEvent
-
+        if row.data.get("object") == THIN_OBJECT:
             return ThinEvent.from_row(row, endpoint)
         created = row.created
         if created is not None and created.tzinfo is None:
@@ -163,3 +204,128 @@ def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
 
 def _short(value: Any) -> str | None:
     return value[:255] if isinstance(value, str) and value else None
+
+
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_created(value: Any) -> int | None:
+    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _ISO.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    day, time_, _, zone = match.groups()
+    zone = "+00:00" if zone in (None, "Z") else zone
+    if ":" not in zone:
+        zone = zone[:3] + ":" + zone[3:]
+    try:
+        return int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ThinEvent(Event):
+    """A thin event as handlers get it: ``id``, ``type``, ``livemode``, ``created`` as for a
+    snapshot event; ``data`` is the notification as Stripe sent it.
+
+    Nothing is fetched unless asked: :meth:`fetch_event` (the full ``v2.core.event``, with
+    its ``data``) and :meth:`fetch_related_object` (the object it is about, as it is *now*)
+    call the Stripe API with the key of the endpoint's account and mode.
+    """
+
+    #: The endpoint's account (a name in ``STRIPE_HOOKS_ACCOUNTS``; ``""``: the default).
+    client_account: str = ""
+    _notification: Any = field(default=None, repr=False, compare=False)
+
+    thin: ClassVar[bool] = True
+
+    @property
+    def object(self) -> Any:
+        """Always ``None``: a thin event carries no object; call :meth:`fetch_related_object`."""
+        return None
+
+    @property
+    def related_object(self) -> dict[str, Any] | None:
+        """``{"id", "type", "url"}`` of the object the event is about, if it has one."""
+        related = self.data.get("related_object")
+        return related if isinstance(related, dict) else None
+
+    @property
+    def context(self) -> str | None:
+        """The account the event happened in (``acct_...``), for Connect and Accounts v2."""
+        return self.data.get("context") or None
+
+    @property
+    def reason(self) -> dict[str, Any] | None:
+        reason = self.data.get("reason")
+        return reason if isinstance(reason, dict) else None
+
+    @property
+    def notification(self) -> Any:
+        """stripe-python's ``EventNotification`` of this type (e.g.
+        ``V1BillingMeterErrorReportTriggeredEventNotification``), bound to :meth:`client`."""
+        if self._notification is None:
+            notification = self.client().parse_event_notification_without_verification(
+                json.dumps(self.data)
+            )
+            object.__setattr__(self, "_notification", notification)
+        return self._notification
+
+    def fetch_event(self) -> Any:
+        """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``."""
+        return self.notification.fetch_event()
+
+    def fetch_related_object(self) -> Any:
+        """``GET`` the related object's URL (e.g. ``/v1/billing/meters/mtr_...``), or ``None``
+        when the event has no related object."""
+        if self.related_object is None:
+            return None
+        notification = self.notification
+        if not hasattr(notification, "fetch_related_object"):
+            # A type whose class declares no related object, sent with one anyway: fetch it
+            # the way stripe-python does for types it does not know.
+            from stripe.events import UnknownEventNotification
+
+            notification = UnknownEventNotification(self.data, self.client())
+        return notification.fetch_related_object()
+
+    def to_stripe(self) -> Any:
+        """stripe-python's ``EventNotification`` for this event (see :attr:`notification`)."""
+        return self.notification
+
+    def to_dict(self) -> dict[str, Any]:
+        """The notification as Stripe sent it."""
+        return dict(self.data)
+
+    @classmethod
+    def from_payload(cls, payload: Any, client_account: str = "") -> ThinEvent:
+        """Check a parsed thin payload (already verified by stripe-python) and wrap it."""
+        if not isinstance(payload, dict) or payload.get("object") != THIN_OBJECT:
+            raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
+        event_id, event_type, livemode = identity(payload)
+        reason = payload.get("reason")
+        request = reason.get("request") if isinstance(reason, dict) else None
+        if not isinstance(request, dict):
+            request = {}
+        context = payload.get("context")
+        return cls(
+            id=event_id,
+            type=event_type,
+            livemode=livemode,
+            data=payload,
+            account=context[:255] if isinstance(context, str) else "",
+            created=parse_created(payload.get("created")),
+            request_id=_short(request.get("id")),
+            idempotency_key=_short(request.get("idempotency_key")),
+            payload=payload,
+            client_account=client_account,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any, endpoint: Any = None) -> ThinEvent:
+        """Rebuild it from its ``stripe_hooks_event`` row; fetches go through ``endpoint``'s
+        account (the default account when the endpoint is gone)."""
+        return cls.from_payload(row.data, endpoint.account if endpoint is not None else "")

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app
-from werkzeug.utils import import_string
+from flask import Flask
 
 from . import processing
 from .dispatch import HandlerSignal, Registry
+from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
+from .state import State, get_state
+from .utils import resolve_setting
+
+if TYPE_CHECKING:
+    from .processing import Result
+
+__all__ = ["DEFAULTS", "State", "StripeHooks", "get_state"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,40 +38,6 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_LIVE_SECRET_KEY": None,
     "STRIPE_API_VERSION": None,
 }
-
-
-@dataclass
-class State:
-    """Everything the extension keeps for one app, in ``app.extensions["stripe_hooks"]``."""
-
-    hooks: StripeHooks
-    db: Any
-    tolerance: int
-    max_body: int
-    url_prefix: str
-    event_callback: Callable[[str], Any] | None
-    config: dict[str, Any] = field(default_factory=dict)
-    #: ``stripe.StripeClient`` per (account, livemode), built on first use (stripe_api.py).
-    clients: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
-    #: Seconds an endpoint row read by a delivery is reused (processing.py); 0: never.
-    endpoint_cache: float = 0.0
-    #: uuid -> (EndpointInfo, monotonic deadline, write generation): that cache.
-    endpoints: dict[Any, tuple[Any, float, int]] = field(default_factory=dict, repr=False)
-
-    @property
-    def registry(self) -> Registry:
-        return self.hooks.registry
-
-
-def _resolve(value: Any, key: str) -> Any:
-    if value is None or callable(value):
-        return value
-    if isinstance(value, str):
-        try:
-            return import_string(value)
-        except ImportError as exc:
-            raise RuntimeError(f"{key}: cannot import {value!r} ({exc}).") from None
-    raise RuntimeError(f"{key} must be a callable or a dotted path, not {value!r}.")
 
 
 class StripeHooks:
@@ -117,14 +89,14 @@ class StripeHooks:
             tolerance=int(config["STRIPE_HOOKS_TOLERANCE"]),
             max_body=int(config["STRIPE_HOOKS_MAX_BODY"]),
             url_prefix="" if prefix == "/" else prefix,
-            event_callback=_resolve(
+            event_callback=resolve_setting(
                 config["STRIPE_HOOKS_EVENT_CALLBACK"], "STRIPE_HOOKS_EVENT_CALLBACK"
             ),
             config=config,
             endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
         )
         app.extensions["stripe_hooks"] = state
-        processing.watch_endpoint_writes(db)
+        watch_endpoint_writes(db)
         attach_tables(db.metadata)
 
         from .cli import cli
@@ -160,16 +132,19 @@ class StripeHooks:
         """Run ``fn()`` once the event being processed is committed; never on rollback."""
         return processing.on_commit(fn)
 
+    # -- stored events ------------------------------------------------------------------
 
-def get_state(app: Flask | None = None) -> State:
-    """The extension's state for ``app`` (default: ``current_app``)."""
-    app = app or current_app
-    try:
-        return app.extensions["stripe_hooks"]  # type: ignore[no-any-return]
-    except KeyError:
-        raise RuntimeError(
-            "flask-stripe-hooks is not registered on this app. Did you forget to call 'init_app'?"
-        ) from None
+    def process_stored(self, event_id: str, *, force: bool = False) -> Result:
+        """Run the handlers of a stored event in the current app: a queue worker's entry point.
+
+        The event row is locked while its handlers run, in one transaction with their
+        writes. ``result.outcome`` says what happened: ``processed``; ``duplicate`` (it
+        was processed before; ``force=True`` runs it again); ``failed`` (a handler raised,
+        recorded on the event: retry later); ``busy`` (another worker holds it: retry
+        later); ``unavailable`` (the database could not be reached: retry later);
+        ``missing`` (no such event stored). ``result.ok`` is true for the first two.
+        """
+        return processing.process_stored(get_state(), event_id, force=force)
 
 
 def _exempt_from_csrf(app: Flask, blueprint: Any) -> None:

@@ -1,5 +1,8 @@
 """The three tables: endpoints, deliveries (HTTP requests) and events (one per Stripe id).
 
+Tables only: no DDL runs as a side effect of ``create_all`` (the lz4 set-up of the large
+columns is an explicit call, :func:`flask_stripe_hooks.storage.compress_with_lz4`).
+
 The classes are mapped on this module's own :class:`~sqlalchemy.MetaData`, so they can be
 imported before any app exists. :meth:`StripeHooks.init_app` copies the tables into the
 app's ``db.metadata``, which is what ``db.create_all()`` and Flask-Migrate's autogenerate
@@ -9,6 +12,7 @@ read, and every query runs on the app's own ``db.session``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .utils import utcnow
+from .utils import mode_name, utcnow
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -83,7 +87,7 @@ class WebhookEndpoint(Base):
 
     @property
     def mode(self) -> str:
-        return "live" if self.livemode else "test"
+        return mode_name(self.livemode)
 
     @property
     def enabled(self) -> bool:
@@ -93,8 +97,35 @@ class WebhookEndpoint(Base):
     def thin(self) -> bool:
         return self.payload == "thin"
 
+    def active_secrets(self, now: datetime | None = None) -> tuple[str, ...]:
+        """The signing secrets that have not expired, newest first."""
+        return active_secrets(self.secrets, now or utcnow())
+
     def __repr__(self) -> str:  # never the secrets
         return f"<WebhookEndpoint {self.uuid} {self.mode} {self.status}>"
+
+
+def active_secrets(secrets: Sequence[Mapping[str, Any]], now: datetime) -> tuple[str, ...]:
+    """The secrets of an endpoint's ``secrets`` column that have not expired, newest first."""
+    out = []
+    for item in reversed(secrets or ()):
+        expires = item.get("expires_at")
+        if expires and datetime.fromisoformat(expires) <= now:
+            continue
+        out.append(item["secret"])
+    return tuple(out)
+
+
+def seconds_to_expiry(secrets: Sequence[Mapping[str, Any]], now: datetime) -> float | None:
+    """Seconds until the first of the secrets that will expire does (``None``: none will)."""
+    soonest = None
+    for item in secrets or ():
+        expires = item.get("expires_at")
+        if expires:
+            left = (datetime.fromisoformat(expires) - now).total_seconds()
+            if left > 0 and (soonest is None or left < soonest):
+                soonest = left
+    return soonest
 
 
 class WebhookDelivery(Base):
@@ -163,51 +194,21 @@ def attach_tables(metadata: sa.MetaData) -> None:
     """Copy the tables into ``metadata`` (the app's ``db.metadata``) once."""
     for table in Base.metadata.sorted_tables:
         if table.name not in metadata.tables:
-            copy = table.to_metadata(metadata)
-            if table.name in LZ4_COLUMNS:
-                sa.event.listen(copy, "after_create", _compress_after_create)
+            table.to_metadata(metadata)
 
 
-#: The large columns: the raw body of every delivery and the data of every event. On
-#: PostgreSQL 14 and later (built with lz4, as Debian's, PGDG's and the official images are)
-#: they are compressed with lz4 instead of the default pglz: about 0.25 ms less database CPU
-#: per delivery of 10 KB, for about the same size on disk.
-LZ4_COLUMNS = {"stripe_hooks_delivery": "body", "stripe_hooks_event": "data"}
+def __getattr__(name: str) -> Any:
+    # Deprecated names: the lz4 set-up is the storage module's (an explicit call, not a
+    # side effect of create_all).
+    if name in ("compress_with_lz4", "LZ4_COLUMNS"):
+        import importlib
+        import warnings
 
-
-def compress_with_lz4(connection: sa.Connection) -> bool:
-    """Switch :data:`LZ4_COLUMNS` to lz4 where the server supports it; ``False`` elsewhere
-    (SQLite, PostgreSQL before 14 or without lz4). Call it from a migration::
-
-        from flask_stripe_hooks.models import compress_with_lz4
-
-        def upgrade():
-            ...
-            compress_with_lz4(op.get_bind())
-
-    Only rows written afterwards are compressed with lz4.
-    """
-    if not _lz4_available(connection):
-        return False
-    for table in LZ4_COLUMNS:
-        _set_lz4(connection, table)
-    return True
-
-
-def _set_lz4(connection: sa.Connection, table: str) -> None:
-    column = LZ4_COLUMNS[table]
-    connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
-
-
-def _lz4_available(connection: sa.Connection) -> bool:
-    if connection.dialect.name != "postgresql":
-        return False
-    values = connection.exec_driver_sql(
-        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
-    ).scalar()
-    return isinstance(values, list) and "lz4" in values
-
-
-def _compress_after_create(table: sa.Table, connection: sa.Connection, **kw: Any) -> None:
-    if _lz4_available(connection):
-        _set_lz4(connection, table.name)
+        warnings.warn(
+            f"flask_stripe_hooks.models.{name} is deprecated; import it from"
+            " flask_stripe_hooks.storage.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f"{__package__}.storage"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

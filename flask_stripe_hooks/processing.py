@@ -23,7 +23,7 @@ import logging
 import time
 import traceback as tb
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,195 +34,48 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import signals
+from .endpoint_cache import EndpointInfo, endpoint_by_id, endpoint_by_uuid
 from .events import Event
-from .models import (
-    DUPLICATE,
-    FAILED,
-    PENDING,
-    PROCESSED,
-    QUEUED,
-    REJECTED,
-    WebhookEndpoint,
-    endpoint_table,
-    event_table,
-)
-from .statements import insert_delivery, insert_event_row
-from .thin import verify_thin
-from .verification import Rejected, verify
+from .models import DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, REJECTED, event_table
+from .storage import claim, insert_delivery, insert_event_row, mark_failed
+from .stripe_api import client_for
+from .verification import Rejected, verify, verify_thin
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .extension import State
+    from .state import State
 
 log = logging.getLogger("flask_stripe_hooks")
 
-#: The outcome of :func:`process_stored` for an event another worker holds locked.
+#: What a delivery or a run of a stored event came to (``Result.outcome``). The first five
+#: are also the outcomes stored with a delivery; the webhook view maps each to its HTTP status.
+OUTCOMES = (PROCESSED, DUPLICATE, QUEUED, REJECTED, FAILED)
+#: No such endpoint (or it is disabled), or no such stored event.
+MISSING = "missing"
+#: The database could not be reached, or dropped the connection: try again later.
+UNAVAILABLE = "unavailable"
+#: Another worker holds the stored event locked: try again later.
 BUSY = "busy"
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
 
-
-@dataclass(frozen=True, slots=True)
-class EndpointInfo:
-    """What the pipeline needs of an endpoint; handlers get it as ``endpoint=``."""
-
-    id: int
-    uuid: uuid.UUID
-    livemode: bool
-    account: str
-    stripe_id: str | None
-    enabled: bool
-    tolerance: int | None
-    secrets: tuple[str, ...] = ()
-    #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
-    payload: str = "snapshot"
-
-    @property
-    def mode(self) -> str:
-        return "live" if self.livemode else "test"
-
-    def __repr__(self) -> str:  # never the secrets
-        return f"EndpointInfo(id={self.id}, uuid={self.uuid}, mode={self.mode})"
+_UNAVAILABLE_REASON = "database unavailable, retry later"
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The outcome of one delivery: the HTTP status and a short text for the body."""
+    """The outcome of one delivery or run, and a short text that is safe to send back."""
 
-    status: int
     outcome: str
     reason: str = ""
     event_id: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status < 300
-
-
-def active_secrets(secrets: Sequence[Mapping[str, Any]], now: datetime) -> tuple[str, ...]:
-    """The secrets of an endpoint that have not expired, newest first."""
-    out = []
-    for item in reversed(secrets or ()):
-        expires = item.get("expires_at")
-        if expires and datetime.fromisoformat(expires) <= now:
-            continue
-        out.append(item["secret"])
-    return tuple(out)
-
-
-_ENDPOINT_COLUMNS = (
-    endpoint_table.c.id,
-    endpoint_table.c.uuid,
-    endpoint_table.c.livemode,
-    endpoint_table.c.account,
-    endpoint_table.c.stripe_id,
-    endpoint_table.c.status,
-    endpoint_table.c.tolerance,
-    endpoint_table.c.secrets,
-    endpoint_table.c.payload,
-)
-_select_endpoint = sa.select(*_ENDPOINT_COLUMNS).where(
-    endpoint_table.c.uuid == sa.bindparam("uuid")
-)
-_select_endpoint_by_id = sa.select(*_ENDPOINT_COLUMNS).where(
-    endpoint_table.c.id == sa.bindparam("id")
-)
-
-
-def _endpoint_info(row: Any) -> EndpointInfo:
-    return EndpointInfo(
-        id=row.id,
-        uuid=row.uuid,
-        livemode=row.livemode,
-        account=row.account or "",
-        stripe_id=row.stripe_id,
-        enabled=row.status == "enabled",
-        tolerance=row.tolerance,
-        secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
-        payload=row.payload,
-    )
-
-
-def load_endpoint(session: Session, endpoint_uuid: uuid.UUID) -> EndpointInfo | None:
-    row = session.execute(_select_endpoint, {"uuid": endpoint_uuid}).first()
-    return None if row is None else _endpoint_info(row)
-
-
-# -- the endpoint cache ------------------------------------------------------------------
-#
-# Reading the endpoint row is a round trip on every delivery. Each app keeps the enabled
-# endpoints it has read for ``STRIPE_HOOKS_ENDPOINT_CACHE`` seconds (``0``: never), never
-# past the expiry of one of their secrets. What keeps it honest:
-# - any rejection by a cached endpoint re-reads the row and verifies again, so a new
-#   secret (a rotation) or a changed mode or tolerance takes effect on the first delivery;
-# - any write to an endpoint in this process (ORM, or an UPDATE/DELETE through the
-#   session, as the CLI, the admin and tests do) empties every cache at once;
-# - a change made by another process (disabling an endpoint, removing a secret) takes
-#   effect within the cache's lifetime.
-
-_generation = 0  # bumped by every endpoint write seen in this process
-
-
-def _endpoint_written(*args: Any) -> None:
-    global _generation
-    _generation += 1
-
-
-for _name in ("after_insert", "after_update", "after_delete"):
-    sa.event.listen(WebhookEndpoint, _name, _endpoint_written)
-
-
-def _on_execute(context: Any) -> None:
-    if context.is_update or context.is_delete:
-        table = getattr(context.statement, "table", None)
-        if getattr(table, "name", None) == endpoint_table.name:
-            _endpoint_written()
-
-
-def watch_endpoint_writes(db: Any) -> None:
-    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``."""
-    if not sa.event.contains(db.session, "do_orm_execute", _on_execute):
-        sa.event.listen(db.session, "do_orm_execute", _on_execute)
-
-
-def _seconds_to_expiry(secrets: Sequence[Mapping[str, Any]], now: datetime) -> float | None:
-    soonest = None
-    for item in secrets or ():
-        expires = item.get("expires_at")
-        if expires:
-            left = (datetime.fromisoformat(expires) - now).total_seconds()
-            if left > 0 and (soonest is None or left < soonest):
-                soonest = left
-    return soonest
-
-
-def _endpoint(
-    state: State, session: Session, endpoint_uuid: uuid.UUID, *, fresh: bool = False
-) -> tuple[EndpointInfo | None, bool]:
-    """The endpoint and whether it came from the cache."""
-    ttl = state.endpoint_cache
-    cache = state.endpoints
-    if ttl > 0 and not fresh:
-        hit = cache.get(endpoint_uuid)
-        if hit is not None and hit[2] == _generation and time.monotonic() < hit[1]:
-            return hit[0], True
-    generation = _generation  # read before the row: a write meanwhile voids this entry
-    row = session.execute(_select_endpoint, {"uuid": endpoint_uuid}).first()
-    if row is None:
-        cache.pop(endpoint_uuid, None)
-        return None, False
-    info = _endpoint_info(row)
-    if ttl > 0 and info.enabled:
-        life = ttl
-        left = _seconds_to_expiry(row.secrets, datetime.now(timezone.utc))
-        if left is not None:
-            life = min(life, left)
-        cache[endpoint_uuid] = (info, time.monotonic() + life, generation)
-    else:
-        cache.pop(endpoint_uuid, None)
-    return info, False
+        """The event is durable: processed, a duplicate, or queued."""
+        return self.outcome in (PROCESSED, DUPLICATE, QUEUED)
 
 
 # -- on_commit ---------------------------------------------------------------------------
@@ -339,27 +192,6 @@ class Delivery:
         }
 
 
-def _claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
-    """Take a stored event for this transaction (a row lock on PostgreSQL until commit).
-
-    Only an event not yet processed is taken, unless ``force`` (an explicit re-process).
-    """
-    where = [event_table.c.id == event_id]
-    if not force:
-        where.append(event_table.c.status != PROCESSED)
-    result = session.execute(
-        event_table.update()
-        .where(*where)
-        .values(
-            status=PROCESSED,
-            attempts=event_table.c.attempts + 1,
-            processed_at=now,
-            last_error=None,
-        )
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def _record_failure(
     session: Session,
     event: Event,
@@ -372,16 +204,11 @@ def _record_failure(
     error = f"{type(exc).__name__}: {exc}"[:2000]
     trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     now = datetime.now(timezone.utc)
-    mark_failed = (
-        event_table.update()
-        .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
-        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
-    )
     try:
         # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
         # stays untouched).
         for _ in range(2):
-            if session.execute(mark_failed).rowcount:  # type: ignore[attr-defined]
+            if mark_failed(session, event.id, FAILED, error):
                 break
             try:
                 with session.begin_nested():
@@ -415,6 +242,14 @@ def _record_failure(
 # -- the pipeline ------------------------------------------------------------------------
 
 
+def _bind(state: State, event: Event, endpoint: EndpointInfo | None) -> Event:
+    """Let the event reach Stripe through the endpoint's account and mode, when a handler asks
+    (verifying needs no client; building one needs a key)."""
+    account = endpoint.account if endpoint is not None else ""
+    event.bind_client(lambda: client_for(state, account=account, livemode=event.livemode))
+    return event
+
+
 def _run_handlers(
     state: State,
     session: Session,
@@ -438,12 +273,12 @@ def _run_handlers(
     try:
         claimed = True
         if stored:
-            claimed = _claim(session, event.id, now, force=force)
+            claimed = claim(session, event.id, now, force=force)
         else:
             try:
-                # Compiled once (statements.py) and run on the session's connection: the
-                # same transaction, without the ORM's per-statement work (handlers'
-                # objects are flushed by the commit).
+                # Compiled once (storage.py) and run on the session's connection: the same
+                # transaction, without the ORM's per-statement work (handlers' objects are
+                # flushed by the commit).
                 connection = session.connection()
                 new = _insert_event(
                     connection,
@@ -459,7 +294,7 @@ def _run_handlers(
                 session.rollback()
                 new = False
             if not new:  # stored before: a failed event is claimed, a processed one is not
-                claimed = _claim(session, event.id, now)
+                claimed = claim(session, event.id, now)
         if not claimed:
             if delivery is not None:
                 insert_delivery(
@@ -467,7 +302,7 @@ def _run_handlers(
                 )
             session.commit()
             _notify(signals.duplicate_skipped, event=event)
-            return Result(200, DUPLICATE, event_id=event.id)
+            return Result(DUPLICATE, event_id=event.id)
         started = time.perf_counter()
         state.registry.dispatch(event, endpoint=endpoint)
         if delivery is not None:
@@ -481,9 +316,9 @@ def _run_handlers(
         _notify(signals.event_failed, event=event, exception=exc)
         if _unavailable(exc):
             log.warning("database unavailable while processing %s: %s", event.id, exc)
-            return Result(503, FAILED, "database unavailable, retry later", event.id)
+            return Result(UNAVAILABLE, _UNAVAILABLE_REASON, event.id)
         log.exception("handler failed for event %s (%s)", event.id, event.type)
-        return Result(500, FAILED, "handler failed", event.id)
+        return Result(FAILED, "handler failed", event.id)
     finally:
         _callbacks.reset(token)
     _run_callbacks(callbacks)
@@ -492,7 +327,7 @@ def _run_handlers(
         event=event,
         duration_ms=(time.perf_counter() - started) * 1000.0,
     )
-    return Result(200, PROCESSED, event_id=event.id)
+    return Result(PROCESSED, event_id=event.id)
 
 
 def receive(
@@ -502,21 +337,21 @@ def receive(
     headers: Any,
     remote_addr: str | None,
 ) -> Result:
-    """Handle one HTTP delivery. Never raises for bad input; the result says what to send."""
+    """Handle one HTTP delivery. Never raises for bad input; the result says what happened."""
     started = time.perf_counter()
     signature = headers.get("Stripe-Signature")
     if not signature:
-        return _reject(None, 400, "missing Stripe-Signature header")
+        return _reject(None, REJECTED, "missing Stripe-Signature header")
     session = state.db.session
     try:
-        endpoint, cached = _endpoint(state, session, endpoint_uuid)
+        endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid)
     except OperationalError:
         session.rollback()
         log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
-        return Result(503, FAILED, "database unavailable, retry later")
+        return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
     if endpoint is None or not endpoint.enabled:
         session.rollback()
-        return _reject(None, 404, "unknown endpoint")
+        return _reject(None, MISSING, "unknown endpoint")
     _notify(signals.delivery_received, endpoint=endpoint, remote_addr=remote_addr)
 
     delivery = Delivery(
@@ -535,13 +370,13 @@ def receive(
                 raise
             # The cached row may be out of date (a rotated secret): read it and try again.
             try:
-                endpoint, cached = _endpoint(state, session, endpoint_uuid, fresh=True)
+                endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid, fresh=True)
             except OperationalError:
                 session.rollback()
-                return Result(503, FAILED, "database unavailable, retry later")
+                return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
             if endpoint is None or not endpoint.enabled:
                 session.rollback()
-                return _reject(None, 404, "unknown endpoint")
+                return _reject(None, MISSING, "unknown endpoint")
             delivery.endpoint = endpoint
             event = _verify(state, endpoint, body, signature)
     except Rejected as exc:
@@ -552,9 +387,10 @@ def receive(
             session.commit()
         except OperationalError:
             session.rollback()
-            return Result(503, FAILED, "database unavailable, retry later")
-        return _reject(endpoint, exc.status, exc.reason)
+            return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
+        return _reject(endpoint, REJECTED, exc.reason)
 
+    _bind(state, event, endpoint)
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
     return _run_handlers(state, session, event, endpoint, delivery)
@@ -576,9 +412,11 @@ def _verify(state: State, endpoint: EndpointInfo, body: bytes, signature: str) -
     )
 
 
-def _reject(endpoint: EndpointInfo | None, status: int, reason: str) -> Result:
+def _reject(endpoint: EndpointInfo | None, outcome: str, reason: str) -> Result:
+    # The signal's documented ``status`` is what Stripe is answered.
+    status = 404 if outcome == MISSING else 400
     _notify(signals.delivery_rejected, endpoint=endpoint, status=status, reason=reason)
-    return Result(status, REJECTED, reason)
+    return Result(outcome, reason)
 
 
 def _enqueue(
@@ -621,21 +459,21 @@ def _enqueue(
         if not _unavailable(exc):
             raise
         log.warning("database unavailable while storing %s: %s", event.id, exc)
-        return Result(503, FAILED, "database unavailable, retry later", event.id)
+        return Result(UNAVAILABLE, _UNAVAILABLE_REASON, event.id)
     if outcome == DUPLICATE:
         _notify(signals.duplicate_skipped, event=event)
-        return Result(200, DUPLICATE, event_id=event.id)
+        return Result(DUPLICATE, event_id=event.id)
     try:
         state.event_callback(event.id)  # type: ignore[misc]
     except Exception:
         # The event is durable; the sweeper (process-pending) will pick it up.
         log.exception("event callback failed for %s; it stays pending", event.id)
     _notify(signals.event_queued, event=event)
-    return Result(200, QUEUED, event_id=event.id)
+    return Result(QUEUED, event_id=event.id)
 
 
 def _unavailable(exc: BaseException) -> bool:
-    """The database could not be reached (or dropped the connection): answer 503."""
+    """The database could not be reached (or dropped the connection): try again later."""
     return isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )
@@ -649,6 +487,7 @@ def store_event(state: State, event: Event, endpoint: EndpointInfo | None = None
     already is processed only if it has not been.
     """
     session = state.db.session
+    _bind(state, event, endpoint)
     if state.event_callback is not None:
         return _enqueue(state, session, event, None, endpoint.id if endpoint else None)
     return _run_handlers(state, session, event, endpoint, None)
@@ -658,9 +497,9 @@ def process_stored(state: State, event_id: str, *, force: bool = False) -> Resul
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
 
     Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
-    same event at once). An event already processed is skipped unless ``force`` is set.
-    An event locked by another worker gives a 409 ``busy`` result: try again later, it
-    is either processed by then or free again (a worker that died drops its lock).
+    same event at once). An event already processed is skipped (``duplicate``) unless
+    ``force`` is set. An event locked by another worker is ``busy``: try again later, it is
+    either processed by then or free again (a worker that died drops its lock).
     """
     session = state.db.session
     query = sa.select(event_table).where(event_table.c.id == event_id)
@@ -675,22 +514,21 @@ def process_stored(state: State, event_id: str, *, force: bool = False) -> Resul
             ).first()
             if exists is not None:
                 session.rollback()
-                return Result(409, BUSY, "being processed by another worker", event_id)
+                return Result(BUSY, "being processed by another worker", event_id)
         if row is None:
             session.rollback()
-            return Result(404, FAILED, f"no stored event {event_id}", event_id)
+            return Result(MISSING, f"no stored event {event_id}", event_id)
         if row.status == PROCESSED and not force:
             session.rollback()
-            return Result(200, DUPLICATE, event_id=event_id)
+            return Result(DUPLICATE, event_id=event_id)
         endpoint = None
         if row.endpoint_id is not None:
-            found = session.execute(_select_endpoint_by_id, {"id": row.endpoint_id}).first()
-            endpoint = None if found is None else _endpoint_info(found)
+            endpoint = endpoint_by_id(session, row.endpoint_id)
     except DBAPIError as exc:
         session.rollback()
         if not _unavailable(exc):
             raise
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
-        return Result(503, FAILED, "database unavailable, retry later", event_id)
-    event = Event.from_row(row, endpoint)
+        return Result(UNAVAILABLE, _UNAVAILABLE_REASON, event_id)
+    event = _bind(state, Event.from_row(row, endpoint), endpoint)
     return _run_handlers(state, session, event, endpoint, None, stored=True, force=force)

@@ -23,11 +23,11 @@ from flask import current_app
 from . import event_types
 from .events import Event, NotAnEvent
 from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
-from .processing import QUEUED, Result, process_stored, store_event
+from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
 from .utils import utcnow
 
 if TYPE_CHECKING:
-    from .extension import State
+    from .state import State
 
 log = logging.getLogger("flask_stripe_hooks")
 
@@ -37,6 +37,10 @@ EVENTS_KEPT = timedelta(days=30)
 STRIPE_RETRIES_FOR = timedelta(days=3)
 #: Rows deleted per statement by :func:`prune`.
 PRUNE_BATCH = 2000
+
+
+#: Outcomes that leave an event not run: listed with their reason, counted as failures.
+_PROBLEMS = (FAILED, MISSING)
 
 
 @dataclass
@@ -49,9 +53,11 @@ class Summary:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
-        outcome = "missing" if result.status == 404 else result.outcome
+        # An event the database (or the queue) was not there for is counted as failed: to
+        # the person running the command, both mean "run it again".
+        outcome = FAILED if result.outcome == UNAVAILABLE else result.outcome
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        if outcome in (FAILED, "missing") and result.event_id:
+        if outcome in _PROBLEMS and result.event_id:
             self.problems.append((result.event_id, result.reason or outcome))
 
     @property
@@ -60,11 +66,11 @@ class Summary:
 
     @property
     def failed(self) -> int:
-        return self.counts.get(FAILED, 0) + self.counts.get("missing", 0)
+        return sum(self.counts.get(outcome, 0) for outcome in _PROBLEMS)
 
     def line(self) -> str:
         """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
-        order = ("processed", QUEUED, "duplicate", "busy", FAILED, "missing")
+        order = ("processed", QUEUED, "duplicate", "busy", FAILED, MISSING)
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
         parts += [f"{n} {k}" for k, n in self.counts.items() if k not in order]
         return ", ".join(parts) or "nothing to do"
@@ -181,15 +187,15 @@ def enqueue_events(state: State, event_ids: Iterable[str]) -> Summary:
         ).rowcount  # type: ignore[attr-defined]
         session.commit()
         if not done:
-            summary.add(Result(404, FAILED, f"no stored event {event_id}", event_id))
+            summary.add(Result(MISSING, f"no stored event {event_id}", event_id))
             continue
         try:
             state.event_callback(event_id)
         except Exception as exc:
             log.exception("event callback failed for %s; it stays pending", event_id)
-            summary.add(Result(503, FAILED, f"queue unavailable: {exc}", event_id))
+            summary.add(Result(UNAVAILABLE, f"queue unavailable: {exc}", event_id))
             continue
-        summary.add(Result(200, QUEUED, event_id=event_id))
+        summary.add(Result(QUEUED, event_id=event_id))
     return summary
 
 
@@ -198,10 +204,10 @@ def process_again(state: State, event_id: str) -> Result:
     if state.event_callback is not None:
         summary = enqueue_events(state, [event_id])
         if summary.counts.get(QUEUED):
-            return Result(200, QUEUED, event_id=event_id)
-        if summary.counts.get("missing"):
-            return Result(404, FAILED, f"no stored event {event_id}", event_id)
-        return Result(503, FAILED, "the queue did not take the event; it stays pending", event_id)
+            return Result(QUEUED, event_id=event_id)
+        if summary.counts.get(MISSING):
+            return Result(MISSING, f"no stored event {event_id}", event_id)
+        return Result(UNAVAILABLE, "the queue did not take the event; it stays pending", event_id)
     return process_stored(state, event_id, force=True)
 
 

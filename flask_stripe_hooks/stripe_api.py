@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import stripe
 
 if TYPE_CHECKING:
-    from .extension import State
+    from .state import State
 
 _SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*_]+|\bwhsec_[A-Za-z0-9*_\-]+")
 _LIMIT = re.compile(r"maximum (?:number )?of (\d+)", re.IGNORECASE)

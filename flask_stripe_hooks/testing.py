@@ -23,6 +23,7 @@ from typing import Any
 import stripe
 
 from .event_types import object_name
+from .state import get_state
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {
@@ -189,9 +190,7 @@ def sign_payload(
 
 def webhook_path(app: Any, endpoint_uuid: uuid.UUID | str) -> str:
     """The path Stripe posts to for an endpoint of ``app``."""
-    from .extension import get_state
-
-    return f"{get_state(app).url_prefix}/webhook/{endpoint_uuid}/"
+    return get_state(app).webhook_path(endpoint_uuid)
 
 
 def endpoint_parts(endpoint: Any, secret: str | None) -> tuple[str, str]:

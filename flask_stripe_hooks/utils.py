@@ -1,9 +1,12 @@
-"""Small shared helpers: time, durations, masking."""
+"""Small shared helpers: time, durations, masking, mode names, settings."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from werkzeug.utils import import_string
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -27,3 +30,22 @@ def mask(secret: str | None) -> str:
         return ""
     prefix = secret.split("_", 1)[0] + "_" if "_" in secret else ""
     return prefix + "••••••••"
+
+
+def mode_name(livemode: bool) -> str:
+    """``"live"`` or ``"test"``: how Stripe names an object's mode."""
+    return "live" if livemode else "test"
+
+
+def resolve_setting(value: Any, key: str) -> Any:
+    """A setting that holds a callable or its dotted path (``"myapp.auth.admin_only"``) as
+    the callable; ``None`` stays ``None``. A bad value raises ``RuntimeError`` naming ``key``.
+    """
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        try:
+            return import_string(value)
+        except ImportError as exc:
+            raise RuntimeError(f"{key}: cannot import {value!r} ({exc}).") from None
+    raise RuntimeError(f"{key} must be a callable or a dotted path, not {value!r}.")

@@ -7,10 +7,24 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 
-from .processing import receive
+from .models import DUPLICATE, FAILED, PROCESSED, QUEUED, REJECTED
+from .processing import BUSY, MISSING, UNAVAILABLE, receive
 
 if TYPE_CHECKING:
-    from .extension import State
+    from .state import State
+
+#: What Stripe is answered for each outcome: 2xx once the event is durable; 500 and 503 make
+#: Stripe retry.
+STATUS = {
+    PROCESSED: 200,
+    DUPLICATE: 200,
+    QUEUED: 200,
+    REJECTED: 400,
+    MISSING: 404,
+    BUSY: 409,
+    FAILED: 500,
+    UNAVAILABLE: 503,
+}
 
 
 def create_blueprint(state: State) -> Blueprint:
@@ -28,7 +42,7 @@ def create_blueprint(state: State) -> Blueprint:
         if len(body) > max_body:
             return _text(413, "body too large")
         result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
-        return _text(result.status, result.reason or result.outcome)
+        return _text(STATUS[result.outcome], result.reason or result.outcome)
 
     return bp
 

@@ -297,7 +297,7 @@ def stored_text(app: Flask, event_id: str) -> str:
         ).scalar_one()
 
 
-#: The columns compressed with lz4 after ``create_all`` or the migrations, by dialect.
+#: The columns compressed with lz4 by ``compress_with_lz4`` (the migrations call it), by dialect.
 LZ4_COLUMNS_BY_DIALECT = {
     "postgresql": [("stripe_hooks_delivery", "body"), ("stripe_hooks_event", "data")],
     "sqlite": [],
@@ -306,7 +306,7 @@ LZ4_COLUMNS_BY_DIALECT = {
 
 def lz4_columns(engine: sa.Engine) -> list[tuple[str, str]]:
     """``(table, column)`` of every column compressed with lz4 (none on SQLite)."""
-    from flask_stripe_hooks.models import compress_with_lz4
+    from flask_stripe_hooks.storage import compress_with_lz4
 
     with engine.connect() as conn:
         if engine.dialect.name != "postgresql":

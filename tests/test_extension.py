@@ -132,7 +132,24 @@ def test_tables_have_the_documented_names(app, db):
     assert {"stripe_hooks_endpoint", "stripe_hooks_delivery", "stripe_hooks_event"} <= names
 
 
-def test_create_all_compresses_large_columns_with_lz4(app):
+def test_lz4_is_an_explicit_call_after_create_all(app):
+    """``create_all`` runs no DDL of its own; ``compress_with_lz4`` sets lz4 where it can."""
+    from flask_stripe_hooks.storage import compress_with_lz4
+
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
+        assert lz4_columns(engine) == []
+        with engine.begin() as conn:
+            assert compress_with_lz4(conn) is (engine.dialect.name == "postgresql")
         assert lz4_columns(engine) == LZ4_COLUMNS_BY_DIALECT[engine.dialect.name]
+
+
+def test_old_import_paths_warn_and_still_work():
+    from flask_stripe_hooks import events, models, storage, thin, verification
+
+    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.storage"):
+        assert models.compress_with_lz4 is storage.compress_with_lz4
+    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.events"):
+        assert thin.ThinEvent is events.ThinEvent
+    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.verification"):
+        assert thin.verify_thin is verification.verify_thin

@@ -271,14 +271,12 @@ def test_livemode_mismatch_is_400(app, client, endpoint, recorder):
 def gate(request, monkeypatch):
     """How an existing event id is found: ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite) or,
     as on a database without it, the primary key's ``IntegrityError`` and a rollback."""
-    from flask_stripe_hooks import statements
+    from contextlib import nullcontext
 
-    if request.param == "integrity error":
-        monkeypatch.setattr(statements, "_ON_CONFLICT", {})
-        for value in vars(statements).values():  # every Insert, alone or in a table of them
-            for insert in value.values() if isinstance(value, dict) else [value]:
-                if isinstance(insert, statements.Insert):
-                    monkeypatch.setattr(insert, "_compiled", {})
+    from flask_stripe_hooks import storage
+
+    integrity_error = request.param == "integrity error"
+    switch = storage.without_on_conflict() if integrity_error else nullcontext()
     gates = []
 
     def spy(conn, cursor, statement, *args):
@@ -286,7 +284,8 @@ def gate(request, monkeypatch):
             gates.append("ON CONFLICT" in statement)
 
     sa.event.listen(sa.Engine, "before_cursor_execute", spy)
-    yield request.param
+    with switch:
+        yield request.param
     sa.event.remove(sa.Engine, "before_cursor_execute", spy)
     assert set(gates) == {request.param == "on conflict do nothing"}, "the gate was not used"
 

@@ -36,7 +36,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
     webhook_path,
 )
-from flask_stripe_hooks.thin import ThinEvent
+from flask_stripe_hooks.events import ThinEvent
 
 from conftest import IN_CI, handled, record, rows
 from thin_stub import ThinStripeStub

@@ -1,5 +1,6 @@
-"""The pipeline's INSERTs, compiled once per database dialect and run on the session's
-connection.
+"""The pipeline's SQL: its INSERTs compiled once per database dialect and run on the
+session's connection, claiming a stored event, marking one failed, and the lz4 set-up of the
+large columns.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result: about 0.15 ms of CPU per statement here, as
@@ -20,16 +21,39 @@ last of duplicate keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .models import delivery_table, event_table
+from .models import PROCESSED, delivery_table, event_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 _Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool]
+
+_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+#: Whether ``ON CONFLICT DO NOTHING`` is used where the database has it (see
+#: :func:`without_on_conflict`).
+_on_conflict = True
+
+
+@contextmanager
+def without_on_conflict() -> Iterator[None]:
+    """For tests: skip existing rows as a database without ``ON CONFLICT`` does, through the
+    primary key's ``IntegrityError`` and a rollback, so that path is tested on PostgreSQL and
+    SQLite too."""
+    global _on_conflict
+    _on_conflict = False
+    try:
+        yield
+    finally:
+        _on_conflict = True
 
 
 class Insert:
@@ -46,7 +70,7 @@ class Insert:
         self.table = table
         self.skip_existing = skip_existing
         self.expressions = expressions
-        self._compiled: dict[tuple[type, tuple[str, ...]], _Compiled] = {}
+        self._compiled: dict[tuple[type, tuple[str, ...], bool], _Compiled] = {}
 
     def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
         values: dict[str, Any] = {
@@ -56,7 +80,7 @@ class Insert:
         }
         values.update(self.expressions)
         statement = self.table.insert()
-        if self.skip_existing and dialect.name in _ON_CONFLICT:
+        if self.skip_existing and _on_conflict and dialect.name in _ON_CONFLICT:
             statement = _ON_CONFLICT[dialect.name](self.table).on_conflict_do_nothing()
         compiled = statement.inline().values(values).compile(dialect=dialect)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
@@ -72,7 +96,7 @@ class Insert:
     def __call__(self, connection: sa.Connection, values: Mapping[str, Any]) -> int:
         """Run it; the number of rows inserted (0: skipped, the key exists)."""
         dialect = connection.dialect
-        key = (type(dialect), tuple(values))
+        key = (type(dialect), tuple(values), _on_conflict)
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = self._compile(dialect, key[1])
@@ -109,8 +133,6 @@ def _sqlite_body_data() -> Any:
         .scalar_subquery()
     )
 
-
-_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 insert_delivery = Insert(delivery_table)
 insert_event = Insert(event_table, skip_existing=True)
@@ -152,3 +174,67 @@ def insert_event_row(
     values = {key: value for key, value in values.items() if key != "data"}
     values["body"] = body
     return bool(_insert_event_from_body[dialect.name, thin](connection, values))
+
+
+def claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
+    """Take a stored event for this transaction, marking it processed (a row lock on
+    PostgreSQL until commit). Only an event not yet processed is taken, unless ``force`` (an
+    explicit re-process)."""
+    where = [event_table.c.id == event_id]
+    if not force:
+        where.append(event_table.c.status != PROCESSED)
+    result = session.execute(
+        event_table.update()
+        .where(*where)
+        .values(
+            status=PROCESSED,
+            attempts=event_table.c.attempts + 1,
+            processed_at=now,
+            last_error=None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_failed(session: Session, event_id: str, status: str, error: str) -> bool:
+    """Count a failed attempt on a stored event not processed meanwhile (``False``: there is
+    no such row, or a concurrent attempt processed it)."""
+    result = session.execute(
+        event_table.update()
+        .where(event_table.c.id == event_id, event_table.c.status != PROCESSED)
+        .values(status=status, attempts=event_table.c.attempts + 1, last_error=error)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- lz4 ---------------------------------------------------------------------------------------
+
+#: The large columns: the raw body of every delivery and the data of every event. On
+#: PostgreSQL 14 and later (built with lz4, as Debian's, PGDG's and the official images are)
+#: they can be compressed with lz4 instead of the default pglz: less database CPU per
+#: delivery, for about the same size on disk (docs/performance.md has the figures).
+LZ4_COLUMNS = {"stripe_hooks_delivery": "body", "stripe_hooks_event": "data"}
+
+
+def compress_with_lz4(connection: sa.Connection) -> bool:
+    """Switch :data:`LZ4_COLUMNS` to lz4 where the server supports it; ``False`` elsewhere
+    (SQLite, PostgreSQL before 14 or without lz4). Call it from a migration::
+
+        from flask_stripe_hooks.storage import compress_with_lz4
+
+        def upgrade():
+            ...
+            compress_with_lz4(op.get_bind())
+
+    or once after ``db.create_all()``. Only rows written afterwards are compressed with lz4.
+    """
+    if connection.dialect.name != "postgresql":
+        return False
+    values = connection.exec_driver_sql(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).scalar()
+    if not (isinstance(values, list) and "lz4" in values):
+        return False
+    for table, column in LZ4_COLUMNS.items():
+        connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+    return True

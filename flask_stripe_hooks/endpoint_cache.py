@@ -1,0 +1,142 @@
+"""What the pipeline knows of an endpoint (:class:`EndpointInfo`), and the per-app cache of it.
+
+Reading the endpoint row is a round trip on every delivery. Each app keeps the enabled
+endpoints it has read for ``STRIPE_HOOKS_ENDPOINT_CACHE`` seconds (``0``: never), never past
+the expiry of one of their secrets. What keeps it honest:
+
+- any rejection by a cached endpoint re-reads the row and verifies again (the pipeline asks
+  with ``fresh=True``), so a new secret (a rotation) or a changed mode or tolerance takes
+  effect on the first delivery;
+- any write to an endpoint in this process (ORM, or an UPDATE/DELETE through the session, as
+  the CLI, the admin and tests do) empties every cache at once;
+- a change made by another process (disabling an endpoint, removing a secret) takes effect
+  within the cache's lifetime.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .models import WebhookEndpoint, active_secrets, endpoint_table, seconds_to_expiry
+from .utils import mode_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .state import State
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """What the pipeline needs of an endpoint; handlers get it as ``endpoint=``."""
+
+    id: int
+    uuid: uuid.UUID
+    livemode: bool
+    account: str
+    stripe_id: str | None
+    enabled: bool
+    tolerance: int | None
+    secrets: tuple[str, ...] = ()
+    #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
+    payload: str = "snapshot"
+
+    @property
+    def mode(self) -> str:
+        return mode_name(self.livemode)
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"EndpointInfo(id={self.id}, uuid={self.uuid}, mode={self.mode})"
+
+
+_COLUMNS = (
+    endpoint_table.c.id,
+    endpoint_table.c.uuid,
+    endpoint_table.c.livemode,
+    endpoint_table.c.account,
+    endpoint_table.c.stripe_id,
+    endpoint_table.c.status,
+    endpoint_table.c.tolerance,
+    endpoint_table.c.secrets,
+    endpoint_table.c.payload,
+)
+_select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
+_select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
+
+
+def _info(row: Any) -> EndpointInfo:
+    return EndpointInfo(
+        id=row.id,
+        uuid=row.uuid,
+        livemode=row.livemode,
+        account=row.account or "",
+        stripe_id=row.stripe_id,
+        enabled=row.status == "enabled",
+        tolerance=row.tolerance,
+        secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
+        payload=row.payload,
+    )
+
+
+def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
+    """The endpoint with this row id, read now (no cache)."""
+    row = session.execute(_select_by_id, {"id": endpoint_id}).first()
+    return None if row is None else _info(row)
+
+
+_generation = 0  # bumped by every endpoint write seen in this process
+
+
+def _endpoint_written(*args: Any) -> None:
+    global _generation
+    _generation += 1
+
+
+for _name in ("after_insert", "after_update", "after_delete"):
+    sa.event.listen(WebhookEndpoint, _name, _endpoint_written)
+
+
+def _on_execute(context: Any) -> None:
+    if context.is_update or context.is_delete:
+        table = getattr(context.statement, "table", None)
+        if getattr(table, "name", None) == endpoint_table.name:
+            _endpoint_written()
+
+
+def watch_endpoint_writes(db: Any) -> None:
+    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``."""
+    if not sa.event.contains(db.session, "do_orm_execute", _on_execute):
+        sa.event.listen(db.session, "do_orm_execute", _on_execute)
+
+
+def endpoint_by_uuid(
+    state: State, session: Session, endpoint_uuid: uuid.UUID, *, fresh: bool = False
+) -> tuple[EndpointInfo | None, bool]:
+    """The endpoint and whether it came from the cache (``fresh``: read the row now)."""
+    ttl = state.endpoint_cache
+    cache = state.endpoints
+    if ttl > 0 and not fresh:
+        hit = cache.get(endpoint_uuid)
+        if hit is not None and hit[2] == _generation and time.monotonic() < hit[1]:
+            return hit[0], True
+    generation = _generation  # read before the row: a write meanwhile voids this entry
+    row = session.execute(_select_by_uuid, {"uuid": endpoint_uuid}).first()
+    if row is None:
+        cache.pop(endpoint_uuid, None)
+        return None, False
+    info = _info(row)
+    if ttl > 0 and info.enabled:
+        life = ttl
+        left = seconds_to_expiry(row.secrets, datetime.now(timezone.utc))
+        if left is not None:
+            life = min(life, left)
+        cache[endpoint_uuid] = (info, time.monotonic() + life, generation)
+    else:
+        cache.pop(endpoint_uuid, None)
+    return info, False

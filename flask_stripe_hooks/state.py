@@ -1,0 +1,54 @@
+"""What the extension keeps for one app, in ``app.extensions["stripe_hooks"]``.
+
+A leaf: every part that needs the app's settings (the pipeline, endpoints, Stripe's API, the
+faces) reads them from here, and nothing here imports those parts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+
+@dataclass
+class State:
+    """Everything the extension keeps for one app, read once by ``init_app``."""
+
+    #: The :class:`~flask_stripe_hooks.StripeHooks` object (its handler registry).
+    hooks: Any
+    db: Any
+    tolerance: int
+    max_body: int
+    url_prefix: str
+    event_callback: Callable[[str], Any] | None
+    config: dict[str, Any] = field(default_factory=dict)
+    #: ``stripe.StripeClient`` per (account, livemode), built on first use (stripe_api.py).
+    clients: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
+    #: Seconds an endpoint row read by a delivery is reused (endpoint_cache.py); 0: never.
+    endpoint_cache: float = 0.0
+    #: uuid -> (EndpointInfo, monotonic deadline, write generation): that cache.
+    endpoints: dict[Any, tuple[Any, float, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def registry(self) -> Any:
+        """The handler registry (:class:`~flask_stripe_hooks.dispatch.Registry`)."""
+        return self.hooks.registry
+
+    def webhook_path(self, endpoint_uuid: uuid.UUID | str) -> str:
+        """The path Stripe posts to for an endpoint: ``{prefix}/webhook/<uuid>/``."""
+        return f"{self.url_prefix}/webhook/{endpoint_uuid}/"
+
+
+def get_state(app: Flask | None = None) -> State:
+    """The extension's state for ``app`` (default: ``current_app``)."""
+    app = app or current_app
+    try:
+        return app.extensions["stripe_hooks"]  # type: ignore[no-any-return]
+    except KeyError:
+        raise RuntimeError(
+            "flask-stripe-hooks is not registered on this app. Did you forget to call 'init_app'?"
+        ) from None
