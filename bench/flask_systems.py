@@ -82,12 +82,15 @@ def create_fsh(db_url: str, *, unrelated: int = 0) -> Flask:
 
 
 def seed_fsh(app: Flask) -> None:
+    from flask_stripe_hooks.storage import compress_with_lz4
     from flask_stripe_hooks.testing import create_endpoint
 
     db = app.extensions["sqlalchemy"]
     with app.app_context():
         db.create_all()
         Base.metadata.create_all(db.engine)
+        with db.engine.begin() as connection:
+            compress_with_lz4(connection)  # as the migrations the docs show do
         create_endpoint(db, secret=SECRET, uuid=uuid.UUID(ENDPOINT_UUID))
 
 

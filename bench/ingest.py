@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,11 @@ def interleaved(
     tmp: str,
     bodies: list[str],
     args: argparse.Namespace,
+    before: dict[str, Callable[[], Any]] | None = None,
 ) -> tuple[dict[str, float], list[float]]:
     """Rates of each contender (``label: (system, factory options)``, two of them) and the
-    ratios first/second of every pair.
+    ratios first/second of every pair. ``before[label]()`` runs before each of that
+    contender's blocks (and its warm-up), to switch a setting of the process for it.
 
     Both apps are built on fresh databases of their own and live side by side; the timed
     deliveries go in blocks, each block to one app and then the same block to the other (the
@@ -71,11 +74,14 @@ def interleaved(
     falls on both alike. A pair is one block each.
     """
     items = [(b.encode(), h) for b, h in payloads.signed(bodies)]
+    before = before or {}
     apps = {}
     for label, (system, options) in contenders.items():
         url = fresh_db(backend, pg_url, tmp, f"ingest_{label}_{backend}")
         apps[label] = flask_systems.FACTORIES[system](url, **options)
         flask_systems.SEEDS[system](apps[label])
+        if label in before:
+            before[label]()
         deliver_all(apps[label], flask_systems.PATHS[system], items[: args.warmup])
     timed = items[args.warmup :]
     size = max(1, len(timed) // args.pairs)
@@ -87,6 +93,8 @@ def interleaved(
         got = {}
         for label in (first, second) if i % 2 == 0 else (second, first):
             system = contenders[label][0]
+            if label in before:
+                before[label]()
             got[label] = deliver_all(apps[label], flask_systems.PATHS[system], block)
             seconds[label] += got[label]
         ratios.append(got[second] / got[first])
