@@ -12,7 +12,6 @@ faster.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -38,16 +37,9 @@ def _with_dumps() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--deliveries", type=int, default=4500, help="timed, per run")
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--pairs", type=int, default=150, help="blocks per contender")
-    parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
+    parser = ingest.run_arguments(__doc__)
     parser.add_argument("--backends", default="postgresql,sqlite")
-    parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
-    args = parser.parse_args()
-    if args.quick:
-        args.deliveries, args.warmup, args.pairs = 30, 5, 2
+    args = ingest.quick(parser.parse_args())
     print(f"machine: {common.machine()}")
     bodies = payloads.bodies(args.deliveries + args.warmup)
     print(f"payloads: {payloads.describe(bodies)}")

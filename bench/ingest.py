@@ -184,17 +184,27 @@ def dispatch_delivery(args: argparse.Namespace, pg_url: str, tmp: str) -> list[s
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options of a paired run (this script's and those built on :func:`interleaved`)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--deliveries", type=int, default=4500, help="timed, per run")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=150, help="blocks per contender")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
-    parser.add_argument("--skip-dispatch", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def quick(args: argparse.Namespace) -> argparse.Namespace:
     if args.quick:
         args.deliveries, args.warmup, args.pairs = 30, 5, 2
+    return args
+
+
+def main() -> None:
+    parser = run_arguments(__doc__)
+    parser.add_argument("--skip-dispatch", action="store_true")
+    args = quick(parser.parse_args())
     print(f"machine: {common.machine()}")
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
         lines = ingest(args, pg_url, tmp)

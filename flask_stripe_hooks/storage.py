@@ -3,8 +3,8 @@ session's connection, claiming a stored event, marking one failed, and the lz4 s
 large columns.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
-construction of its parameters and its result: about 0.15 ms of CPU per statement here, as
-much as the round trip to PostgreSQL itself. The pipeline's inserts never change, so each
+construction of its parameters and its result, as much CPU as the round trip to the database
+(docs/performance.md has the figures). The pipeline's inserts never change, so each
 :class:`Insert` compiles its statement once per dialect (SQLAlchemy's own compiler, with each
 column's bind processing) and then runs it with ``Connection.exec_driver_sql``: the same
 transaction, the same error translation (``IntegrityError``, invalidated connections) and the
