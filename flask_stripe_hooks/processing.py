@@ -48,9 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_stripe_hooks")
 
-#: What a delivery or a run of a stored event came to (``Result.outcome``). The first five
-#: are also the outcomes stored with a delivery; the webhook view maps each to its HTTP status.
-OUTCOMES = (PROCESSED, DUPLICATE, QUEUED, REJECTED, FAILED)
+# What a delivery or a run of a stored event came to (``Result.outcome``): the outcomes a
+# delivery row stores (models.py: processed, duplicate, queued, rejected, failed) and these
+# three. The webhook view maps each to its HTTP status.
+
 #: No such endpoint (or it is disabled), or no such stored event.
 MISSING = "missing"
 #: The database could not be reached, or dropped the connection: try again later.
@@ -208,7 +209,7 @@ def _record_failure(
         # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
         # stays untouched).
         for _ in range(2):
-            if mark_failed(session, event.id, FAILED, error):
+            if mark_failed(session, event.id, error):
                 break
             try:
                 with session.begin_nested():

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .models import PROCESSED, delivery_table, event_table
+from .models import FAILED, PROCESSED, delivery_table, event_table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -196,13 +196,13 @@ def claim(session: Session, event_id: str, now: datetime, *, force: bool = False
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_failed(session: Session, event_id: str, status: str, error: str) -> bool:
+def mark_failed(session: Session, event_id: str, error: str) -> bool:
     """Count a failed attempt on a stored event not processed meanwhile (``False``: there is
     no such row, or a concurrent attempt processed it)."""
     result = session.execute(
         event_table.update()
         .where(event_table.c.id == event_id, event_table.c.status != PROCESSED)
-        .values(status=status, attempts=event_table.c.attempts + 1, last_error=error)
+        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
