@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .utils import utcnow
+from .utils import mode_name, utcnow
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -83,7 +83,7 @@ class WebhookEndpoint(Base):
 
     @property
     def mode(self) -> str:
-        return "live" if self.livemode else "test"
+        return mode_name(self.livemode)
 
     @property
     def enabled(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import stripe
 
 from .events import Event, NotAnEvent
+from .utils import mode_name
 
 
 class Rejected(Exception):
@@ -176,8 +177,9 @@ def verified_text(
 
 def check_livemode(event: Event, livemode: bool) -> None:
     if event.livemode != livemode:
-        mode = "live" if event.livemode else "test"
-        raise Rejected(f"{mode}-mode event sent to a {'live' if livemode else 'test'} endpoint")
+        raise Rejected(
+            f"{mode_name(event.livemode)}-mode event sent to a {mode_name(livemode)} endpoint"
+        )
 
 
 def verify(
