@@ -5,6 +5,7 @@ from .endpoint_cache import EndpointInfo
 from .events import Event, ThinEvent
 from .extension import StripeHooks
 from .processing import on_commit
+from .utils import StripeHooksError
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,7 @@ __all__ = [
     "EndpointInfo",
     "Event",
     "StripeHooks",
+    "StripeHooksError",
     "ThinEvent",
     "UnknownEventTypeWarning",
     "on_commit",

@@ -6,16 +6,13 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -26,16 +23,22 @@ from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
 from . import event_types, recovery
-from .models import EVENT_STATUSES, StripeEvent, WebhookEndpoint, active_secrets
+from .models import EVENT_STATUSES, WebhookEndpoint, active_secrets
 from .state import get_state
 from .stripe_api import StripeAPIError, key_source, scrub
-from .testing import build_event, build_thin_event, sign_payload
-from .utils import parse_duration, utcnow
+from .testing import event_for, send_event
+from .utils import StripeHooksError, format_duration, mode_name, parse_duration, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
 
 MODES = click.Choice(["test", "live"])
 PAYLOADS = click.Choice(["snapshot", "thin"])
+
+
+def _payload_option(help: str) -> Any:
+    return click.option(
+        "--payload", type=PAYLOADS, default="snapshot", show_default=True, help=help
+    )
 
 
 def _session():  # type: ignore[no-untyped-def]
@@ -65,13 +68,7 @@ def find_endpoint(value: str) -> WebhookEndpoint:
 )
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 @click.option("--description", default="")
-@click.option(
-    "--payload",
-    type=PAYLOADS,
-    default="snapshot",
-    show_default=True,
-    help="thin: an event destination that sends thin events (v2.core.event).",
-)
+@_payload_option("thin: an event destination that sends thin events (v2.core.event).")
 def register_endpoint(
     secret: str, mode: str, stripe_id: str | None, account: str, description: str, payload: str
 ) -> None:
@@ -122,25 +119,18 @@ def list_endpoints() -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def list_events(type_prefix: str | None, status: str | None, limit: int) -> None:
     """List stored events, newest first."""
-    query = sa.select(StripeEvent).order_by(StripeEvent.received_at.desc()).limit(limit)
-    if type_prefix:
-        prefix = type_prefix.removesuffix(".*")
-        query = query.where(
-            sa.or_(StripeEvent.type == prefix, StripeEvent.type.startswith(prefix + "."))
-        )
-    if status:
-        query = query.where(StripeEvent.status == status)
+    found = recovery.recent_events(get_state(), type_prefix=type_prefix, status=status, limit=limit)
     rows = [
         (
             e.id,
             e.type,
             e.status,
             str(e.attempts),
-            "live" if e.livemode else "test",
+            mode_name(e.livemode),
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
             (e.last_error or "")[:60],
         )
-        for e in _session().execute(query).scalars()
+        for e in found
     ]
     if not rows:
         click.echo("No events match.")
@@ -156,9 +146,8 @@ def list_event_types(prefix: str | None, thin: bool) -> None:
     everything = event_types.thin_event_types() if thin else event_types.all_event_types()
     names = event_types.matching(prefix, thin=thin) if prefix else everything
     if not names:
-        hint = event_types.closest(prefix or "", thin=thin)
         raise click.ClickException(
-            f"No event type matches {prefix!r}" + (f"; did you mean {hint!r}?" if hint else ".")
+            event_types.unknown_type_message(prefix or "", thin=thin, prefix=True)
         )
     for name in names:
         click.echo(name)
@@ -177,86 +166,26 @@ def send_test_event(
     event_type: str, endpoint_id: str | None, data: str | None, url: str | None
 ) -> None:
     """Build, sign and deliver a realistic event of EVENT_TYPE to an endpoint."""
-    if not event_types.is_known(event_type) or event_type == "*":
-        hint = event_types.closest(event_type)
-        raise click.ClickException(
-            f"{event_type!r} is not a Stripe event type"
-            + (f"; did you mean {hint!r}?" if hint else "; see 'event-types'.")
-        )
-    try:
-        extra = json.loads(data) if data else None
-    except ValueError as exc:
-        raise click.ClickException(f"--data is not valid JSON: {exc}") from None
-    if extra is not None and not isinstance(extra, dict):
-        raise click.ClickException("--data must be a JSON object.")
-    endpoint = find_endpoint(endpoint_id) if endpoint_id else _only_endpoint()
-    if not endpoint.enabled:
-        raise click.ClickException(f"Endpoint {endpoint.uuid} is disabled.")
+    if endpoint_id:
+        endpoint = find_endpoint(endpoint_id)
+    else:
+        with _refused():
+            endpoint = endpoint_ops.only_enabled_endpoint()
+    with _refused():
+        event = event_for(endpoint, event_type, data)
     secrets = active_secrets(endpoint.secrets, utcnow())
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
-    if event_types.is_thin_name(event_type) != endpoint.thin:
-        style, other = ("thin", "snapshot") if endpoint.thin else ("snapshot", "thin")
-        raise click.ClickException(
-            f"{event_type!r} is a {other} event type, and endpoint {endpoint.uuid} receives"
-            f" {style} events; see 'flask stripe-hooks event-types"
-            + (" --thin'." if endpoint.thin else "'.")
-        )
-    if endpoint.thin:
-        if event_type not in event_types.thin_event_types():
-            hint = event_types.closest(event_type, thin=True)
-            raise click.ClickException(
-                f"{event_type!r} is not a thin event type"
-                + (f"; did you mean {hint!r}?" if hint else "; see 'event-types --thin'.")
-            )
-        event = {**build_thin_event(event_type, livemode=endpoint.livemode), **(extra or {})}
-    else:
-        event = build_event(
-            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
-        )
-    body, header = sign_payload(event, secrets[0])
-    path = get_state().webhook_path(endpoint.uuid)
-    headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    endpoint_uuid = endpoint.uuid
     _session().rollback()  # hold no transaction while the delivery runs
-    if url:
-        target = url if "/webhook/" in url else url.rstrip("/") + path
-        status, text = _post(target, body.encode(), headers)
-    else:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        # A fresh app context: its own session, so a rollback in a handler touches
-        # nothing of this command's.
-        with app.app_context():
-            response = app.test_client().post(path, data=body, headers=headers)
-            status, text = response.status_code, response.get_data(as_text=True)
+    try:
+        status, text = send_event(app, endpoint_uuid, event, secrets[0], url=url)
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{event['id']} {event_type} → {status} {text.strip()}")
     if status >= 300:
         raise click.exceptions.Exit(1)
-
-
-def _only_endpoint() -> WebhookEndpoint:
-    endpoints = list(
-        _session()
-        .execute(sa.select(WebhookEndpoint).where(WebhookEndpoint.status == "enabled"))
-        .scalars()
-    )
-    if len(endpoints) == 1:
-        return endpoints[0]
-    if not endpoints:
-        raise click.ClickException(
-            "No enabled endpoint; add one with 'flask stripe-hooks register-endpoint'."
-        )
-    raise click.ClickException("Several endpoints; choose one with --endpoint UUID.")
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as exc:
-        raise click.ClickException(f"Could not reach {url}: {exc}") from None
 
 
 class Duration(click.ParamType):
@@ -283,8 +212,8 @@ ENQUEUE = click.option(
 )
 
 
-def _progress(items: Sequence[Any], label: str) -> Any:
-    return click.progressbar(items, label=label, file=sys.stderr, show_pos=True)
+def _progress(items: Sequence[Any] | None, label: str, length: int | None = None) -> Any:
+    return click.progressbar(items, length, label=label, file=sys.stderr, show_pos=True)
 
 
 def _run_events(
@@ -322,12 +251,9 @@ def _run_events(
 
 
 def _check_type(type_prefix: str | None) -> None:
-    if type_prefix and not event_types.is_known(type_prefix.removesuffix(".*")):
-        hint = event_types.closest(type_prefix)
-        raise click.ClickException(
-            f"--type {type_prefix!r} is not a Stripe event type nor a prefix of one"
-            + (f"; did you mean {hint!r}?" if hint else ".")
-        )
+    if type_prefix and not event_types.is_known(event_types.normalize_prefix(type_prefix) or "*"):
+        message = event_types.unknown_type_message(type_prefix, prefix=True)
+        raise click.ClickException(f"--type {message}")
 
 
 @cli.command("reprocess")
@@ -384,16 +310,12 @@ def fetch_missed(
     since: timedelta, type_prefix: str | None, account: str, mode: str, dry_run: bool
 ) -> None:
     """Read recent events from Stripe; store and process those that never arrived."""
-    from .stripe_api import StripeAPIError
-
     _check_type(type_prefix)
     state = get_state()
-    try:
+    with _refused():
         missed = recovery.find_missed(
             state, since=since, type_prefix=type_prefix, account=account, livemode=mode == "live"
         )
-    except StripeAPIError as exc:
-        raise click.ClickException(exc.message) from None
     click.echo(f"Stripe listed {missed.seen} event(s); {len(missed.events)} not stored here.")
     if dry_run:
         for event in missed.events:
@@ -425,28 +347,15 @@ def prune(older_than: timedelta, keep_failed: bool, dry_run: bool) -> None:
     state = get_state()
     found = recovery.prune(state, older_than=older_than, keep_failed=keep_failed, dry_run=True)
     if not dry_run and any(found.values()):
-        with click.progressbar(
-            length=sum(found.values()),
-            label="Deleting",
-            file=sys.stderr,
-            show_pos=True,
-        ) as bar:
+        with _progress(None, "Deleting", length=sum(found.values())) as bar:
             found = recovery.prune(
                 state, older_than=older_than, keep_failed=keep_failed, progress=bar.update
             )
     verb = "would delete" if dry_run else "deleted"
     click.echo(
         f"prune: {verb} {found['deliveries']} delivery(ies) and {found['events']} event(s)"
-        f" received more than {_human(older_than)} ago"
+        f" received more than {format_duration(older_than)} ago"
     )
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 # -- endpoints on Stripe (endpoints.py does the work) -----------------------------------
@@ -454,10 +363,10 @@ def _human(delta: timedelta) -> str:
 
 @contextmanager
 def _refused() -> Iterator[None]:
-    """EndpointError / StripeAPIError → a ClickException with their message."""
+    """EndpointError / StripeAPIError (a StripeHooksError) → a ClickException."""
     try:
         yield
-    except (endpoint_ops.EndpointError, StripeAPIError) as exc:
+    except StripeHooksError as exc:
         raise click.ClickException(exc.message) from None
 
 
@@ -500,13 +409,7 @@ EVENTS_HELP = (
 @click.option("--description", default="")
 @click.option("--metadata", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--connect", is_flag=True, help="Receive events from connected accounts.")
-@click.option(
-    "--payload",
-    type=PAYLOADS,
-    default="snapshot",
-    show_default=True,
-    help="thin: a v2 event destination sending thin events (v1.billing.meter.*, v2.*).",
-)
+@_payload_option("thin: a v2 event destination sending thin events (v1.billing.meter.*, v2.*).")
 def create_endpoint(
     base_url: str,
     events: tuple[str, ...],
@@ -568,11 +471,7 @@ def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
     uuid, stripe_id = endpoint.uuid, endpoint.stripe_id
     with _refused():
         endpoint_ops.delete_endpoint(endpoint, keep_remote=keep_remote)
-    where = (
-        " (kept on Stripe)"
-        if keep_remote and stripe_id
-        else (" and on Stripe" if stripe_id else "")
-    )
+    where = (" (kept on Stripe)" if keep_remote else " and on Stripe") if stripe_id else ""
     click.echo(f"Deleted endpoint {uuid}{where}.")
 
 
@@ -583,11 +482,7 @@ def sync_endpoints(mode: str, account: str) -> None:
     """Read the account's endpoints from Stripe: update known ones, import unknown ones."""
     with _refused():
         result = endpoint_ops.sync_endpoints(account=account, livemode=mode == "live")
-    click.echo(
-        f"{result.updated} updated, {result.imported} imported, {result.unchanged} unchanged"
-        + (f", {result.missing} missing on Stripe" if result.missing else "")
-        + "."
-    )
+    click.echo(result.line())
     for message in result.messages:
         click.echo(message)
 
@@ -597,30 +492,23 @@ def sync_endpoints(mode: str, account: str) -> None:
 @click.argument("secret", required=False)
 @click.option(
     "--keep-old-for",
+    type=DURATION,
     default="0",
     show_default=True,
     help="How long the previous secret stays valid: 30m, 24h, 3d (0: not at all).",
 )
-def set_secret(endpoint_id: str, secret: str | None, keep_old_for: str) -> None:
+def set_secret(endpoint_id: str, secret: str | None, keep_old_for: timedelta) -> None:
     """Set an endpoint's signing secret (rotation); prompted for, hidden, when left out."""
-    try:
-        keep = parse_duration(keep_old_for)
-    except ValueError as exc:
-        raise click.ClickException(f"--keep-old-for: {exc}") from None
     endpoint = find_endpoint(endpoint_id)
     if secret is None:
         secret = click.prompt("Signing secret (whsec_...)", hide_input=True)
     with _refused():
-        endpoint_ops.set_secret(endpoint, secret, keep_old_for=keep)
-    if keep:
-        until = (utcnow() + keep).strftime("%Y-%m-%d %H:%M UTC")
-        click.echo(
-            f"New secret stored for {endpoint.uuid}; the previous one is accepted until {until}."
-        )
-    else:
-        click.echo(
-            f"New secret stored for {endpoint.uuid}; previous secrets are no longer accepted."
-        )
+        endpoint_ops.set_secret(endpoint, secret, keep_old_for=keep_old_for)
+    kept = "previous secrets are no longer accepted"
+    if keep_old_for:
+        until = (utcnow() + keep_old_for).strftime("%Y-%m-%d %H:%M UTC")
+        kept = f"the previous one is accepted until {until}"
+    click.echo(f"New secret stored for {endpoint.uuid}; {kept}.")
 
 
 @cli.command("listen")
@@ -647,10 +535,8 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
     with _refused():
         enabled = endpoint_ops.expand_events(list(events) or ["*"])
     env = dict(os.environ)
-    try:  # the configured test key, else the Stripe CLI's own login
+    with suppress(StripeAPIError):  # the configured test key, else the Stripe CLI's login
         env["STRIPE_API_KEY"], _ = key_source(get_state(), account=account, livemode=False)
-    except StripeAPIError:
-        pass
     try:
         printed = subprocess.run(
             [binary, "listen", "--print-secret"],

@@ -107,20 +107,17 @@ class Registry:
 
 
 def _normalize(name: str) -> str:
-    name = name.strip()
-    return name[:-2] if name.endswith(".*") else name
+    """The signal a subscription name connects to: ``customer.*`` → ``customer``."""
+    return event_types.normalize_prefix(name) or "*"
 
 
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"Event type names are non-empty strings, not {name!r}.")
-    normalized = _normalize(name)
-    if event_types.is_known(normalized):
+    if event_types.is_known(_normalize(name)):
         return
-    hint = event_types.closest(normalized)
     warnings.warn(
-        f"{name!r} is not a Stripe event type nor a prefix of one"
-        + (f"; did you mean {hint!r}?" if hint else "."),
+        event_types.unknown_type_message(name, prefix=True),
         UnknownEventTypeWarning,
         stacklevel=3,
     )

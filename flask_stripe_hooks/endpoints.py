@@ -3,7 +3,8 @@
 The CLI (``flask stripe-hooks create-endpoint`` ...) and the admin pages are thin callers of
 these functions. Each runs in an app context and commits. Bad input raises
 :class:`EndpointError` before any call to Stripe; Stripe's refusals raise
-:class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both carry ``message`` and ``field``
+:class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both are
+:class:`~flask_stripe_hooks.utils.StripeHooksError` with ``message`` and ``field``
 (``"url"``, ``"enabled_events"``, ``"metadata"``, ``"api_version"``, ``"secret"``, ...).
 
 Nothing is left half-written: Stripe is called first, and when the database then refuses the
@@ -24,22 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 import stripe
 
-from . import event_types
+from . import event_types, stripe_api
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets, delivery_table, event_table
 from .state import get_state
-from .stripe_api import (
-    StripeAPIError,
-    client_for,
-    create_event_destination,
-    create_webhook_endpoint,
-    delete_event_destination,
-    delete_webhook_endpoint,
-    list_webhook_endpoints,
-    update_event_destination,
-    update_webhook_endpoint,
-)
-from .utils import utcnow
+from .stripe_api import StripeAPIError, client_for, list_webhook_endpoints
+from .utils import StripeHooksError, utcnow
 
 log = logging.getLogger("flask_stripe_hooks")
 
@@ -53,16 +44,8 @@ LISTEN_HINT = (
 )
 
 
-class EndpointError(ValueError):
+class EndpointError(StripeHooksError, ValueError):
     """Input that cannot become an endpoint; ``field`` names the form field it concerns."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass
@@ -74,6 +57,12 @@ class SyncResult:
     unchanged: int = 0
     missing: int = 0
     messages: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """``1 updated, 2 imported, 0 unchanged, 1 missing on Stripe.``"""
+        missing = f", {self.missing} missing on Stripe" if self.missing else ""
+        done = f"{self.updated} updated, {self.imported} imported, {self.unchanged} unchanged"
+        return done + missing + "."
 
 
 def _session() -> Any:
@@ -105,13 +94,9 @@ def expand_events(patterns: list[str], *, thin: bool = False) -> list[str]:
         if not types and event_types.matching(name, thin=not thin):
             raise EndpointError(_wrong_style(name, thin), "enabled_events")
         if not types:
-            hint = event_types.closest(name.removesuffix(".*"), thin=thin)
             raise EndpointError(
-                f"{name!r} is not a Stripe event type"
-                + (
-                    f"; did you mean {hint!r}?"
-                    if hint
-                    else "; see 'flask stripe-hooks event-types'."
+                event_types.unknown_type_message(
+                    name, thin=thin, fallback="; see 'flask stripe-hooks event-types'."
                 ),
                 "enabled_events",
             )
@@ -243,6 +228,19 @@ def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoin
     return endpoint  # type: ignore[no-any-return]
 
 
+def only_enabled_endpoint() -> WebhookEndpoint:
+    """The one enabled endpoint, for commands that may leave the endpoint out."""
+    query = sa.select(WebhookEndpoint).where(WebhookEndpoint.status == "enabled").limit(2)
+    endpoints = list(_session().execute(query).scalars())
+    if not endpoints:
+        raise EndpointError(
+            "No enabled endpoint; add one with 'flask stripe-hooks register-endpoint'."
+        )
+    if len(endpoints) > 1:
+        raise EndpointError("Several endpoints; choose one with --endpoint UUID.")
+    return endpoints[0]  # type: ignore[no-any-return]
+
+
 def register_endpoint(
     secret: str,
     *,
@@ -280,6 +278,11 @@ def register_endpoint(
     session.add(endpoint)
     _commit("the new endpoint")
     return endpoint
+
+
+def _on_stripe(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """The keywords of stripe_api's endpoint calls that find this endpoint's twin."""
+    return {"thin": endpoint.thin, "account": endpoint.account, "livemode": endpoint.livemode}
 
 
 def _commit(what: str) -> None:
@@ -327,13 +330,8 @@ def create_endpoint(
         raise EndpointError(
             "Thin events have no API version; leave it empty for a thin endpoint.", "api_version"
         )
-    version = (
-        ""
-        if thin
-        else _check_api_version(
-            api_version or state.config.get("STRIPE_API_VERSION") or stripe.api_version
-        )
-    )
+    version = api_version or state.config.get("STRIPE_API_VERSION") or stripe.api_version
+    version = "" if thin else _check_api_version(version)
     description = (description or "").strip()
     client_for(state, account=account, livemode=livemode)  # a missing key fails here, first
 
@@ -349,16 +347,14 @@ def create_endpoint(
         params["description"] = description
     if connect:
         params["connect"] = True
-    if thin:
-        remote = _create_destination(state, params, connect, account, livemode)
-    else:
-        remote = create_webhook_endpoint(state, params, account=account, livemode=livemode)
+    where: dict[str, Any] = {"thin": thin, "account": account, "livemode": livemode}
+    name = f"flask-stripe-hooks {endpoint_uuid}"
+    remote = stripe_api.create_endpoint(state, params, name=name, **where)
     stripe_id = remote["id"]
 
     def undo() -> None:
-        delete = delete_event_destination if thin else delete_webhook_endpoint
         try:
-            delete(state, stripe_id, account=account, livemode=livemode)
+            stripe_api.delete_endpoint(state, stripe_id, **where)
         except StripeAPIError as exc:
             log.error("could not delete endpoint %s on Stripe again: %s", stripe_id, exc)
 
@@ -381,48 +377,15 @@ def create_endpoint(
         connect=connect,
         payload=THIN if thin else SNAPSHOT,
     )
-    session = _session()
-    session.add(endpoint)
+    _session().add(endpoint)
     try:
-        session.commit()
-    except Exception as exc:
-        session.rollback()
+        _commit("the new endpoint")
+    except EndpointError as exc:
         undo()
-        raise EndpointError(
-            f"The database refused the new endpoint ({type(exc).__name__}); it was deleted on"
-            " Stripe again."
-        ) from exc
+        exc.message = exc.message.removesuffix(".") + "; it was deleted on Stripe again."
+        raise
     log.info("created %s-mode endpoint %s (%s)", endpoint.mode, endpoint_uuid, stripe_id)
     return endpoint
-
-
-def _create_destination(
-    state: Any, params: dict[str, Any], connect: bool, account: str, livemode: bool
-) -> dict[str, Any]:
-    """Create a v2 event destination for thin events from the v1-style ``params``; the
-    answer in the v1 shape (``id``, ``secret``, ``url``, ``enabled_events``, ``status``)."""
-    body: dict[str, Any] = {
-        "name": f"flask-stripe-hooks {params['metadata'][METADATA_KEY]}",
-        "type": "webhook_endpoint",
-        "event_payload": THIN,
-        "enabled_events": params["enabled_events"],
-        "webhook_endpoint": {"url": params["url"]},
-        "include": ["webhook_endpoint.signing_secret", "webhook_endpoint.url"],
-        "metadata": params["metadata"],
-    }
-    if params.get("description"):
-        body["description"] = params["description"]
-    if connect:
-        body["events_from"] = ["@accounts"]  # the connected accounts' events
-    remote = create_event_destination(state, body, account=account, livemode=livemode)
-    webhook = remote.get("webhook_endpoint") or {}
-    return {
-        "id": remote["id"],
-        "secret": webhook.get("signing_secret"),
-        "url": webhook.get("url"),
-        "enabled_events": remote.get("enabled_events"),
-        "status": remote.get("status"),
-    }
 
 
 def update_endpoint(
@@ -459,11 +422,10 @@ def update_endpoint(
         "description": endpoint.description,
         "disabled": not endpoint.enabled,
     }
-    account, livemode = endpoint.account, endpoint.livemode
     stripe_id = endpoint.stripe_id
-    update_remote = update_event_destination if endpoint.thin else update_webhook_endpoint
+    where = _on_stripe(endpoint)
     if stripe_id:
-        update_remote(get_state(), stripe_id, remote, account=account, livemode=livemode)
+        stripe_api.update_endpoint(get_state(), stripe_id, remote, **where)
     for key, value in local.items():
         setattr(endpoint, key, value)
     try:
@@ -472,7 +434,7 @@ def update_endpoint(
         if stripe_id:
             undo = {key: before[key] for key in remote}
             try:
-                update_remote(get_state(), stripe_id, undo, account=account, livemode=livemode)
+                stripe_api.update_endpoint(get_state(), stripe_id, undo, **where)
             except StripeAPIError as exc:
                 log.error("could not undo the change of %s on Stripe: %s", stripe_id, exc)
         raise
@@ -487,10 +449,7 @@ def delete_endpoint(endpoint: WebhookEndpoint, *, keep_remote: bool = False) -> 
     """
     endpoint = get_endpoint(endpoint)
     if endpoint.stripe_id and not keep_remote:
-        delete_remote = delete_event_destination if endpoint.thin else delete_webhook_endpoint
-        found = delete_remote(
-            get_state(), endpoint.stripe_id, account=endpoint.account, livemode=endpoint.livemode
-        )
+        found = stripe_api.delete_endpoint(get_state(), endpoint.stripe_id, **_on_stripe(endpoint))
         if not found:
             log.info("endpoint %s was already gone on Stripe", endpoint.stripe_id)
     session = _session()

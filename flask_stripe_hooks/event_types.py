@@ -1,10 +1,17 @@
-"""The event types Stripe sends, read from the installed stripe-python, never hand-copied."""
+"""The event types Stripe sends, read from the installed stripe-python, never hand-copied;
+and the one meaning of "this type or the types below it" for every filter.
+"""
 
 from __future__ import annotations
 
 import difflib
 import typing
 from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 
 @cache
@@ -86,6 +93,79 @@ def closest(name: str, *, thin: bool | None = None) -> str | None:
     return matches[0] if matches else None
 
 
+def unknown_type_message(
+    name: str, *, thin: bool | None = None, prefix: bool = False, fallback: str = "."
+) -> str:
+    """``'custmer' is not a Stripe event type nor a prefix of one; did you mean 'customer'?``
+
+    ``thin`` picks the names a hint comes from (``None``: both styles; ``True`` also says
+    "thin event type"); ``prefix`` adds "nor a prefix of one"; ``fallback`` ends the
+    sentence when no name is close.
+    """
+    what = "a thin event type" if thin else "a Stripe event type"
+    hint = closest(normalize_prefix(name) or name.strip(), thin=thin)
+    return (
+        f"{name!r} is not {what}"
+        + (" nor a prefix of one" if prefix else "")
+        + (f"; did you mean {hint!r}?" if hint else fallback)
+    )
+
+
+# -- "this type or below it" ---------------------------------------------------------------
+
+
+def normalize_prefix(text: str | None) -> str | None:
+    """The type prefix a filter means: ``" invoice.* "`` → ``"invoice"``; ``None`` for
+    no filter at all (``None``, ``""``, ``"*"``, ``"*.*"``)."""
+    text = (text or "").strip()
+    if text.endswith(".*") and len(text) > 2:
+        text = text[:-2]
+    return None if text in ("", "*") else text
+
+
+def in_prefix(event_type: str, prefix: str | None) -> bool:
+    """``event_type`` is ``prefix`` or below it in whole segments: ``invoice`` holds
+    ``invoice.paid`` but not ``invoiceitem.created``. ``None`` holds every type."""
+    return prefix is None or event_type == prefix or event_type.startswith(prefix + ".")
+
+
+class _Bytewise(FunctionElement[str]):
+    """A text column compared by bytes (``COLLATE "C"`` on PostgreSQL).
+
+    A linguistic collation such as glibc's ``en_US.UTF-8`` ignores ``.`` when it sorts,
+    which puts ``invoice.paid`` outside ``['invoice.', 'invoice/')``; byte order never does.
+    SQLite compares bytes already (and knows no collation named ``C``).
+    """
+
+    type = sa.String()
+    name = "bytewise"
+    inherit_cache = True
+
+
+@compiles(_Bytewise)
+def _bytewise_default(element: _Bytewise, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_Bytewise, "postgresql")
+def _bytewise_postgresql(element: _Bytewise, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def type_condition(column: Any, prefix: str | None) -> Any:
+    """SQL for :func:`in_prefix`: ``column = prefix OR (column >= 'prefix.' AND column <
+    'prefix/')`` (``/`` is the character after ``.``), or ``true()`` for ``None``.
+
+    A range rather than ``LIKE``: no wildcard (``_``, ``%``) to escape, case-sensitive on
+    SQLite too, and a B-tree index in byte order serves it (on PostgreSQL, an index on
+    ``type COLLATE "C"``, or a column declared with that collation).
+    """
+    if prefix is None:
+        return sa.true()
+    ordered = _Bytewise(column)
+    return sa.or_(column == prefix, sa.and_(ordered >= prefix + ".", ordered < prefix + "/"))
+
+
 def matching(pattern: str, *, thin: bool = False) -> list[str]:
     """The real types a name or pattern stands for.
 
@@ -94,11 +174,10 @@ def matching(pattern: str, *, thin: bool = False) -> list[str]:
     thin types (``v1.billing.meter.*``) instead of the snapshot ones.
     """
     types = thin_event_types() if thin else all_event_types()
-    pattern = pattern.strip()
-    if pattern in ("*", ""):
-        return list(types) if pattern == "*" else []
-    prefix = pattern[:-2] if pattern.endswith(".*") else pattern
-    return [t for t in types if t == prefix or t.startswith(prefix + ".")]
+    if pattern.strip() == "*":
+        return list(types)
+    prefix = normalize_prefix(pattern)
+    return [t for t in types if in_prefix(t, prefix)] if prefix else []
 
 
 def object_name(event_type: str) -> str:

@@ -105,13 +105,22 @@ def counts(state: State) -> dict[str, int]:
 # -- selecting events ----------------------------------------------------------------------
 
 
-def _type_filter(type_prefix: str | None) -> list[Any]:
-    if not type_prefix:
-        return []
-    prefix = type_prefix.strip().removesuffix(".*")
-    if prefix in ("", "*"):
-        return []
-    return [sa.or_(event_table.c.type == prefix, event_table.c.type.startswith(prefix + "."))]
+def recent_events(
+    state: State, *, type_prefix: str | None = None, status: str | None = None, limit: int = 20
+) -> list[Any]:
+    """Stored events (rows of ``event_table``), newest first: ``flask stripe-hooks events``."""
+    prefix = event_types.normalize_prefix(type_prefix)
+    query = (
+        sa.select(event_table)
+        .where(event_types.type_condition(event_table.c.type, prefix))
+        .order_by(event_table.c.received_at.desc())
+        .limit(limit)
+    )
+    if status:
+        query = query.where(event_table.c.status == status)
+    found = list(state.db.session.execute(query))
+    state.db.session.rollback()
+    return found
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
@@ -135,7 +144,9 @@ def failed_ids(
     query = sa.select(event_table.c.id).where(event_table.c.status == FAILED)
     if since is not None:
         query = query.where(event_table.c.received_at >= utcnow() - since)
-    query = query.where(*_type_filter(type_prefix))
+    query = query.where(
+        event_types.type_condition(event_table.c.type, event_types.normalize_prefix(type_prefix))
+    )
     query = query.order_by(event_table.c.received_at, event_table.c.id)
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
@@ -227,23 +238,16 @@ def _list_params(since: timedelta, type_prefix: str | None) -> dict[str, Any]:
         "created": {"gte": int((utcnow() - since).timestamp())},
         "limit": 100,
     }
-    if type_prefix:
-        prefix = type_prefix.strip().removesuffix(".*")
+    prefix = event_types.normalize_prefix(type_prefix)
+    if prefix:
         names = event_types.matching(prefix)
         if names == [prefix]:
             params["type"] = prefix
         elif 0 < len(names) <= 20:
             params["types"] = names
-        elif prefix not in ("", "*"):
+        else:
             params["type"] = prefix + ".*"
     return params
-
-
-def _matches(event_type: str, type_prefix: str | None) -> bool:
-    if not type_prefix:
-        return True
-    prefix = type_prefix.strip().removesuffix(".*")
-    return prefix in ("", "*") or event_type == prefix or event_type.startswith(prefix + ".")
 
 
 def find_missed(
@@ -268,6 +272,7 @@ def find_missed(
         )
     client = stripe_api.client_for(state, account=account, livemode=livemode)
     params = _list_params(since, type_prefix)
+    prefix = event_types.normalize_prefix(type_prefix)
     missed = Missed()
     session = state.db.session
     try:
@@ -281,7 +286,7 @@ def find_missed(
             except NotAnEvent as exc:
                 log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
                 continue
-            if _matches(event.type, type_prefix) and event.livemode == livemode:
+            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
                 batch.append(event)
             if len(batch) >= 100:
                 missed.events += _not_stored(session, batch)

@@ -21,7 +21,10 @@ and, for more than one Stripe account, named accounts::
 ``STRIPE_API_VERSION`` pins the ``Stripe-Version`` of requests; ``STRIPE_HOOKS_API_BASE``
 sends every request to a local fake instead of ``https://api.stripe.com``.
 
-The endpoint functions return Stripe's answers as plain dicts. Every failure is a
+The endpoint functions return Stripe's answers as plain dicts; :func:`create_endpoint`,
+:func:`update_endpoint` and :func:`delete_endpoint` take ``thin`` and hide which API serves
+the endpoint (v1 webhook endpoints, or v2 event destinations for thin events), answering in
+the v1 shape either way. Every failure is a
 :class:`StripeAPIError` whose message a person can act on; no traceback,
 and never a key in the message.
 """
@@ -35,6 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
+from .utils import StripeHooksError
+from .utils import mode_name as mode_name  # importable from here, as it always was
+
 if TYPE_CHECKING:
     from .state import State
 
@@ -42,31 +48,21 @@ _SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*_]+|\bwhsec_[A-Za
 _LIMIT = re.compile(r"maximum (?:number )?of (\d+)", re.IGNORECASE)
 
 
-class StripeAPIError(Exception):
+class StripeAPIError(StripeHooksError):
     """Stripe (or the configuration to reach it) refused a request.
 
-    ``message`` is a sentence a person can act on; ``field`` names the form field or Stripe
-    parameter it concerns (``"url"``, ``"enabled_events"``, ``"api_version"``, ...) or is
-    ``None``. ``status`` is Stripe's HTTP status when there was a response.
+    ``message`` and ``field`` as in :class:`~flask_stripe_hooks.utils.StripeHooksError`;
+    ``status`` is Stripe's HTTP status when there was a response.
     """
 
     def __init__(self, message: str, field: str | None = None, *, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        super().__init__(message, field)
         self.status = status
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def scrub(text: str) -> str:
     """``text`` with anything that looks like a Stripe key or signing secret masked."""
     return _SECRET.sub(lambda m: m.group(0).split("_", 1)[0] + "_…", text)
-
-
-def mode_name(livemode: bool) -> str:
-    return "live" if livemode else "test"
 
 
 def _key_mode(key: str) -> bool | None:
@@ -326,3 +322,70 @@ def delete_event_destination(
             return False
         raise translate(exc, state, account=account, livemode=livemode) from None
     return True
+
+
+# -- either: the endpoint functions endpoints.py calls ---------------------------------------
+
+
+def create_endpoint(
+    state: State,
+    params: dict[str, Any],
+    *,
+    thin: bool,
+    name: str = "flask-stripe-hooks",
+    account: str = "",
+    livemode: bool = False,
+) -> dict[str, Any]:
+    """Create a webhook endpoint from v1 ``params`` (``url``, ``enabled_events``,
+    ``api_version``, ``metadata``, ``description``, ``connect``); with ``thin``, a v2 event
+    destination named ``name`` from the same params. The answer is v1-shaped: ``id``,
+    ``secret`` (the one-time signing secret), ``url``, ``enabled_events``, ``status``,
+    ``api_version``."""
+    if not thin:
+        return create_webhook_endpoint(state, params, account=account, livemode=livemode)
+    body: dict[str, Any] = {
+        "name": name,
+        "type": "webhook_endpoint",
+        "event_payload": "thin",
+        "enabled_events": params["enabled_events"],
+        "webhook_endpoint": {"url": params["url"]},
+        "include": ["webhook_endpoint.signing_secret", "webhook_endpoint.url"],
+        "metadata": params.get("metadata") or {},
+    }
+    if params.get("description"):
+        body["description"] = params["description"]
+    if params.get("connect"):
+        body["events_from"] = ["@accounts"]  # the connected accounts' events
+    remote = create_event_destination(state, body, account=account, livemode=livemode)
+    webhook = remote.get("webhook_endpoint") or {}
+    return {
+        "id": remote["id"],
+        "secret": webhook.get("signing_secret"),
+        "url": webhook.get("url"),
+        "enabled_events": remote.get("enabled_events"),
+        "status": remote.get("status"),
+        "api_version": None,  # thin events carry no API version
+    }
+
+
+def update_endpoint(
+    state: State,
+    stripe_id: str,
+    params: dict[str, Any],
+    *,
+    thin: bool,
+    account: str = "",
+    livemode: bool = False,
+) -> dict[str, Any]:
+    """Change an endpoint with v1 ``params`` (``enabled_events``, ``description``,
+    ``disabled``), on whichever API serves it."""
+    update = update_event_destination if thin else update_webhook_endpoint
+    return update(state, stripe_id, params, account=account, livemode=livemode)
+
+
+def delete_endpoint(
+    state: State, stripe_id: str, *, thin: bool, account: str = "", livemode: bool = False
+) -> bool:
+    """Delete an endpoint on whichever API serves it; False when Stripe has no such one."""
+    delete = delete_event_destination if thin else delete_webhook_endpoint
+    return delete(state, stripe_id, account=account, livemode=livemode)

@@ -17,13 +17,17 @@ from __future__ import annotations
 import json
 import secrets as _secrets
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
 import stripe
 
+from . import event_types
 from .event_types import object_name
 from .state import get_state
+from .utils import StripeHooksError
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {
@@ -172,6 +176,50 @@ def build_thin_event(
     return event
 
 
+class InvalidTestEvent(StripeHooksError, ValueError):
+    """A test event :func:`event_for` cannot build; the message says why."""
+
+
+def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[str, Any]:
+    """The event ``flask stripe-hooks send-test-event`` sends to ``endpoint``.
+
+    The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style,
+    and ``data`` JSON text of an object, merged into ``data.object`` (for a thin endpoint:
+    into the notification). Raises :class:`InvalidTestEvent` with a message naming the fix.
+    """
+    if not event_types.is_known(event_type) or event_type == "*":
+        raise InvalidTestEvent(
+            event_types.unknown_type_message(event_type, fallback="; see 'event-types'.")
+        )
+    try:
+        extra = json.loads(data) if data else None
+    except ValueError as exc:
+        raise InvalidTestEvent(f"--data is not valid JSON: {exc}") from None
+    if extra is not None and not isinstance(extra, dict):
+        raise InvalidTestEvent("--data must be a JSON object.")
+    if not endpoint.enabled:
+        raise InvalidTestEvent(f"Endpoint {endpoint.uuid} is disabled.")
+    thin = bool(endpoint.thin)
+    if event_types.is_thin_name(event_type) != thin:
+        style, other = ("thin", "snapshot") if thin else ("snapshot", "thin")
+        raise InvalidTestEvent(
+            f"{event_type!r} is a {other} event type, and endpoint {endpoint.uuid} receives"
+            f" {style} events; see 'flask stripe-hooks event-types"
+            + (" --thin'." if thin else "'.")
+        )
+    if not thin:
+        return build_event(
+            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
+        )
+    if event_type not in event_types.thin_event_types():
+        raise InvalidTestEvent(
+            event_types.unknown_type_message(
+                event_type, thin=True, fallback="; see 'event-types --thin'."
+            )
+        )
+    return {**build_thin_event(event_type, livemode=endpoint.livemode), **(extra or {})}
+
+
 def sign_payload(
     payload: str | bytes | dict[str, Any], secret: str, timestamp: int | None = None
 ) -> tuple[str, str]:
@@ -186,6 +234,48 @@ def sign_payload(
         body, secret, timestamp=int(time.time()) if timestamp is None else timestamp
     )
     return body, header
+
+
+def post_event(
+    url: str, event: dict[str, Any] | str | bytes, secret: str, *, timeout: float = 30
+) -> tuple[int, str]:
+    """Sign ``event`` and POST it to a running server at ``url`` (a whole webhook URL).
+
+    Returns ``(status, response text)``: an error status is an answer, not an exception.
+    A server that cannot be reached raises ``ConnectionError`` naming ``url``.
+    """
+    body, header = sign_payload(event, secret)
+    headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except OSError as exc:  # URLError, a refused connection, a timeout
+        raise ConnectionError(f"Could not reach {url}: {exc}") from None
+
+
+def send_event(
+    app: Any,
+    endpoint_uuid: uuid.UUID | str,
+    event: dict[str, Any],
+    secret: str,
+    *,
+    url: str | None = None,
+) -> tuple[int, str]:
+    """Sign ``event`` and deliver it to an endpoint of ``app``; ``(status, response text)``.
+
+    With ``url``, over HTTP to the server running there (its base URL, or a whole webhook
+    URL; see :func:`post_event`). Otherwise in-process, in a fresh app context: its own
+    session, so a rollback in a handler touches nothing of the caller's.
+    """
+    path = webhook_path(app, endpoint_uuid)
+    if url:
+        return post_event(url if "/webhook/" in url else url.rstrip("/") + path, event, secret)
+    with app.app_context():
+        response = deliver(app.test_client(), endpoint_uuid, event, secret=secret)
+        return response.status_code, response.get_data(as_text=True)
 
 
 def webhook_path(app: Any, endpoint_uuid: uuid.UUID | str) -> str:

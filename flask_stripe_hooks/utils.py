@@ -1,4 +1,4 @@
-"""Small shared helpers: time, durations, masking, mode names, settings."""
+"""Small shared helpers: time, durations, masking, mode names, settings, the error base class."""
 
 from __future__ import annotations
 
@@ -12,8 +12,30 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+class StripeHooksError(Exception):
+    """A refusal with a sentence a person can act on.
+
+    ``message`` is that sentence; ``field`` names the form field or Stripe parameter it
+    concerns (``"url"``, ``"enabled_events"``, ...) or is ``None``. Faces catch this one
+    class to show the message, whether the input or Stripe refused.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def mode_name(livemode: bool) -> str:
+    """``"live"`` or ``"test"``: the word Stripe's Dashboard uses for a mode."""
+    return "live" if livemode else "test"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -24,17 +46,21 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+def format_duration(delta: timedelta) -> str:
+    """The inverse of :func:`parse_duration`: the largest whole unit (``3d``, ``90m``)."""
+    seconds = int(delta.total_seconds())
+    for unit in "dhm":
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
 def mask(secret: str | None) -> str:
     """``whsec_…`` with the rest hidden; never shows any part of the secret value."""
     if not secret:
         return ""
     prefix = secret.split("_", 1)[0] + "_" if "_" in secret else ""
     return prefix + "••••••••"
-
-
-def mode_name(livemode: bool) -> str:
-    """``"live"`` or ``"test"``: how Stripe names an object's mode."""
-    return "live" if livemode else "test"
 
 
 def resolve_setting(value: Any, key: str) -> Any:
