@@ -18,8 +18,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .utils import utcnow
 
+
+def _jsonb() -> JSONB:
+    """JSONB whose ``repr`` is ``JSONB()``, so Alembic autogenerates the same line on every
+    database: ``postgresql.JSONB()``. With JSONB's default ``astext_type=Text()`` Alembic
+    writes, when autogenerating on SQLite, a ``Text`` that the migration does not import.
+    (``data[...].astext`` is then typed JSONB; cast it to ``sa.Text`` where the type matters.)
+    """
+    jsonb = JSONB()
+    jsonb.astext_type = None  # type: ignore[assignment]
+    return jsonb
+
+
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+JSONType = sa.JSON().with_variant(_jsonb(), "postgresql")
 #: 64-bit ids where the database has them; SQLite only auto-increments INTEGER.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -23,6 +23,7 @@ from typing import Any
 import stripe
 
 from .event_types import object_name
+from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {

@@ -28,6 +28,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.processing import process_stored
 from flask_stripe_hooks.stripe_api import StripeAPIError
 from flask_stripe_hooks.testing import (
+    FakeStripe,
     build_event,
     build_thin_event,
     create_endpoint,
@@ -39,7 +40,6 @@ from flask_stripe_hooks.testing import (
 from flask_stripe_hooks.thin import ThinEvent
 
 from conftest import IN_CI, handled, record, rows
-from thin_stub import ThinStripeStub
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
 API_VERSION = "2025-03-31.basil"
@@ -49,13 +49,13 @@ NODE_DIR = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
-def stub_server() -> Iterator[ThinStripeStub]:
-    with ThinStripeStub(keys={TEST_KEY, LIVE_KEY, EU_KEY}) as server:
+def stub_server() -> Iterator[FakeStripe]:
+    with FakeStripe(keys={TEST_KEY, LIVE_KEY, EU_KEY}) as server:
         yield server
 
 
 @pytest.fixture
-def stub(stub_server: ThinStripeStub) -> ThinStripeStub:
+def stub(stub_server: FakeStripe) -> FakeStripe:
     stub_server.reset()
     return stub_server
 
@@ -65,7 +65,7 @@ def allow() -> bool:
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: ThinStripeStub) -> Flask:
+def app(app_factory: Any, stub: FakeStripe) -> Flask:
     return app_factory(  # type: ignore[no-any-return]
         STRIPE_TEST_SECRET_KEY=TEST_KEY,
         STRIPE_LIVE_SECRET_KEY=LIVE_KEY,
@@ -310,7 +310,7 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 # -- fetching the event and the related object --------------------------------------------------
 
 
-def meter(stub: ThinStripeStub, notification: dict[str, Any]) -> dict[str, Any]:
+def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
