@@ -20,10 +20,11 @@ from .utils import utcnow
 
 
 def _jsonb() -> JSONB:
-    """JSONB whose ``repr`` is ``JSONB()``, so Alembic autogenerates the same line on every
-    database: ``postgresql.JSONB()``. With JSONB's default ``astext_type=Text()`` Alembic
-    writes, when autogenerating on SQLite, a ``Text`` that the migration does not import.
-    (``data[...].astext`` is then typed JSONB; cast it to ``sa.Text`` where the type matters.)
+    """JSONB whose ``repr`` is ``JSONB()``, so that Alembic autogenerates the same line,
+    ``postgresql.JSONB()``, on every database. With JSONB's default ``astext_type=Text()``
+    Alembic writes, when autogenerating on SQLite, a ``Text`` that the migration does not
+    import. ``astext_type`` is never used: the column compares as generic JSON
+    (``data["object"]["id"].as_string()``), which has no ``.astext``.
     """
     jsonb = JSONB()
     jsonb.astext_type = None  # type: ignore[assignment]
