@@ -86,7 +86,7 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 @dataclass
 class Recorded:
-    """One request as it reached the stub."""
+    """One request as it reached the fake."""
 
     method: str
     path: str
@@ -616,7 +616,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=12111, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
-    fake = FakeStripe(host=args.host, port=args.port, log=True).start()
+    try:
+        fake = FakeStripe(host=args.host, port=args.port, log=True).start()
+    except OSError as exc:
+        parser.exit(
+            1,
+            f"Cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another with --port.\n",
+        )
     print(
         f"Fake Stripe API on {fake.url} (Ctrl-C to stop). Point your app at it:\n"
         f"  export STRIPE_HOOKS_API_BASE={fake.url}\n"
