@@ -621,7 +621,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:
         parser.exit(
             1,
-            f"Cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another with --port.\n",
+            f"Cannot listen on {args.host}:{args.port} ({exc.strerror});"
+            " choose another with --port.\n",
         )
     print(
         f"Fake Stripe API on {fake.url} (Ctrl-C to stop). Point your app at it:\n"

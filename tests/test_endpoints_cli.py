@@ -1,6 +1,6 @@
 """Endpoints on Stripe through the CLI: what stripe-python sends, what is stored, what is shown.
 
-Stripe is the local stub in ``stripe_stub.py``, reached by the real stripe-python through
+Stripe is ``flask_stripe_hooks.testing.FakeStripe``, reached by the real stripe-python through
 ``STRIPE_HOOKS_API_BASE``; the database is SQLite and PostgreSQL.
 """
 

@@ -1,8 +1,9 @@
 """Thin events (v2 event destinations), end to end: receiving, dispatch, fetching data,
 endpoints on Stripe, the CLI and the admin.
 
-Payloads are signed by stripe-python and by stripe-node; Stripe's API is the local stub
-(``thin_stub.py``), reached by the real stripe-python through ``STRIPE_HOOKS_API_BASE``.
+Payloads are signed by stripe-python and by stripe-node; Stripe's API is
+``flask_stripe_hooks.testing.FakeStripe``, reached by the real stripe-python through
+``STRIPE_HOOKS_API_BASE``.
 Every app-level test runs on SQLite and PostgreSQL.
 """
 
