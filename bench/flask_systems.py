@@ -1,10 +1,10 @@
 """The Flask systems under test, each a small app as its author would write it.
 
 - ``fsh``: flask-stripe-hooks, its blueprint and one handler.
-- ``minimal``: the least a correct receiver does (issue 2's yardstick): stripe-python's
+- ``minimal``: the least a correct receiver does (the yardstick): stripe-python's
   ``WebhookSignature.verify_header``, one ``json.loads``, insert the event and a delivery row
   (the same tables and columns flask-stripe-hooks writes), call the handler, commit once.
-- ``handwritten``: a receiver written the way most people write one (issue 5's): the
+- ``handwritten``: a receiver written the way most people write one: the
   documented ``stripe.Webhook.construct_event``, a look-up of the event id before the insert,
   ORM objects for the event and a log row, the handler, one commit.
 

@@ -1,4 +1,4 @@
-"""Issue 2's numbers: flask-stripe-hooks against the minimal hand-written receiver.
+"""flask-stripe-hooks against the minimal hand-written receiver.
 
     python bench/ingest.py [--deliveries 4500] [--pairs 150] [--pg-url URL] [--quick]
 

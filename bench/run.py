@@ -1,4 +1,4 @@
-"""Issue 5's harness: flask-stripe-hooks against dj-stripe 2.11 and a hand-written receiver.
+"""flask-stripe-hooks against dj-stripe 2.11 and a hand-written receiver.
 
     python bench/run.py            # the full run (about half an hour on 2 cores)
     python bench/run.py --quick    # a smoke run for CI: every system, every scenario, tiny

@@ -67,7 +67,7 @@ def find_endpoint(value: str) -> WebhookEndpoint:
     "--stripe-id", help="The endpoint's id on Stripe (we_..., or ed_... if thin), if it has one."
 )
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-@click.option("--description", default="")
+@click.option("--description", default="", help="A note about the endpoint, shown in the admin.")
 @_payload_option("thin: an event destination that sends thin events (v2.core.event).")
 def register_endpoint(
     secret: str, mode: str, stripe_id: str | None, account: str, description: str, payload: str
@@ -406,7 +406,9 @@ EVENTS_HELP = (
 @click.option("--mode", type=MODES, default="test", show_default=True)
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 @click.option("--api-version", help="API version of the events (default: STRIPE_API_VERSION).")
-@click.option("--description", default="")
+@click.option(
+    "--description", default="", help="A note about the endpoint, on Stripe and in the admin."
+)
 @click.option("--metadata", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--connect", is_flag=True, help="Receive events from connected accounts.")
 @_payload_option("thin: a v2 event destination sending thin events (v1.billing.meter.*, v2.*).")
@@ -442,7 +444,7 @@ def create_endpoint(
 @click.argument("endpoint_id", metavar="UUID")
 @click.option("--enable/--disable", "enabled", default=None, help="Receive events or not.")
 @click.option("--events", multiple=True, help=EVENTS_HELP)
-@click.option("--description")
+@click.option("--description", help="A new note about the endpoint (synced to Stripe).")
 def update_endpoint(
     endpoint_id: str, enabled: bool | None, events: tuple[str, ...], description: str | None
 ) -> None:

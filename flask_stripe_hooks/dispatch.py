@@ -9,6 +9,8 @@ of subscriptions.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -119,5 +121,15 @@ def _check_name(name: str) -> None:
     warnings.warn(
         event_types.unknown_type_message(name, prefix=True),
         UnknownEventTypeWarning,
-        stacklevel=3,
+        stacklevel=_outside_package(),
     )
+
+
+def _outside_package() -> int:
+    """The ``stacklevel`` of the first caller outside this package: the line with the
+    user's ``@hooks.on(...)``, however many of our functions lie between."""
+    package = os.path.dirname(__file__) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

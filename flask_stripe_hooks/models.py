@@ -22,8 +22,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .utils import mode_name, utcnow
 
+
+def _jsonb() -> JSONB:
+    """JSONB whose ``repr`` is ``JSONB()``, so that Alembic autogenerates the same line,
+    ``postgresql.JSONB()``, on every database. With JSONB's default ``astext_type=Text()``
+    Alembic writes, when autogenerating on SQLite, a ``Text`` that the migration does not
+    import. ``astext_type`` is never used: the column compares as generic JSON
+    (``data["object"]["id"].as_string()``), which has no ``.astext``.
+    """
+    jsonb = JSONB()
+    jsonb.astext_type = None  # type: ignore[assignment]
+    return jsonb
+
+
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+JSONType = sa.JSON().with_variant(_jsonb(), "postgresql")
 #: 64-bit ids where the database has them; SQLite only auto-increments INTEGER.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -26,6 +26,7 @@ import stripe
 
 from . import event_types
 from .event_types import object_name
+from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
 from .state import get_state
 from .utils import StripeHooksError
 

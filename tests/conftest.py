@@ -273,10 +273,10 @@ def secret_leak_guard() -> Iterator[LeakGuard]:
 
 @pytest.fixture(scope="module")
 def stripe_server() -> Iterator[Any]:
-    """A local Stripe API (tests/stripe_stub.py) accepting ``sk_test_stub`` and ``sk_live_stub``."""
-    from stripe_stub import StripeStub
+    """The fake Stripe API, accepting ``sk_test_stub`` and ``sk_live_stub``."""
+    from flask_stripe_hooks.testing import FakeStripe
 
-    with StripeStub(keys={"sk_test_stub", "sk_live_stub"}) as stub:
+    with FakeStripe(keys={"sk_test_stub", "sk_live_stub"}) as stub:
         yield stub
 
 

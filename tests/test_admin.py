@@ -10,18 +10,23 @@ from typing import Any
 import pytest
 from flask import redirect
 from flask_stripe_hooks.models import StripeEvent, WebhookEndpoint, event_table
-from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
+from flask_stripe_hooks.testing import (
+    FakeStripe,
+    build_event,
+    create_endpoint,
+    deliver,
+    sign_payload,
+)
 from flask_stripe_hooks.utils import utcnow
 
 from admin_support import ADMIN, allow, basic_auth
 from conftest import handled, record, rows
-from stripe_stub import StripeStub
 
 PAGES = ["/", "/endpoints/new", "/events/", "/deliveries/"]
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: StripeStub) -> Any:
+def app(app_factory: Any, stub: FakeStripe) -> Any:
     return app_factory(
         STRIPE_HOOKS_ADMIN_AUTH=allow,
         STRIPE_HOOKS_API_BASE=stub.url,

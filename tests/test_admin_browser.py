@@ -1,5 +1,6 @@
 """The admin in a real browser: Playwright driving Debian's Chromium against the example app
-served by a real WSGI server on loopback, with Stripe's API answered by tests/stripe_stub.py.
+served by a real WSGI server on loopback, with Stripe's API answered by
+flask_stripe_hooks.testing.FakeStripe.
 
 Set ``UPDATE_DOCS_SCREENSHOTS=1`` to write the screenshots used by docs/endpoints.md into
 docs/img/ (otherwise they go to the test's temporary folder).
@@ -18,12 +19,11 @@ from typing import Any
 
 import pytest
 from flask_stripe_hooks.models import WebhookEndpoint
-from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
+from flask_stripe_hooks.testing import FakeStripe, build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
 
 from admin_support import ADMIN, CHROMIUM, launch_chromium
 from conftest import IN_CI, rows
-from stripe_stub import StripeStub
 
 PASSWORD = "correct horse battery staple"
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
@@ -48,7 +48,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def serve(database_url: str, stub: StripeStub) -> Iterator[Callable[..., tuple[Any, str]]]:
+def serve(database_url: str, stub: FakeStripe) -> Iterator[Callable[..., tuple[Any, str]]]:
     """``serve(**config)``: the example app on a real server on loopback → (app, base URL)."""
     from example_app import create_app, db
 

@@ -24,23 +24,28 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, Response, url_for
 from flask_stripe_hooks.models import WebhookDelivery
-from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
+from flask_stripe_hooks.testing import (
+    FakeStripe,
+    build_event,
+    create_endpoint,
+    deliver,
+    sign_payload,
+)
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
 from admin_support import ADMIN, allow, basic_auth, launch_chromium
 from conftest import FIGURES, count, record, rows
-from stripe_stub import StripeStub
 
 
-def make(app_factory: Any, stub: StripeStub, **config: Any) -> Flask:
+def make(app_factory: Any, stub: FakeStripe, **config: Any) -> Flask:
     return app_factory(  # type: ignore[no-any-return]
         STRIPE_HOOKS_API_BASE=stub.url, STRIPE_TEST_SECRET_KEY="sk_test_stub", **config
     )
 
 
-def seed(app: Flask, stub: StripeStub) -> dict[str, str]:
+def seed(app: Flask, stub: FakeStripe) -> dict[str, str]:
     """An endpoint that exists on Stripe and one processed event: what routes act on."""
     remote = stub.add_endpoint()
     with app.app_context():
@@ -234,7 +239,7 @@ SHOWN = [
 
 
 @pytest.fixture
-def live_server(app_factory: Any, hooks: Any, stub: StripeStub) -> Iterator[tuple[str, Flask]]:
+def live_server(app_factory: Any, hooks: Any, stub: FakeStripe) -> Iterator[tuple[str, Flask]]:
     app = make(app_factory, stub, STRIPE_HOOKS_ADMIN_AUTH=allow)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
 

@@ -118,6 +118,20 @@ def test_typo_warns_with_closest_name():
         hooks.on("invoce")(lambda event, **kw: None)
 
 
+def test_the_warning_points_at_the_decorator_line():
+    hooks = StripeHooks()
+    with pytest.warns(UnknownEventTypeWarning) as caught:
+
+        @hooks.on("invoce.paid")
+        def handler(event, **kwargs):
+            pass
+
+    with pytest.warns(UnknownEventTypeWarning) as direct:
+        hooks.registry.on("custmer")
+    assert [w.filename for w in [*caught, *direct]] == [__file__, __file__]
+    assert caught[0].lineno == handler.__code__.co_firstlineno  # the @hooks.on line
+
+
 def test_real_names_and_prefixes_do_not_warn():
     hooks = StripeHooks()
     with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """Endpoints on Stripe through the CLI: what stripe-python sends, what is stored, what is shown.
 
-Stripe is the local stub in ``stripe_stub.py``, reached by the real stripe-python through
+Stripe is ``flask_stripe_hooks.testing.FakeStripe``, reached by the real stripe-python through
 ``STRIPE_HOOKS_API_BASE``; the database is SQLite and PostgreSQL.
 """
 
@@ -24,23 +24,22 @@ from flask_stripe_hooks import StripeHooks, event_types
 from flask_stripe_hooks import endpoints as endpoint_ops
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from flask_stripe_hooks.stripe_api import StripeAPIError, client_for
-from flask_stripe_hooks.testing import build_event, deliver, new_secret
+from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 
 from conftest import handled, record, rows
-from stripe_stub import StripeStub
 
 TEST_KEY, LIVE_KEY = "sk_test_stub", "sk_live_stub"
 
 
 @pytest.fixture(scope="module")
-def stub() -> Iterator[StripeStub]:
-    with StripeStub(keys={TEST_KEY, LIVE_KEY, "sk_test_eu"}) as server:
+def stub() -> Iterator[FakeStripe]:
+    with FakeStripe(keys={TEST_KEY, LIVE_KEY, "sk_test_eu"}) as server:
         yield server
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: StripeStub) -> Flask:
+def app(app_factory: Any, stub: FakeStripe) -> Flask:
     stub.reset()
     return app_factory(  # type: ignore[no-any-return]
         STRIPE_TEST_SECRET_KEY=TEST_KEY,
@@ -50,7 +49,7 @@ def app(app_factory: Any, stub: StripeStub) -> Flask:
     )
 
 
-def invoke(app: Flask, stub: StripeStub, *args: str, input: str | None = None) -> Any:
+def invoke(app: Flask, stub: FakeStripe, *args: str, input: str | None = None) -> Any:
     """Run ``flask stripe-hooks ARGS``; assert no secret or key appears in its output."""
     result = app.test_cli_runner().invoke(args=["stripe-hooks", *args], input=input)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
@@ -70,7 +69,7 @@ def one(app: Flask) -> WebhookEndpoint:
 
 
 def test_create_endpoint_sends_what_stripe_expects_and_stores_the_secret(
-    app: Flask, stub: StripeStub, client: Any
+    app: Flask, stub: FakeStripe, client: Any
 ) -> None:
     result = invoke(
         app,
@@ -120,7 +119,7 @@ def test_create_endpoint_sends_what_stripe_expects_and_stores_the_secret(
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def test_create_live_connect_endpoint_with_all_events(app: Flask, stub: StripeStub) -> None:
+def test_create_live_connect_endpoint_with_all_events(app: Flask, stub: FakeStripe) -> None:
     result = invoke(
         app, stub, "create-endpoint", "--base-url", "https://shop.example.com", "--mode", "live",
         "--connect", "--api-version", "2024-06-20",
@@ -137,7 +136,7 @@ def test_create_live_connect_endpoint_with_all_events(app: Flask, stub: StripeSt
 
 
 def test_named_account_uses_its_key_and_connected_account(
-    app_factory: Any, stub: StripeStub
+    app_factory: Any, stub: FakeStripe
 ) -> None:
     stub.reset()
     app = app_factory(
@@ -182,7 +181,7 @@ def test_named_account_uses_its_key_and_connected_account(
     ],
 )
 def test_local_base_url_is_refused_with_a_pointer_to_listen(
-    app: Flask, stub: StripeStub, base_url: str
+    app: Flask, stub: FakeStripe, base_url: str
 ) -> None:
     result = invoke(app, stub, "create-endpoint", "--base-url", base_url)
     assert result.exit_code == 1
@@ -208,7 +207,7 @@ def test_local_base_url_is_refused_with_a_pointer_to_listen(
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_any_call(
-    app: Flask, stub: StripeStub, args: list[str], message: str
+    app: Flask, stub: FakeStripe, args: list[str], message: str
 ) -> None:
     result = invoke(app, stub, "create-endpoint", *args)
     assert result.exit_code == 1
@@ -217,7 +216,7 @@ def test_bad_input_is_refused_before_any_call(
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_missing_live_key_names_the_setting(app_factory: Any, stub: StripeStub) -> None:
+def test_missing_live_key_names_the_setting(app_factory: Any, stub: FakeStripe) -> None:
     stub.reset()
     app = app_factory(STRIPE_TEST_SECRET_KEY=TEST_KEY, STRIPE_HOOKS_API_BASE=stub.url)
     result = invoke(
@@ -231,7 +230,7 @@ def test_missing_live_key_names_the_setting(app_factory: Any, stub: StripeStub) 
 # -- Stripe's refusals -------------------------------------------------------------------------
 
 
-def test_rejected_key(app_factory: Any, stub: StripeStub) -> None:
+def test_rejected_key(app_factory: Any, stub: FakeStripe) -> None:
     stub.reset()
     app = app_factory(
         STRIPE_TEST_SECRET_KEY="sk_test_revoked123456", STRIPE_HOOKS_API_BASE=stub.url
@@ -244,7 +243,7 @@ def test_rejected_key(app_factory: Any, stub: StripeStub) -> None:
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_sixteen_endpoint_limit(app: Flask, stub: StripeStub) -> None:
+def test_sixteen_endpoint_limit(app: Flask, stub: FakeStripe) -> None:
     for i in range(16):
         stub.add_endpoint(url=f"https://other{i}.example.com/hook")
     result = invoke(app, stub, "create-endpoint", "--base-url", "https://example.com")
@@ -258,7 +257,7 @@ def test_sixteen_endpoint_limit(app: Flask, stub: StripeStub) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_stripe_field_error_names_the_field(app: Flask, stub: StripeStub) -> None:
+def test_stripe_field_error_names_the_field(app: Flask, stub: FakeStripe) -> None:
     result = invoke(app, stub, "create-endpoint", "--base-url", "https://shop.invalid")
     assert result.exit_code == 1
     assert "Invalid URL: URL must be publicly accessible" in result.output
@@ -269,7 +268,7 @@ def test_stripe_field_error_names_the_field(app: Flask, stub: StripeStub) -> Non
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_stripe_down_and_internal_errors(app: Flask, stub: StripeStub) -> None:
+def test_stripe_down_and_internal_errors(app: Flask, stub: FakeStripe) -> None:
     stub.fail_next(429, {"type": "invalid_request_error", "message": "Too many requests"})
     result = invoke(app, stub, "sync-endpoints")
     assert "Stripe is limiting the rate of requests; try again in a minute." in result.output
@@ -288,7 +287,7 @@ def test_stripe_down_and_internal_errors(app: Flask, stub: StripeStub) -> None:
 
 
 def test_database_failure_after_create_deletes_the_endpoint_on_stripe(
-    app: Flask, stub: StripeStub
+    app: Flask, stub: FakeStripe
 ) -> None:
     result = invoke(app, stub, "register-endpoint", "--secret", new_secret(),
                     "--stripe-id", "we_taken")  # fmt: skip
@@ -315,7 +314,7 @@ def created(app: Flask, **kwargs: Any) -> WebhookEndpoint:
         return endpoint_ops.get_endpoint(endpoint.uuid)
 
 
-def test_update_endpoint_syncs_to_stripe(app: Flask, stub: StripeStub, client: Any) -> None:
+def test_update_endpoint_syncs_to_stripe(app: Flask, stub: FakeStripe, client: Any) -> None:
     endpoint = created(app)
     stub.requests.clear()  # keep the endpoints, forget the calls
     result = invoke(app, stub, "update-endpoint", str(endpoint.uuid), "--disable", "--events",
@@ -342,7 +341,7 @@ def test_update_endpoint_syncs_to_stripe(app: Flask, stub: StripeStub, client: A
     assert deliver(client, stored, build_event("customer.created")).status_code == 200
 
 
-def test_update_refusals_change_nothing(app: Flask, stub: StripeStub) -> None:
+def test_update_refusals_change_nothing(app: Flask, stub: FakeStripe) -> None:
     endpoint = created(app)
     stub.requests.clear()
     result = invoke(app, stub, "update-endpoint", str(endpoint.uuid))
@@ -360,14 +359,14 @@ def test_update_refusals_change_nothing(app: Flask, stub: StripeStub) -> None:
     assert "No endpoint" in result.output
 
 
-def test_update_local_endpoint_makes_no_call(app: Flask, stub: StripeStub, endpoint: Any) -> None:
+def test_update_local_endpoint_makes_no_call(app: Flask, stub: FakeStripe, endpoint: Any) -> None:
     result = invoke(app, stub, "update-endpoint", str(endpoint.uuid), "--disable")
     assert result.exit_code == 0, result.output
     assert one(app).status == "disabled"
     assert stub.calls() == []
 
 
-def test_delete_endpoint(app: Flask, stub: StripeStub, client: Any) -> None:
+def test_delete_endpoint(app: Flask, stub: FakeStripe, client: Any) -> None:
     endpoint = created(app)
     assert deliver(client, endpoint, build_event("customer.created")).status_code == 200
     result = invoke(app, stub, "delete-endpoint", str(endpoint.uuid))
@@ -380,7 +379,7 @@ def test_delete_endpoint(app: Flask, stub: StripeStub, client: Any) -> None:
     assert event.endpoint_id is None
 
 
-def test_delete_endpoint_gone_on_stripe_or_kept(app: Flask, stub: StripeStub) -> None:
+def test_delete_endpoint_gone_on_stripe_or_kept(app: Flask, stub: FakeStripe) -> None:
     gone, kept = created(app), created(app)
     stub.endpoints.pop(gone.stripe_id)  # deleted in the Dashboard meanwhile
     result = invoke(app, stub, "delete-endpoint", str(gone.uuid))
@@ -393,7 +392,7 @@ def test_delete_endpoint_gone_on_stripe_or_kept(app: Flask, stub: StripeStub) ->
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_delete_refused_by_stripe_keeps_the_row(app: Flask, stub: StripeStub) -> None:
+def test_delete_refused_by_stripe_keeps_the_row(app: Flask, stub: FakeStripe) -> None:
     endpoint = created(app)
     stub.fail_next(401, {"type": "invalid_request_error", "message": "Invalid API Key"})
     result = invoke(app, stub, "delete-endpoint", str(endpoint.uuid))
@@ -405,7 +404,7 @@ def test_delete_refused_by_stripe_keeps_the_row(app: Flask, stub: StripeStub) ->
 # -- sync ------------------------------------------------------------------------------------
 
 
-def test_sync_endpoints(app: Flask, stub: StripeStub, client: Any) -> None:
+def test_sync_endpoints(app: Flask, stub: FakeStripe, client: Any) -> None:
     known = created(app, events=["customer.created"])
     stale = created(app)
     stub.endpoints.pop(stale.stripe_id)
@@ -445,7 +444,7 @@ def test_sync_endpoints(app: Flask, stub: StripeStub, client: Any) -> None:
     assert "0 updated, 0 imported, 2 unchanged, 1 missing on Stripe." in result.output
 
 
-def test_sync_links_a_registered_endpoint_by_its_uuid(app: Flask, stub: StripeStub) -> None:
+def test_sync_links_a_registered_endpoint_by_its_uuid(app: Flask, stub: FakeStripe) -> None:
     result = invoke(app, stub, "register-endpoint", "--secret", new_secret())
     endpoint = one(app)
     remote = stub.add_endpoint(metadata={"flask_stripe_hooks_uuid": str(endpoint.uuid)})
@@ -459,7 +458,7 @@ def test_sync_links_a_registered_endpoint_by_its_uuid(app: Flask, stub: StripeSt
 
 
 def test_set_secret_rotation_keeps_the_old_secret_until_it_expires(
-    app: Flask, stub: StripeStub, client: Any, endpoint: Any, secret: str
+    app: Flask, stub: FakeStripe, client: Any, endpoint: Any, secret: str
 ) -> None:
     new = new_secret()
     result = invoke(app, stub, "set-secret", str(endpoint.uuid), new, "--keep-old-for", "3s")
@@ -482,7 +481,7 @@ def test_set_secret_rotation_keeps_the_old_secret_until_it_expires(
 
 
 def test_set_secret_without_keep_drops_the_old_one(
-    app: Flask, stub: StripeStub, client: Any, endpoint: Any, secret: str
+    app: Flask, stub: FakeStripe, client: Any, endpoint: Any, secret: str
 ) -> None:
     new = new_secret()
     # Prompted for, hidden, when not on the command line.
@@ -495,7 +494,7 @@ def test_set_secret_without_keep_drops_the_old_one(
     assert deliver(client, endpoint, build_event("customer.created"), secret=new).status_code == 200
 
 
-def test_set_secret_refusals(app: Flask, stub: StripeStub, endpoint: Any, secret: str) -> None:
+def test_set_secret_refusals(app: Flask, stub: FakeStripe, endpoint: Any, secret: str) -> None:
     result = invoke(app, stub, "set-secret", str(endpoint.uuid), "sk_test_notasecret")
     assert result.exit_code == 1
     assert "A signing secret starts with 'whsec_'" in result.output
@@ -534,7 +533,7 @@ FAKE_STRIPE = textwrap.dedent(
 
 
 def test_listen_records_a_temporary_endpoint_and_removes_it(
-    app: Flask, hooks: StripeHooks, stub: StripeStub, tmp_path: Path, monkeypatch: Any
+    app: Flask, hooks: StripeHooks, stub: FakeStripe, tmp_path: Path, monkeypatch: Any
 ) -> None:
     @hooks.on("customer.created")
     def note(event: Any, **kwargs: Any) -> None:
@@ -572,7 +571,7 @@ def test_listen_records_a_temporary_endpoint_and_removes_it(
     assert stub.calls() == []
 
 
-def test_listen_without_the_stripe_cli(app: Flask, stub: StripeStub, tmp_path: Path,
+def test_listen_without_the_stripe_cli(app: Flask, stub: FakeStripe, tmp_path: Path,
                                        monkeypatch: Any) -> None:  # fmt: skip
     monkeypatch.setenv("PATH", str(tmp_path))
     result = invoke(app, stub, "listen")
@@ -585,7 +584,7 @@ def test_listen_without_the_stripe_cli(app: Flask, stub: StripeStub, tmp_path: P
 # -- the API layer on its own ------------------------------------------------------------------
 
 
-def test_client_for_keys_by_prefix_and_cache(app_factory: Any, stub: StripeStub) -> None:
+def test_client_for_keys_by_prefix_and_cache(app_factory: Any, stub: FakeStripe) -> None:
     app = app_factory(STRIPE_SECRET_KEY=LIVE_KEY, STRIPE_HOOKS_API_BASE=stub.url)
     state = app.extensions["stripe_hooks"]
     assert client_for(state, livemode=True) is client_for(state, livemode=True)

@@ -13,11 +13,10 @@ from flask import Flask, current_app
 from flask_stripe_hooks import StripeHooks, event_types, recovery
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, delivery_table, event_table
-from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
+from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 
 from conftest import handled, record, rows
-from stripe_stub import StripeStub
 
 TEST_KEY, LIVE_KEY = "sk_test_recovery51Habc", "sk_live_recovery51Habc"
 
@@ -194,18 +193,18 @@ def test_reprocess_refusals(app: Flask, args: list[str], message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stub_server() -> Iterator[StripeStub]:
-    with StripeStub(keys={TEST_KEY, LIVE_KEY}) as server:
+def stub_server() -> Iterator[FakeStripe]:
+    with FakeStripe(keys={TEST_KEY, LIVE_KEY}) as server:
         yield server
 
 
 @pytest.fixture
-def stub(stub_server: StripeStub) -> StripeStub:
+def stub(stub_server: FakeStripe) -> FakeStripe:
     stub_server.reset()
     return stub_server
 
 
-def api_config(stub: StripeStub, **more: Any) -> dict[str, Any]:
+def api_config(stub: FakeStripe, **more: Any) -> dict[str, Any]:
     return {
         "STRIPE_TEST_SECRET_KEY": TEST_KEY,
         "STRIPE_LIVE_SECRET_KEY": LIVE_KEY,
@@ -219,7 +218,7 @@ def days_ago(days: float) -> int:
 
 
 def test_fetch_missed_stores_and_processes_what_never_arrived(
-    app_factory: Any, hooks: StripeHooks, stub: StripeStub
+    app_factory: Any, hooks: StripeHooks, stub: FakeStripe
 ) -> None:
     app = app_factory(**api_config(stub))
     Breaker(app, hooks)
@@ -276,7 +275,7 @@ def test_fetch_missed_stores_and_processes_what_never_arrived(
 
 
 def test_fetch_missed_in_queue_mode_and_failures(
-    app_factory: Any, hooks: StripeHooks, stub: StripeStub
+    app_factory: Any, hooks: StripeHooks, stub: FakeStripe
 ) -> None:
     queued: list[str] = []
     app = app_factory(**api_config(stub, STRIPE_HOOKS_EVENT_CALLBACK=queued.append))
@@ -297,7 +296,7 @@ def test_fetch_missed_in_queue_mode_and_failures(
     assert statuses(inline)[failing["id"]] == ("failed", 1)
 
 
-def test_fetch_missed_errors_name_the_fix(app_factory: Any, stub: StripeStub) -> None:
+def test_fetch_missed_errors_name_the_fix(app_factory: Any, stub: FakeStripe) -> None:
     app = app_factory(**api_config(stub))
     too_far = invoke(app, "fetch-missed", "--since", "31d")
     assert too_far.exit_code == 1 and "Stripe keeps events for 30 days" in too_far.output
@@ -322,7 +321,7 @@ def test_fetch_missed_errors_name_the_fix(app_factory: Any, stub: StripeStub) ->
     )
     assert no_live.exit_code == 1 and "set STRIPE_LIVE_SECRET_KEY" in no_live.output
 
-    with StripeStub(keys={TEST_KEY}) as gone:
+    with FakeStripe(keys={TEST_KEY}) as gone:
         url = gone.url
     down = invoke(app_factory(**api_config(stub, STRIPE_HOOKS_API_BASE=url)), "fetch-missed")
     assert down.exit_code == 1 and "Could not reach the Stripe API" in down.output

@@ -1,8 +1,9 @@
 """Thin events (v2 event destinations), end to end: receiving, dispatch, fetching data,
 endpoints on Stripe, the CLI and the admin.
 
-Payloads are signed by stripe-python and by stripe-node; Stripe's API is the local stub
-(``thin_stub.py``), reached by the real stripe-python through ``STRIPE_HOOKS_API_BASE``.
+Payloads are signed by stripe-python and by stripe-node; Stripe's API is
+``flask_stripe_hooks.testing.FakeStripe``, reached by the real stripe-python through
+``STRIPE_HOOKS_API_BASE``.
 Every app-level test runs on SQLite and PostgreSQL.
 """
 
@@ -23,11 +24,13 @@ import pytest
 from flask import Flask
 from flask_stripe_hooks import event_types
 from flask_stripe_hooks.dispatch import UnknownEventTypeWarning
+from flask_stripe_hooks.events import ThinEvent
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from flask_stripe_hooks.processing import process_stored
 from flask_stripe_hooks.stripe_api import StripeAPIError
 from flask_stripe_hooks.testing import (
+    FakeStripe,
     build_event,
     build_thin_event,
     create_endpoint,
@@ -36,10 +39,8 @@ from flask_stripe_hooks.testing import (
     sign_payload,
     webhook_path,
 )
-from flask_stripe_hooks.events import ThinEvent
 
 from conftest import IN_CI, handled, record, rows
-from thin_stub import ThinStripeStub
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
 API_VERSION = "2025-03-31.basil"
@@ -49,13 +50,13 @@ NODE_DIR = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
-def stub_server() -> Iterator[ThinStripeStub]:
-    with ThinStripeStub(keys={TEST_KEY, LIVE_KEY, EU_KEY}) as server:
+def stub_server() -> Iterator[FakeStripe]:
+    with FakeStripe(keys={TEST_KEY, LIVE_KEY, EU_KEY}) as server:
         yield server
 
 
 @pytest.fixture
-def stub(stub_server: ThinStripeStub) -> ThinStripeStub:
+def stub(stub_server: FakeStripe) -> FakeStripe:
     stub_server.reset()
     return stub_server
 
@@ -65,7 +66,7 @@ def allow() -> bool:
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: ThinStripeStub) -> Flask:
+def app(app_factory: Any, stub: FakeStripe) -> Flask:
     return app_factory(  # type: ignore[no-any-return]
         STRIPE_TEST_SECRET_KEY=TEST_KEY,
         STRIPE_LIVE_SECRET_KEY=LIVE_KEY,
@@ -310,7 +311,7 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 # -- fetching the event and the related object --------------------------------------------------
 
 
-def meter(stub: ThinStripeStub, notification: dict[str, Any]) -> dict[str, Any]:
+def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
