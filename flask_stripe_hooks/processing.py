@@ -375,7 +375,12 @@ def _record_failure(
     mark_failed = (
         event_table.update()
         .where(event_table.c.id == event.id, event_table.c.status != PROCESSED)
-        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
+        .values(
+            status=FAILED,
+            attempts=event_table.c.attempts + 1,
+            last_error=error,
+            last_traceback=trace,
+        )
     )
     try:
         # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
@@ -394,6 +399,7 @@ def _record_failure(
                         status=FAILED,
                         attempts=1,
                         last_error=error,
+                        last_traceback=trace,
                     )
                 if stored:
                     break

@@ -378,7 +378,8 @@ def test_add_endpoint_form(app, client, stub):
     assert endpoint.enabled_events == ["customer.created", "invoice.paid"]
 
     detail = client.get(response.location)
-    assert f"Created test-mode endpoint {endpoint.stripe_id}" in text(detail)
+    created = f"Created test-mode endpoint {endpoint.uuid} ({endpoint.stripe_id} on Stripe)"
+    assert created in text(detail)  # the uuid, as the CLI says it
     assert stub.secrets[endpoint.stripe_id] not in detail.text
     listing = client.get(ADMIN + "/")
     assert call.form["url"] in text(listing)
