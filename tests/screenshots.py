@@ -39,9 +39,18 @@ def log_in(page: Any, base: str) -> None:
     page.click("#submit")
 
 
-def take(folder: Path) -> list[Path]:
-    """Take every screenshot into ``folder``; the files written."""
-    from playwright.sync_api import sync_playwright
+def take(folder: Path, browser: Any = None) -> list[Path]:
+    """Take every screenshot into ``folder`` (with this Playwright browser, or a Chromium of
+    its own); the files written."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            try:
+                return take(folder, browser)
+            finally:
+                browser.close()
 
     folder.mkdir(parents=True, exist_ok=True)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log
@@ -50,15 +59,13 @@ def take(folder: Path) -> list[Path]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         StripeStub(keys={"sk_test_stub", "sk_live_stub"}) as stub,
-        sync_playwright() as playwright,
     ):
         app, base, stop = serve_example(
             f"sqlite:///{tmp}/shots.db", stub.url, ADMIN_PASSWORD=PASSWORD
         )
-        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport=DESKTOP)
         try:
             seeded = seed_history(app, base)
-            page = browser.new_page(viewport=DESKTOP)
             log_in(page, base)
 
             def shot(name: str, path: str, **kwargs: Any) -> None:
@@ -82,7 +89,7 @@ def take(folder: Path) -> list[Path]:
             shot("admin-events-phone.png", "/events/")
             shot("admin-endpoints-phone.png", "/")
         finally:
-            browser.close()
+            page.close()
             stop()
     return written
 
