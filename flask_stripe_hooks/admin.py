@@ -11,6 +11,10 @@ views are thin: endpoints are changed by :mod:`.endpoints`, events are processed
 :func:`.recovery.process_again` (through the queue in queue mode). Templates live in
 ``templates/stripe_hooks/admin/``; an app overrides one by putting a file at the same path in
 its own templates folder.
+
+As in Flask-Security's ``views.py``, the views are module-level functions that read the app's
+state through :func:`.extension.get_state`; :func:`create_blueprint` makes a fresh blueprint for
+each ``init_app`` and wires them.
 """
 
 from __future__ import annotations
