@@ -193,6 +193,8 @@ class StripeEvent(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: The traceback of the last failed run (a delivery's own is on its delivery row).
+    last_traceback: Mapped[str | None] = mapped_column(sa.Text)
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

@@ -209,7 +209,7 @@ def _record_failure(
         # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
         # stays untouched).
         for _ in range(2):
-            if mark_failed(session, event.id, error):
+            if mark_failed(session, event.id, error, trace):
                 break
             try:
                 with session.begin_nested():
@@ -222,6 +222,7 @@ def _record_failure(
                         status=FAILED,
                         attempts=1,
                         last_error=error,
+                        last_traceback=trace,
                     )
                 if stored:
                     break

@@ -191,18 +191,24 @@ def claim(session: Session, event_id: str, now: datetime, *, force: bool = False
             attempts=event_table.c.attempts + 1,
             processed_at=now,
             last_error=None,
+            last_traceback=None,
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_failed(session: Session, event_id: str, error: str) -> bool:
+def mark_failed(session: Session, event_id: str, error: str, traceback: str | None) -> bool:
     """Count a failed attempt on a stored event not processed meanwhile (``False``: there is
     no such row, or a concurrent attempt processed it)."""
     result = session.execute(
         event_table.update()
         .where(event_table.c.id == event_id, event_table.c.status != PROCESSED)
-        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
+        .values(
+            status=FAILED,
+            attempts=event_table.c.attempts + 1,
+            last_error=error,
+            last_traceback=traceback,
+        )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
