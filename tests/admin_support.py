@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Response, request
+
+from helpers import missing
 
 ADMIN = "/stripe-hooks/admin"
 #: Debian's Chromium, driven by Playwright (never a browser Playwright downloads).
@@ -33,4 +36,6 @@ def basic_auth() -> bool | Response:
 
 
 def launch_chromium(playwright: Any) -> Any:
+    if not os.access(CHROMIUM, os.X_OK):
+        missing("Chromium", "apt-get install chromium")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

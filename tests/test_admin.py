@@ -14,7 +14,7 @@ from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, si
 from flask_stripe_hooks.utils import utcnow
 
 from admin_support import ADMIN, allow, basic_auth
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 from stripe_stub import StripeStub
 
 PAGES = ["/", "/endpoints/new", "/events/", "/deliveries/"]

@@ -21,26 +21,18 @@ from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
 
-from admin_support import ADMIN, CHROMIUM, launch_chromium
-from conftest import IN_CI, rows
+from admin_support import ADMIN, launch_chromium
+from helpers import rows
 from stripe_stub import StripeStub
 
 PASSWORD = "correct horse battery staple"
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
-
-if not os.path.exists(CHROMIUM) and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} not found (apt-get install chromium); in CI these tests must run",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing; .ci/run must install Debian's chromium.")
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         yield browser

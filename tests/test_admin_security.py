@@ -30,7 +30,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
 from admin_support import ADMIN, allow, basic_auth, launch_chromium
-from conftest import FIGURES, count, record, rows
+from helpers import FIGURES, count, record, rows
 from stripe_stub import StripeStub
 
 

@@ -21,7 +21,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from conftest import handled, record, rows, stored_text
+from helpers import handled, record, rows, stored_text
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.thin import ThinEvent
 
-from conftest import IN_CI, handled, record, rows
+from helpers import NODE_HINT, handled, missing, record, rows
 from thin_stub import ThinStripeStub
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
@@ -151,11 +151,9 @@ def test_thin_event_signed_by_stripe_python_is_stored_and_dispatched(
 def node_sign(payload: str, secret: str) -> dict[str, Any]:
     """Sign with stripe-node (``tests/node/sign_thin.js``), which also parses it back."""
     if shutil.which("node") is None:
-        if IN_CI:
-            pytest.fail("Node.js is not installed; .ci/run must install it.")
-        pytest.skip("node is not installed (apt-get install nodejs npm)")
+        missing("Node.js", NODE_HINT)
     if not (NODE_DIR / "node_modules" / "stripe").is_dir():
-        pytest.fail("stripe-node is missing: run 'npm ci' in tests/node (.ci/run does).")
+        missing("stripe-node in tests/node", "(cd tests/node && npm install)")
     done = subprocess.run(
         ["node", "sign_thin.js"],
         cwd=NODE_DIR,
