@@ -131,7 +131,8 @@ def secret_leak_guard() -> Iterator[LeakGuard]:
     def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = cli_invoke(self, *args, **kwargs)
         guard.scan("CLI output", result.output)
-        guard.scan("CLI stderr", getattr(result, "stderr", ""))
+        if result.stderr_bytes is not None:  # Click < 8.2 mixes stderr into the output
+            guard.scan("CLI stderr", result.stderr)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             guard.scan("CLI exception", repr(result.exception))
         return result
