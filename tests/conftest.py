@@ -32,22 +32,34 @@ from helpers import (  # noqa: E402
 from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
 from queue_support import processes, redis_server, redis_url  # noqa: E402, F401
 
+#: Where the run's PostgreSQL comes from, for the summary.
+POSTGRES_FROM: list[str] = []
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL server for the whole run: ``TEST_POSTGRES_URL`` or one we start."""
     url = os.environ.get("TEST_POSTGRES_URL")
     if url:
+        POSTGRES_FROM.append("TEST_POSTGRES_URL")
         yield url
         return
     bindir = find_bindir()
     if bindir is None:
         missing("PostgreSQL", INSTALL_HINT)
+    POSTGRES_FROM.append(bindir)
     with running(bindir) as url:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on PostgreSQL carries the ``postgres`` mark (``-m postgres`` selects them)."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
@@ -108,6 +120,12 @@ def endpoint(app: Flask, db: SQLAlchemy, secret: str) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if terminalreporter.config.option.collectonly:
+        return
+    passed = terminalreporter.stats.get("passed", [])
+    on_postgres = sum(1 for report in passed if "postgres" in report.keywords)
+    where = f" (server: {POSTGRES_FROM[0]})" if POSTGRES_FROM else ""
+    terminalreporter.write_line(f"PostgreSQL tests passed: {on_postgres}{where}")
     if not FIGURES:
         return
     terminalreporter.section("security figures")
