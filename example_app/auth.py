@@ -55,7 +55,8 @@ def admin_required() -> bool | Response:
         return True
     if request.method != "GET":
         return False
-    return redirect(url_for("auth.login", next=request.full_path))
+    # full_path ends with "?" when there is no query string; some Werkzeug versions keep it.
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def _safe_next(target: str | None) -> str:

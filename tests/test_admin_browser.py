@@ -111,7 +111,7 @@ def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
 
     # Not logged in: the example app sends the browser to its login page.
     page.goto(base + ADMIN + "/")
-    assert page.url == f"{base}/login?next={ADMIN}/?"
+    assert page.url == f"{base}/login?next={ADMIN}/"
     page.fill("#username", "admin")
     page.fill("#password", "wrong")
     page.click("#submit")

@@ -444,7 +444,7 @@ def test_thin_types_come_from_stripe_pythons_notification_classes():
 
     types = event_types.thin_event_types()
     classes = typing.get_args(stripe.events.ALL_EVENT_NOTIFICATIONS)
-    assert len(types) == len(classes) > 100
+    assert len(types) == len(classes) >= 24  # stripe-python 15.6 has 24, 16.1 has 326
     assert METER_ERROR in types and "v2.core.account.created" in types
     assert all(t.split(".")[0] in ("v1", "v2") for t in types)
     assert not set(types) & set(event_types.all_event_types())
