@@ -36,6 +36,7 @@ def basic_auth() -> bool | Response:
 
 
 def launch_chromium(playwright: Any) -> Any:
+    __tracebackhide__ = True
     if not os.access(CHROMIUM, os.X_OK):
         missing("Chromium", "apt-get install chromium")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

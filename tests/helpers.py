@@ -27,6 +27,7 @@ NODE_HINT = "apt-get install nodejs npm, then (cd tests/node && npm install)"
 
 def missing(what: str, how: str) -> NoReturn:
     """Skip the test: it needs ``what``, which ``how`` installs (fail under REQUIRE_TOOLS)."""
+    __tracebackhide__ = True  # the skip is reported where the test asked for the tool
     if REQUIRE_TOOLS:
         pytest.fail(f"needs {what}: {how} (STRIPE_HOOKS_REQUIRE_TOOLS is set)", pytrace=False)
     pytest.skip(f"needs {what}: {how}")
