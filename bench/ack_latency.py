@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 sys.path.insert(0, str(TESTS))
 
-from pgserver import PostgresServer, find_bindir, wait_for  # noqa: E402
+from common import postgres  # noqa: E402
 
 SECRET = "whsec_" + "b" * 32
 
@@ -232,12 +232,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    bindir = find_bindir()
     redis_bin = shutil.which("redis-server")
-    if bindir is None or redis_bin is None:
-        sys.exit("needs PostgreSQL and redis-server (apt-get install postgresql redis-server)")
+    if redis_bin is None:
+        sys.exit("needs a Redis server: apt-get install redis-server")
     tmp = Path(tempfile.mkdtemp(prefix="ack-latency-"))
-    pg = PostgresServer(bindir)
     redis_port = free_port()
     redis_proc = subprocess.Popen(
         [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
@@ -245,15 +243,15 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     try:
-        database_url = pg.start()
-        wait_for(database_url)
-        wait_port(redis_port)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        results = [run_mode(m, database_url, redis_url, args, tmp) for m in ("in-request", "queue")]
+        with postgres() as database_url:
+            wait_port(redis_port)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            results = [
+                run_mode(m, database_url, redis_url, args, tmp) for m in ("in-request", "queue")
+            ]
     finally:
         redis_proc.terminate()
         redis_proc.wait(10)
-        pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(

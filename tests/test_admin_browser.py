@@ -8,7 +8,6 @@ The screenshots of docs/admin.md come from tests/screenshots.py, which the last 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +18,6 @@ from flask_stripe_hooks.testing import FakeStripe, build_event, sign_payload, we
 
 from admin_support import (
     ADMIN,
-    CHROMIUM,
     DESKTOP,
     PASSWORD,
     PHONE,
@@ -28,21 +26,13 @@ from admin_support import (
     seed_history,
     serve_example,
 )
-from conftest import IN_CI, rows
-
-if not os.path.exists(CHROMIUM) and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} not found (apt-get install chromium); in CI these tests must run",
-        allow_module_level=True,
-    )
+from helpers import rows
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing; .ci/run must install Debian's chromium.")
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         yield browser

@@ -36,7 +36,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
 from admin_support import ADMIN, allow, basic_auth, launch_chromium
-from conftest import FIGURES, count, record, rows
+from helpers import FIGURES, count, record, rows
 
 
 def make(app_factory: Any, stub: FakeStripe, **config: Any) -> Flask:

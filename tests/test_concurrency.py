@@ -12,7 +12,7 @@ from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, sign_payload
 
-from conftest import handled, make_app, reset_postgres, rows
+from helpers import handled, make_app, reset_postgres, rows
 
 WORKER = Path(__file__).with_name("concurrent_delivery.py")
 PROCESSES = 6

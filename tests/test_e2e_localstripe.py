@@ -33,7 +33,7 @@ from example_app import create_app, db
 from flask_migrate import upgrade
 from flask_stripe_hooks.testing import new_secret
 
-from conftest import IN_CI
+from helpers import NODE_HINT, missing
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin" / "stripe"
@@ -42,19 +42,15 @@ API_KEY = "sk_test_e2e_localstripe"
 pytestmark = pytest.mark.slow
 
 
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}; .ci/run must install it.")
-    pytest.skip(reason)
-
-
 def stripe_cli() -> str:
     if NODE_BIN.exists() and shutil.which("node"):
         return str(NODE_BIN)
     found = shutil.which("stripe")
     if found is None:
-        _missing("the Stripe CLI is not installed (cd tests/node && npm ci)")
-    return found  # type: ignore[return-value]
+        if shutil.which("node") is None:
+            missing("Node.js (for the Stripe CLI)", NODE_HINT)
+        missing("the Stripe CLI in tests/node", "(cd tests/node && npm install)")
+    return found
 
 
 def free_port() -> int:
@@ -116,7 +112,7 @@ def test_stripe_cli_trigger_through_localstripe_reaches_the_example_app(
     database_url: str, tmp_path: Path, processes: Processes
 ) -> None:
     if importlib.util.find_spec("localstripe") is None:
-        _missing("localstripe is not installed (pip install localstripe)")
+        missing("localstripe", 'python -m pip install -e ".[test]"')
     cli = stripe_cli()
     env = {
         **os.environ,

@@ -19,7 +19,7 @@ from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 
-from conftest import handled, record
+from helpers import handled, record
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from flask_stripe_hooks.stripe_api import StripeAPIError, client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 
 TEST_KEY, LIVE_KEY = "sk_test_stub", "sk_live_stub"
 

@@ -11,7 +11,7 @@ from example_app import create_app, db
 from example_app.models import ActivityLog, Customer
 from flask_migrate import upgrade
 
-from conftest import LZ4_COLUMNS_BY_DIALECT, lz4_columns
+from helpers import expected_lz4_columns, lz4_columns
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_migrations_create_every_table(example):
 
 def test_the_migration_compresses_large_columns_with_lz4(example):
     with example.app_context():
-        assert lz4_columns(db.engine) == LZ4_COLUMNS_BY_DIALECT[db.engine.dialect.name]
+        assert lz4_columns(db.engine) == expected_lz4_columns(db.engine)
 
 
 def test_models_match_the_migrations(example):

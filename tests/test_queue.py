@@ -26,7 +26,7 @@ from flask_stripe_hooks.processing import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
 import queue_app
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 from queue_support import (
     CutProxy,
     app_env,

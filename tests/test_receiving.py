@@ -21,7 +21,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from conftest import handled, record, rows, stored_text
+from helpers import handled, record, rows, stored_text
 
 
 @pytest.fixture
@@ -145,6 +145,23 @@ def test_missing_signature_is_400_and_nothing_stored(app, client, endpoint, reco
     assert response.status_code == 400
     assert "Stripe-Signature" in response.get_data(as_text=True)
     assert rows(app, WebhookDelivery) == [] and rows(app, StripeEvent) == []
+
+
+def test_the_url_without_its_trailing_slash_answers_the_same(
+    app, client, endpoint, secret, recorder
+):
+    """Stripe's dashboard keeps a URL as typed: both forms receive, and tell what they allow."""
+    for path in (f"/stripe/webhook/{endpoint.uuid}/", f"/stripe/webhook/{endpoint.uuid}"):
+        options, get = client.options(path), client.get(path)
+        assert (options.status_code, set(options.allow)) == (200, {"OPTIONS", "POST"})
+        assert (get.status_code, set(get.allow)) == (405, {"OPTIONS", "POST"})
+    event = build_event("customer.created")
+    body, header = sign_payload(event, secret)
+    response = client.post(
+        f"/stripe/webhook/{endpoint.uuid}", data=body, headers={"Stripe-Signature": header}
+    )
+    assert response.status_code == 200
+    assert handled(app) == [(event["id"], "customer.created")]
 
 
 def test_unknown_endpoint_is_404(app, client, secret, recorder):

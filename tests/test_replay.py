@@ -20,7 +20,7 @@ from flask_stripe_hooks import processing, verification
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
-from conftest import count, handled, record, rows
+from helpers import count, handled, record, rows
 
 TOLERANCE = 300
 

@@ -40,7 +40,7 @@ from flask_stripe_hooks.testing import (
     webhook_path,
 )
 
-from conftest import IN_CI, handled, record, rows
+from helpers import NODE_HINT, handled, missing, record, rows
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
 API_VERSION = "2025-03-31.basil"
@@ -152,11 +152,9 @@ def test_thin_event_signed_by_stripe_python_is_stored_and_dispatched(
 def node_sign(payload: str, secret: str) -> dict[str, Any]:
     """Sign with stripe-node (``tests/node/sign_thin.js``), which also parses it back."""
     if shutil.which("node") is None:
-        if IN_CI:
-            pytest.fail("Node.js is not installed; .ci/run must install it.")
-        pytest.skip("node is not installed (apt-get install nodejs npm)")
+        missing("Node.js", NODE_HINT)
     if not (NODE_DIR / "node_modules" / "stripe").is_dir():
-        pytest.fail("stripe-node is missing: run 'npm ci' in tests/node (.ci/run does).")
+        missing("stripe-node in tests/node", "(cd tests/node && npm install)")
     done = subprocess.run(
         ["node", "sign_thin.js"],
         cwd=NODE_DIR,
@@ -447,7 +445,7 @@ def test_thin_types_come_from_stripe_pythons_notification_classes():
 
     types = event_types.thin_event_types()
     classes = typing.get_args(stripe.events.ALL_EVENT_NOTIFICATIONS)
-    assert len(types) == len(classes) > 100
+    assert len(types) == len(classes) >= 24  # stripe-python 15.6 has 24, 16.1 has 326
     assert METER_ERROR in types and "v2.core.account.created" in types
     assert all(t.split(".")[0] in ("v1", "v2") for t in types)
     assert not set(types) & set(event_types.all_event_types())
