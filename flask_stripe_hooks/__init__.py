@@ -1,6 +1,6 @@
 """Receive, verify, store and dispatch Stripe webhooks in Flask."""
 
-from .dispatch import UnknownEventTypeWarning
+from .dispatch import Ignore, Retry, UnknownEventTypeWarning
 from .endpoint_cache import EndpointInfo
 from .events import Event, ThinEvent
 from .extension import StripeHooks
@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EndpointInfo",
     "Event",
+    "Ignore",
+    "Retry",
     "StripeHooks",
     "StripeHooksError",
     "ThinEvent",

@@ -23,7 +23,7 @@ from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
 from . import event_types, recovery
-from .models import EVENT_STATUSES, WebhookEndpoint, active_secrets
+from .models import EVENT_STATUSES, RETRYING, WebhookEndpoint, active_secrets
 from .state import get_state
 from .stripe_api import StripeAPIError, key_source, scrub
 from .testing import event_for, send_event
@@ -124,7 +124,7 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
         (
             e.id,
             e.type,
-            e.status,
+            _status(e),
             str(e.attempts),
             mode_name(e.livemode),
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -136,6 +136,13 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
         click.echo("No events match.")
         return
     _table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+
+
+def _status(event: Any) -> str:
+    """An event's status; a ``retrying`` one says when it is due."""
+    if event.status == RETRYING and event.next_attempt_at is not None:
+        return f"retrying, due {event.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S')}"
+    return str(event.status)
 
 
 @cli.command("event-types")
@@ -217,7 +224,13 @@ def _progress(items: Sequence[Any] | None, label: str, length: int | None = None
 
 
 def _run_events(
-    ids: Sequence[str], command: str, *, force: bool, enqueue: bool, dry_run: bool
+    ids: Sequence[str],
+    command: str,
+    *,
+    force: bool,
+    enqueue: bool,
+    dry_run: bool,
+    dead: bool = False,
 ) -> None:
     """Process (or queue) stored events with a progress bar, then print a summary line."""
     state = get_state()
@@ -237,7 +250,7 @@ def _run_events(
             summary = recovery.enqueue_events(state, bar)
     else:
         with _progress(ids, "Processing") as bar:
-            summary = recovery.process_events(state, bar, force=force)
+            summary = recovery.process_events(state, bar, force=force, dead=dead)
     for event_id, reason in summary.problems[:20]:
         click.echo(f"  {event_id}: {reason}")
     if len(summary.problems) > 20:
@@ -258,7 +271,9 @@ def _check_type(type_prefix: str | None) -> None:
 
 @cli.command("reprocess")
 @click.argument("event_ids", nargs=-1)
-@click.option("--failed", is_flag=True, help="Every failed event (narrow with --since, --type).")
+@click.option(
+    "--failed", is_flag=True, help="Every failed or dead event (narrow with --since, --type)."
+)
 @click.option("--since", type=DURATION, help="With --failed: received within this, e.g. 2d.")
 @click.option("--type", "type_prefix", help="With --failed: this type or types below it.")
 @ENQUEUE
@@ -273,7 +288,7 @@ def reprocess(
 ) -> None:
     """Run stored events through their handlers again.
 
-    EVENT_IDS run even if already processed; --failed picks every failed event.
+    EVENT_IDS run even if already processed; --failed picks every failed or dead event.
     """
     if bool(event_ids) == failed:
         raise click.ClickException("Give event ids, or --failed (not both).")
@@ -281,7 +296,9 @@ def reprocess(
         raise click.ClickException("--since and --type go with --failed.")
     _check_type(type_prefix)
     ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
-    _run_events(ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run)
+    _run_events(
+        ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run, dead=failed
+    )
 
 
 @cli.command("process-pending")

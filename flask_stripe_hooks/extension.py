@@ -12,7 +12,7 @@ from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
 from .state import State, get_state
-from .utils import resolve_setting
+from .utils import parse_duration, resolve_setting
 
 if TYPE_CHECKING:
     from .processing import Result
@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_MAX_BODY": 4 * 1024 * 1024,
     "STRIPE_HOOKS_ENDPOINT_CACHE": 5,
     "STRIPE_HOOKS_EVENT_CALLBACK": None,
+    "STRIPE_HOOKS_MAX_ATTEMPTS": 16,
+    "STRIPE_HOOKS_RETRY_MAX": "1h",
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
@@ -94,6 +96,8 @@ class StripeHooks:
             ),
             config=config,
             endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
+            max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
+            retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)
@@ -145,6 +149,13 @@ class StripeHooks:
         ``missing`` (no such event stored). ``result.ok`` is true for the first two.
         """
         return processing.process_stored(get_state(), event_id, force=force)
+
+
+def _at_least_one(config: dict[str, Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RuntimeError(f"{key} must be a whole number of 1 or more, not {value!r}.")
+    return value
 
 
 def _exempt_from_csrf(app: Flask, blueprint: Any) -> None:

@@ -48,9 +48,14 @@ REJECTED, PROCESSED, DUPLICATE, FAILED, QUEUED = (
     "failed",
     "queued",
 )
-#: Event statuses.
-PENDING = "pending"
-EVENT_STATUSES = (PENDING, PROCESSED, FAILED)
+#: Event statuses (with ``processed`` and ``failed``). ``retrying``: a handler raised
+#: ``Retry``, ``next_attempt_at`` says when it is due; ``ignored``: a handler raised
+#: ``Ignore`` (``last_error`` holds its reason); ``dead``: it failed
+#: ``STRIPE_HOOKS_MAX_ATTEMPTS`` times and is not run again until re-processed by hand.
+PENDING, RETRYING, IGNORED, DEAD = "pending", "retrying", "ignored", "dead"
+EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD)
+#: Statuses the pipeline does not run again on its own: a redelivery is a duplicate.
+FINAL_STATUSES = (PROCESSED, IGNORED, DEAD)
 
 
 class Base(DeclarativeBase):
@@ -193,6 +198,8 @@ class StripeEvent(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: When a ``retrying`` event is due (``process-pending`` runs it from then on).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

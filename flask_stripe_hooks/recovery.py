@@ -22,7 +22,17 @@ from flask import current_app
 
 from . import event_types
 from .events import Event, NotAnEvent
-from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
+from .models import (
+    DEAD,
+    EVENT_STATUSES,
+    FAILED,
+    IGNORED,
+    PENDING,
+    PROCESSED,
+    RETRYING,
+    delivery_table,
+    event_table,
+)
 from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
 from .utils import utcnow
 
@@ -40,7 +50,7 @@ PRUNE_BATCH = 2000
 
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
-_PROBLEMS = (FAILED, MISSING)
+_PROBLEMS = (FAILED, DEAD, MISSING)
 
 
 @dataclass
@@ -70,7 +80,7 @@ class Summary:
 
     def line(self) -> str:
         """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
-        order = ("processed", QUEUED, "duplicate", "busy", FAILED, MISSING)
+        order = ("processed", QUEUED, "duplicate", RETRYING, IGNORED, "busy", FAILED, DEAD, MISSING)
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
         parts += [f"{n} {k}" for k, n in self.counts.items() if k not in order]
         return ", ".join(parts) or "nothing to do"
@@ -82,11 +92,11 @@ class Summary:
 def counts(state: State) -> dict[str, int]:
     """Events by status, and events received in the last 24 hours.
 
-    Keys: ``pending`` (stored, waiting for a worker: queued), ``failed``, ``processed``,
-    ``last_24h`` and ``failed_24h``.
+    Keys: every status (``pending``: stored, waiting for a worker; ``failed``, ``processed``,
+    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``.
     """
     session = state.db.session
-    out = {PENDING: 0, FAILED: 0, PROCESSED: 0}
+    out = dict.fromkeys(EVENT_STATUSES, 0)
     for status, n in session.execute(
         sa.select(event_table.c.status, sa.func.count()).group_by(event_table.c.status)
     ):
@@ -124,12 +134,21 @@ def recent_events(
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
-    """Pending events received more than ``older_than`` ago, oldest first: the ones whose
-    queue message was lost (or whose worker died before its retry)."""
+    """Pending events received more than ``older_than`` ago, and ``retrying`` events that are
+    due, oldest first: the ones whose queue message was lost (or whose worker died before its
+    retry), and the ones a handler asked to run again later."""
+    now = utcnow()
     query = (
         sa.select(event_table.c.id)
-        .where(event_table.c.status == PENDING)
-        .where(event_table.c.received_at <= utcnow() - older_than)
+        .where(
+            sa.or_(
+                sa.and_(
+                    event_table.c.status == PENDING,
+                    event_table.c.received_at <= now - older_than,
+                ),
+                sa.and_(event_table.c.status == RETRYING, event_table.c.next_attempt_at <= now),
+            )
+        )
         .order_by(event_table.c.received_at, event_table.c.id)
     )
     ids = list(state.db.session.execute(query).scalars())
@@ -140,8 +159,9 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
 def failed_ids(
     state: State, since: timedelta | None = None, type_prefix: str | None = None
 ) -> list[str]:
-    """Failed events, oldest first, received within ``since`` and of ``type_prefix``."""
-    query = sa.select(event_table.c.id).where(event_table.c.status == FAILED)
+    """Failed and dead events, oldest first, received within ``since`` and of
+    ``type_prefix``."""
+    query = sa.select(event_table.c.id).where(event_table.c.status.in_((FAILED, DEAD)))
     if since is not None:
         query = query.where(event_table.c.received_at >= utcnow() - since)
     query = query.where(
@@ -171,15 +191,17 @@ def describe(state: State, ids: Iterable[str]) -> list[tuple[str, str, str, int]
 # -- processing them -----------------------------------------------------------------------
 
 
-def process_events(state: State, event_ids: Iterable[str], *, force: bool = False) -> Summary:
+def process_events(
+    state: State, event_ids: Iterable[str], *, force: bool = False, dead: bool = False
+) -> Summary:
     """Run stored events through their handlers now, one transaction (and one fresh app
-    context) each. ``force`` runs events already processed again."""
+    context) each. ``force`` runs events already processed again; ``dead`` runs dead ones."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state.db.session.rollback()  # hold no transaction (or lock) while events run
     summary = Summary()
     for event_id in event_ids:
         with app.app_context():
-            summary.add(process_stored(state, event_id, force=force))
+            summary.add(process_stored(state, event_id, force=force, dead=dead))
     return summary
 
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .models import FAILED, PROCESSED, delivery_table, event_table
+from .models import FINAL_STATUSES, PROCESSED, delivery_table, event_table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -176,13 +176,15 @@ def insert_event_row(
     return bool(_insert_event_from_body[dialect.name, thin](connection, values))
 
 
-def claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
+def claim(
+    session: Session, event_id: str, now: datetime, *, skip: tuple[str, ...] = FINAL_STATUSES
+) -> bool:
     """Take a stored event for this transaction, marking it processed (a row lock on
-    PostgreSQL until commit). Only an event not yet processed is taken, unless ``force`` (an
-    explicit re-process)."""
+    PostgreSQL until commit); not one whose status is in ``skip`` (by default, one the
+    pipeline is done with). ``()`` takes any: an explicit re-process."""
     where = [event_table.c.id == event_id]
-    if not force:
-        where.append(event_table.c.status != PROCESSED)
+    if skip:
+        where.append(event_table.c.status.not_in(skip))
     result = session.execute(
         event_table.update()
         .where(*where)
@@ -191,20 +193,43 @@ def claim(session: Session, event_id: str, now: datetime, *, force: bool = False
             attempts=event_table.c.attempts + 1,
             processed_at=now,
             last_error=None,
+            next_attempt_at=None,
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_failed(session: Session, event_id: str, error: str) -> bool:
-    """Count a failed attempt on a stored event not processed meanwhile (``False``: there is
-    no such row, or a concurrent attempt processed it)."""
-    result = session.execute(
-        event_table.update()
-        .where(event_table.c.id == event_id, event_table.c.status != PROCESSED)
-        .values(status=FAILED, attempts=event_table.c.attempts + 1, last_error=error)
+def attempts_of(session: Session, event_id: str) -> tuple[str, int] | None:
+    """``(status, attempts)`` of a stored event, locked for this transaction on PostgreSQL
+    (a concurrent attempt's count waits for this one's); ``None``: not stored."""
+    query = sa.select(event_table.c.status, event_table.c.attempts).where(
+        event_table.c.id == event_id
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    return None if row is None else (str(row.status), int(row.attempts))
+
+
+def set_attempt(
+    session: Session,
+    event_id: str,
+    status: str,
+    attempts: int,
+    error: str | None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Store the outcome of an attempt that did not process the event."""
+    session.execute(
+        event_table.update()
+        .where(event_table.c.id == event_id)
+        .values(
+            status=status,
+            attempts=attempts,
+            last_error=error,
+            next_attempt_at=next_attempt_at,
+        )
+    )
 
 
 # -- lz4 ---------------------------------------------------------------------------------------
