@@ -7,9 +7,6 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,10 +19,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
-from . import event_types, recovery
+from . import event_types, recovery, stripe_cli
 from .models import EVENT_STATUSES, RETRYING, WebhookEndpoint, active_secrets
 from .state import get_state
-from .stripe_api import StripeAPIError, key_source, scrub
+from .stripe_api import StripeAPIError, key_source
 from .testing import event_for, send_event
 from .utils import StripeHooksError, format_duration, mode_name, parse_duration, utcnow
 
@@ -545,68 +542,31 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
     Records a temporary endpoint with the secret 'stripe listen --print-secret' gives,
     forwards to it until you stop (Ctrl-C), then removes it.
     """
-    binary = shutil.which("stripe")
-    if binary is None:
-        raise click.ClickException(
-            "The Stripe CLI ('stripe') is not on PATH. Install it (https://docs.stripe.com/"
-            "stripe-cli, or 'npm install -g @stripe/cli'), run 'stripe login', then try again."
-        )
     with _refused():
+        binary = stripe_cli.find()
         enabled = endpoint_ops.expand_events(list(events) or ["*"])
     env = dict(os.environ)
     with suppress(StripeAPIError):  # the configured test key, else the Stripe CLI's login
         env["STRIPE_API_KEY"], _ = key_source(get_state(), account=account, livemode=False)
-    try:
-        printed = subprocess.run(
-            [binary, "listen", "--print-secret"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise click.ClickException(f"'stripe listen --print-secret' failed: {exc}") from None
-    secret = printed.stdout.strip().splitlines()[-1].strip() if printed.stdout.strip() else ""
-    if printed.returncode != 0 or not secret.startswith("whsec_"):
-        detail = scrub((printed.stderr or printed.stdout).strip())[-500:]
-        raise click.ClickException(
-            "'stripe listen --print-secret' gave no signing secret"
-            + (f": {detail}" if detail else "; run 'stripe login' first.")
-        )
-    session = _session()
     with _refused():
+        secret = stripe_cli.print_secret(binary, env)
         endpoint = endpoint_ops.register_endpoint(
             secret, account=account, enabled_events=enabled, description="stripe listen (temporary)"
         )
     endpoint_uuid = endpoint.uuid
     target = forward_to.rstrip("/") + get_state().webhook_path(endpoint_uuid)
-    command = [binary, "listen", "--forward-to", target]
-    if enabled != ["*"]:
-        command += ["--events", ",".join(enabled)]
     click.echo(f"Temporary test-mode endpoint {endpoint_uuid}; forwarding to {target}")
     click.echo("Stop with Ctrl-C.")
-    process = None
     try:
-        process = subprocess.Popen(command, env=env)
-        process.wait()
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        raise click.ClickException(f"Could not run 'stripe listen': {exc}") from None
+        with _refused():
+            code = stripe_cli.forward(binary, target, enabled, env)
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        session.rollback()
+        _session().rollback()
         with _refused():
             endpoint_ops.delete_endpoint(endpoint_ops.get_endpoint(endpoint_uuid), keep_remote=True)
         click.echo(f"Removed the temporary endpoint {endpoint_uuid}.")
-    stopped = (0, None, 130, -signal.SIGINT, -signal.SIGTERM)  # ended, or by Ctrl-C
-    if process is not None and process.returncode not in stopped:
-        raise click.exceptions.Exit(process.returncode)
+    if code not in stripe_cli.STOPPED:
+        raise click.exceptions.Exit(code)
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

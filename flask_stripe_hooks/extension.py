@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import processing
+from . import callbacks, processing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
@@ -134,7 +134,7 @@ class StripeHooks:
     @staticmethod
     def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn()`` once the event being processed is committed; never on rollback."""
-        return processing.on_commit(fn)
+        return callbacks.on_commit(fn)
 
     # -- stored events ------------------------------------------------------------------
 

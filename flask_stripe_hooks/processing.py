@@ -23,8 +23,6 @@ import logging
 import time
 import traceback as tb
 import uuid
-from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import signals
+from .callbacks import collecting, run, stop_collecting
 from .dispatch import Ignore, Retry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, endpoint_by_uuid
 from .events import Event
@@ -93,37 +92,6 @@ class Result:
         """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
         queued, ignored or dead (stored, and not to be retried on its own)."""
         return self.outcome in (PROCESSED, DUPLICATE, QUEUED, IGNORED, DEAD)
-
-
-# -- on_commit ---------------------------------------------------------------------------
-
-_callbacks: ContextVar[list[Callable[[], Any]] | None] = ContextVar(
-    "stripe_hooks_on_commit", default=None
-)
-
-
-def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """Run ``fn()`` after the transaction processing the current event commits.
-
-    Call it from a handler. If the transaction rolls back, ``fn`` is never called. A
-    callback that raises is logged; the event stays processed.
-    """
-    pending = _callbacks.get()
-    if pending is None:
-        raise RuntimeError(
-            "on_commit() is only available while a Stripe event is being processed;"
-            " call it from a handler registered with @hooks.on(...)."
-        )
-    pending.append(fn)
-    return fn
-
-
-def _run_callbacks(callbacks: list[Callable[[], Any]]) -> None:
-    for fn in callbacks:
-        try:
-            fn()
-        except Exception:
-            log.exception("on_commit callback %r failed", fn)
 
 
 def _notify(signal: Any, **kwargs: Any) -> None:
@@ -306,8 +274,7 @@ def _run_handlers(
     than inserted.
     """
     now = datetime.now(timezone.utc)
-    callbacks: list[Callable[[], Any]] = []
-    token = _callbacks.set(callbacks)
+    callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
     connection: sa.Connection | None = None
     try:
@@ -382,8 +349,8 @@ def _run_handlers(
             return Result(DEAD, "dead: failed too often", event.id)
         return Result(FAILED, "handler failed", event.id)
     finally:
-        _callbacks.reset(token)
-    _run_callbacks(callbacks)
+        stop_collecting(token)
+    run(callbacks)
     _notify(
         signals.event_processed,
         event=event,
