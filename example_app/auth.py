@@ -16,7 +16,7 @@ from flask import (
     Blueprint,
     current_app,
     redirect,
-    render_template_string,
+    render_template,
     request,
     session,
     url_for,
@@ -35,27 +35,14 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Log in")
 
 
-PAGE = """<!doctype html>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · flask-stripe-hooks example</title>
-<h1>Log in</h1>
-<form method="post">
-  {{ form.csrf_token }}
-  <p>{{ form.username.label }}<br>{{ form.username(autocomplete="username") }}</p>
-  <p>{{ form.password.label }}<br>{{ form.password(autocomplete="current-password") }}</p>
-  {% for error in form.password.errors %}<p role="alert">{{ error }}</p>{% endfor %}
-  <p>{{ form.submit() }}</p>
-</form>
-"""
-
-
 def admin_required() -> bool | Response:
     """``STRIPE_HOOKS_ADMIN_AUTH``: logged in → allowed; else the login page (or 403 on a POST)."""
     if session.get("admin"):
         return True
     if request.method != "GET":
         return False
-    return redirect(url_for("auth.login", next=request.full_path))
+    here = request.full_path if request.query_string else request.path  # no stray "?"
+    return redirect(url_for("auth.login", next=here))
 
 
 def _safe_next(target: str | None) -> str:
@@ -78,11 +65,14 @@ def login() -> Any:
             session.clear()  # a fresh session on login
             session["admin"] = username
             return redirect(_safe_next(request.args.get("next")))
-        form.password.errors = ["Wrong user name or password."]
-    return render_template_string(PAGE, form=form), 401 if form.errors else 200
+        failed = "Wrong user name or password."
+    else:
+        failed = None
+    status = 401 if failed or form.errors else 200
+    return render_template("login.html", form=form, failed=failed), status
 
 
-@bp.post("/logout")
+@bp.route("/logout", methods=["GET", "POST"])  # STRIPE_HOOKS_ADMIN_LOGOUT_URL: a link
 def logout() -> Any:
     session.clear()
     return redirect(url_for("auth.login"))

@@ -11,6 +11,10 @@ views are thin: endpoints are changed by :mod:`.endpoints`, events are processed
 :func:`.recovery.process_again` (through the queue in queue mode). Templates live in
 ``templates/stripe_hooks/admin/``; an app overrides one by putting a file at the same path in
 its own templates folder.
+
+As in Flask-Security's ``views.py``, the views are module-level functions that read the app's
+state through :func:`.extension.get_state`; :func:`create_blueprint` makes a fresh blueprint for
+each ``init_app`` and wires them.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import validate_csrf
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 from wtforms import Form
 from wtforms.validators import ValidationError
 
-from . import endpoints, recovery
+from . import endpoints, event_types, recovery
 from .events import Event
 from .forms import (
     CreateEndpointForm,
@@ -63,14 +68,14 @@ from .models import (
 )
 from .processing import MISSING
 from .state import get_state
-from .stripe_api import StripeAPIError
-from .utils import mask, parse_duration, resolve_setting, utcnow
+from .utils import StripeHooksError, mask, parse_duration, resolve_setting, utcnow
 
 if TYPE_CHECKING:
     from .state import State
 
 PER_PAGE = 50
 T = "stripe_hooks/admin/"
+AUTH = "STRIPE_HOOKS_ADMIN_AUTH"
 
 #: Stripe's parameter names (and the library's) → the form field that shows the error.
 FORM_FIELDS = {
@@ -100,8 +105,9 @@ SECURITY_HEADERS = {
 
 
 def create_blueprint(state: State) -> Blueprint:
-
+    """A fresh admin blueprint for one ``init_app``; the views read the app's state."""
     prefix = "/" + state.config["STRIPE_HOOKS_ADMIN_URL_PREFIX"].strip("/")
+    resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)  # a bad path fails here
     bp = Blueprint(
         "stripe_hooks_admin",
         __name__,
@@ -110,307 +116,344 @@ def create_blueprint(state: State) -> Blueprint:
         static_folder="static",
         static_url_path="/_static",
     )
-    auth = resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], "STRIPE_HOOKS_ADMIN_AUTH")
-    accounts = sorted(state.config["STRIPE_HOOKS_ACCOUNTS"] or {})
-    session = state.db.session
+    bp.before_request(guard)
+    bp.after_request(protect)
+    bp.context_processor(helpers)
+    bp.errorhandler(404)(not_found)
+    bp.route("/")(endpoint_list)
+    bp.route("/endpoints/new", methods=["GET", "POST"])(endpoint_create)
+    bp.route("/endpoints/<uuid:endpoint_uuid>")(endpoint_detail)
+    bp.route("/endpoints/<uuid:endpoint_uuid>/status", methods=["POST"])(endpoint_status)
+    bp.route("/endpoints/<uuid:endpoint_uuid>/events", methods=["POST"])(endpoint_events)
+    bp.route("/endpoints/<uuid:endpoint_uuid>/secret", methods=["POST"])(endpoint_secret)
+    bp.route("/endpoints/<uuid:endpoint_uuid>/delete", methods=["GET", "POST"])(endpoint_delete)
+    bp.route("/events/")(event_list)
+    bp.route("/events/<event_id>")(event_detail)
+    bp.route("/events/<event_id>/process", methods=["POST"])(event_process)
+    bp.route("/deliveries/")(delivery_list)
+    return bp
 
-    @bp.before_request
-    def guard() -> Any:
-        if request.endpoint == "stripe_hooks_admin.static":
-            return None
-        if auth is None:
-            return _message(403, "forbidden_setup.html")
-        allowed = auth()
-        if isinstance(allowed, Response):
-            return allowed
-        if allowed is not True:
-            return _message(403, "message.html", title="Forbidden", text=_NOT_ALLOWED)
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
-            field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-            try:
-                validate_csrf(request.form.get(field) or request.headers.get("X-CSRFToken"))
-            except ValidationError as exc:
-                text = f"{exc.args[0]} Reload the page and send the form again."
-                return _message(400, "message.html", title="Form refused", text=text)
-            g.csrf_valid = True  # the forms need not check it again
+
+def _session() -> Any:
+    return get_state().db.session
+
+
+# -- every request ------------------------------------------------------------------------
+
+
+def guard() -> Any:
+    """``STRIPE_HOOKS_ADMIN_AUTH`` first, then the CSRF token of a POST."""
+    if request.endpoint == "stripe_hooks_admin.static":
         return None
+    auth = resolve_setting(get_state().config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)
+    if auth is None:
+        return _message(403, "forbidden_setup.html")
+    allowed = auth()
+    if isinstance(allowed, Response):
+        return allowed
+    if allowed is not True:
+        return _message(403, "message.html", title="Forbidden", text=_NOT_ALLOWED)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
+        field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        try:
+            validate_csrf(request.form.get(field) or request.headers.get("X-CSRFToken"))
+        except ValidationError as exc:
+            text = f"{exc.args[0]} Reload the page and send the form again."
+            return _message(400, "message.html", title="Form refused", text=text)
+        g.csrf_valid = True  # the forms need not check it again
+    return None
 
-    @bp.after_request
-    def protect(response: Response) -> Response:
-        # CSRF tokens do not stop a page of another site from framing these buttons.
-        for header, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(header, value)
-        return response
 
-    @bp.context_processor
-    def helpers() -> dict[str, Any]:
-        return {"fmt_time": fmt_time, "mask": mask, "page_url": page_url}
+def protect(response: Response) -> Response:
+    # CSRF tokens do not stop a page of another site from framing these buttons.
+    for header, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(header, value)
+    return response
 
-    # -- endpoints --------------------------------------------------------------------
 
-    @bp.get("/")
-    def endpoint_list() -> str:
-        rows = session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
-        since = utcnow() - timedelta(hours=24)
-        d = WebhookDelivery
-        last = dict(
-            session.execute(
-                sa.select(d.endpoint_id, sa.func.max(d.received_at)).group_by(d.endpoint_id)
-            ).all()
-        )
-        failures = dict(
-            session.execute(
-                sa.select(d.endpoint_id, sa.func.count())
-                .where(d.outcome.in_((FAILED, REJECTED)), d.received_at >= since)
-                .group_by(d.endpoint_id)
-            ).all()
-        )
-        return render_template(
-            T + "endpoints.html",
-            endpoints=[(e, endpoint_url(e), last.get(e.id), failures.get(e.id, 0)) for e in rows],
-        )
+def helpers() -> dict[str, Any]:
+    config = get_state().config
+    return {
+        "fmt_time": fmt_time,
+        "mask": mask,
+        "page_url": page_url,
+        "home_url": link(config.get("STRIPE_HOOKS_ADMIN_HOME_URL")),
+        "logout_url": link(config.get("STRIPE_HOOKS_ADMIN_LOGOUT_URL")),
+    }
 
-    @bp.route("/endpoints/new", methods=["GET", "POST"])
-    def endpoint_create() -> Any:
-        form = CreateEndpointForm()
-        form.account.choices = choices(("", "Default account"), *accounts)
-        form.events.choices = event_choices(thin=None)  # snapshot and thin types
-        if request.method == "GET":
-            form.base_url.data = request.host_url.rstrip("/")
-        elif form.validate_on_submit():
-            try:
-                endpoint = endpoints.create_endpoint(
-                    base_url=form.base_url.data,
-                    events=form.events.data,
-                    livemode=form.mode.data == "live",
-                    account=form.account.data or "",
-                    api_version=form.api_version.data or None,
-                    description=form.description.data or "",
-                    metadata=form.metadata.data or None,
-                    connect=form.connect.data,
-                    payload=form.payload.data,
-                )
-            except (endpoints.EndpointError, StripeAPIError) as exc:
-                show_error(form, exc)
-            else:
-                flash(
-                    f"Created {endpoint.mode}-mode endpoint {endpoint.stripe_id};"
-                    " its signing secret is stored.",
-                    "success",
-                )
-                return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
-        warning = None
+
+def not_found(exc: Any) -> Any:
+    text = getattr(exc, "description", "") or "Not found."
+    return _message(404, "message.html", title="Not found", text=text)
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+
+def endpoint_list() -> str:
+    session = _session()
+    rows = session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
+    since = utcnow() - timedelta(hours=24)
+    d = WebhookDelivery
+    last = dict(
+        session.execute(
+            sa.select(d.endpoint_id, sa.func.max(d.received_at)).group_by(d.endpoint_id)
+        ).all()
+    )
+    failures = dict(
+        session.execute(
+            sa.select(d.endpoint_id, sa.func.count())
+            .where(d.outcome.in_((FAILED, REJECTED)), d.received_at >= since)
+            .group_by(d.endpoint_id)
+        ).all()
+    )
+    return render_template(
+        T + "endpoints.html",
+        endpoints=[(e, endpoint_url(e), last.get(e.id), failures.get(e.id, 0)) for e in rows],
+    )
+
+
+def endpoint_create() -> Any:
+    form = CreateEndpointForm()
+    accounts = sorted(get_state().config["STRIPE_HOOKS_ACCOUNTS"] or {})
+    form.account.choices = choices(("", "Default account"), *accounts)
+    form.events.choices = event_choices(thin=None)  # snapshot and thin types
+    if request.method == "GET":
+        form.base_url.data = request.host_url.rstrip("/")
+    elif form.validate_on_submit():
+        try:
+            endpoint = endpoints.create_endpoint(
+                base_url=form.base_url.data,
+                events=form.events.data,
+                livemode=form.mode.data == "live",
+                account=form.account.data or "",
+                api_version=form.api_version.data or None,
+                description=form.description.data or "",
+                metadata=form.metadata.data or None,
+                connect=form.connect.data,
+                payload=form.payload.data,
+            )
+        except StripeHooksError as exc:
+            show_error(form, exc)
+        else:
+            flash(
+                f"Created {endpoint.mode}-mode endpoint {endpoint.uuid}"
+                f" ({endpoint.stripe_id} on Stripe); its signing secret is stored.",
+                "success",
+            )
+            return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
+    warning = None
+    if not form.base_url.errors:  # an error under the field says it already
         try:
             endpoints.check_base_url(form.base_url.data or "")
         except endpoints.EndpointError as exc:
             warning = str(exc)
-        status = 400 if form.errors else 200
-        return render_template(T + "endpoint_new.html", form=form, warning=warning), status
+    status = 400 if form.errors else 200
+    return render_template(T + "endpoint_new.html", form=form, warning=warning), status
 
-    def load(endpoint_uuid: uuid.UUID) -> WebhookEndpoint:
-        endpoint = session.execute(
-            sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_uuid)
-        ).scalar_one_or_none()
-        if endpoint is None:
-            abort(404, "No such endpoint.")
-        return endpoint
 
-    def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
-        forms.setdefault("status_form", StatusForm(formdata=None))
-        forms.setdefault("events_form", EventsForm(formdata=None, events=endpoint.enabled_events))
-        forms["events_form"].events.choices = event_choices(thin=endpoint.thin)
-        forms.setdefault("secret_form", SecretForm(formdata=None))
-        deliveries = session.execute(
+def load(endpoint_uuid: uuid.UUID) -> WebhookEndpoint:
+    endpoint = (
+        _session()
+        .execute(sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_uuid))
+        .scalar_one_or_none()
+    )
+    if endpoint is None:
+        abort(404, "No such endpoint.")
+    return endpoint
+
+
+def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
+    forms.setdefault("status_form", StatusForm(formdata=None))
+    forms.setdefault("events_form", EventsForm(formdata=None, events=endpoint.enabled_events))
+    forms["events_form"].events.choices = event_choices(thin=endpoint.thin)
+    forms.setdefault("secret_form", SecretForm(formdata=None))
+    deliveries = (
+        _session()
+        .execute(
             sa.select(WebhookDelivery)
             .where(WebhookDelivery.endpoint_id == endpoint.id)
             .order_by(WebhookDelivery.id.desc())
             .limit(10)
-        ).scalars()
-        now = utcnow()
-        active = set(active_secrets(endpoint.secrets, now))
-        secrets = [
-            (mask(s["secret"]), s.get("expires_at"), s["secret"] in active)
-            for s in reversed(endpoint.secrets or [])
-        ]
-        return render_template(
-            T + "endpoint.html",
-            endpoint=endpoint,
-            url=endpoint_url(endpoint),
-            secrets=secrets,
-            deliveries=list(deliveries),
-            **forms,
-        ), status
-
-    @bp.get("/endpoints/<uuid:endpoint_uuid>")
-    def endpoint_detail(endpoint_uuid: uuid.UUID) -> Any:
-        return detail(load(endpoint_uuid))
-
-    def change(
-        endpoint: WebhookEndpoint, form: Form, name: str, action: Callable[[], Any], done: str
-    ) -> Any:
-        """Validate ``form``, run ``action``; show its error on the form or flash ``done``."""
-        if form.validate():
-            try:
-                action()
-            except (endpoints.EndpointError, StripeAPIError) as exc:
-                session.rollback()
-                show_error(form, exc)
-            else:
-                flash(done, "success")
-                return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
-        return detail(endpoint, 400, **{name: form})
-
-    @bp.post("/endpoints/<uuid:endpoint_uuid>/status")
-    def endpoint_status(endpoint_uuid: uuid.UUID) -> Any:
-        endpoint, form = load(endpoint_uuid), StatusForm()
-        enable = bool(form.enable.data)
-        return change(
-            endpoint,
-            form,
-            "status_form",
-            lambda: endpoints.update_endpoint(endpoint, enabled=enable),
-            "Endpoint enabled." if enable else "Endpoint disabled.",
         )
+        .scalars()
+    )
+    now = utcnow()
+    active = set(active_secrets(endpoint.secrets, now))
+    secrets = [
+        (mask(s["secret"]), s.get("expires_at"), s["secret"] in active)
+        for s in reversed(endpoint.secrets or [])
+    ]
+    return render_template(
+        T + "endpoint.html",
+        endpoint=endpoint,
+        url=endpoint_url(endpoint),
+        secrets=secrets,
+        deliveries=list(deliveries),
+        **forms,
+    ), status
 
-    @bp.post("/endpoints/<uuid:endpoint_uuid>/events")
-    def endpoint_events(endpoint_uuid: uuid.UUID) -> Any:
-        endpoint, form = load(endpoint_uuid), EventsForm()
-        return change(
-            endpoint,
-            form,
-            "events_form",
-            lambda: endpoints.update_endpoint(endpoint, events=form.events.data),
-            "Enabled events saved.",
-        )
 
-    @bp.post("/endpoints/<uuid:endpoint_uuid>/secret")
-    def endpoint_secret(endpoint_uuid: uuid.UUID) -> Any:
-        endpoint, form = load(endpoint_uuid), SecretForm()
+def endpoint_detail(endpoint_uuid: uuid.UUID) -> Any:
+    return detail(load(endpoint_uuid))
 
-        def rotate() -> None:
-            keep = parse_duration(form.keep_old_for.data or "0")
-            endpoints.set_secret(endpoint, form.secret.data.strip(), keep_old_for=keep)
 
-        return change(endpoint, form, "secret_form", rotate, "Signing secret rotated.")
-
-    @bp.route("/endpoints/<uuid:endpoint_uuid>/delete", methods=["GET", "POST"])
-    def endpoint_delete(endpoint_uuid: uuid.UUID) -> Any:
-        endpoint, form = load(endpoint_uuid), DeleteForm()
-        if form.validate_on_submit():
-            try:
-                endpoints.delete_endpoint(endpoint, keep_remote=form.keep_remote.data)
-            except (endpoints.EndpointError, StripeAPIError) as exc:
-                session.rollback()
-                show_error(form, exc)
-            else:
-                flash(f"Endpoint {endpoint_uuid} deleted.", "success")
-                return redirect(url_for(".endpoint_list"))
-        status = 400 if form.errors else 200
-        return render_template(
-            T + "endpoint_delete.html", endpoint=endpoint, url=endpoint_url(endpoint), form=form
-        ), status
-
-    # -- events -----------------------------------------------------------------------
-
-    @bp.get("/events/")
-    def event_list() -> Any:
-        form = EventFilterForm(request.args)
-        query = sa.select(StripeEvent).order_by(
-            StripeEvent.received_at.desc(), StripeEvent.id.desc()
-        )
-        valid = form.validate()
-        if valid:
-            prefix = (form.type.data or "").strip().removesuffix(".*").removesuffix("*")
-            if prefix:
-                query = query.where(
-                    sa.or_(
-                        StripeEvent.type == prefix,
-                        StripeEvent.type.startswith(prefix + ".", autoescape=True),
-                    )
-                )
-            if form.status.data:
-                query = query.where(StripeEvent.status == form.status.data)
-            if form.mode.data:
-                query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
+def change(
+    endpoint: WebhookEndpoint, form: Form, name: str, action: Callable[[], Any], done: str
+) -> Any:
+    """Validate ``form``, run ``action``; show its error on the form or flash ``done``."""
+    if form.validate():
+        try:
+            action()
+        except StripeHooksError as exc:
+            _session().rollback()
+            show_error(form, exc)
         else:
-            query = query.where(sa.false())
-        page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
-        counts = recovery.counts(state)
-        return render_template(
-            T + "events.html", form=form, page=page, counts=counts
-        ), 200 if valid else 400
+            flash(done, "success")
+            return redirect(url_for(".endpoint_detail", endpoint_uuid=endpoint.uuid))
+    return detail(endpoint, 400, **{name: form})
 
-    @bp.get("/events/<event_id>")
-    def event_detail(event_id: str) -> Any:
-        event = session.get(StripeEvent, event_id)
-        if event is None:
-            abort(404, "No such event.")
-        deliveries = session.execute(
-            sa.select(WebhookDelivery, WebhookEndpoint.uuid)
-            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(WebhookDelivery.event_id == event_id)
-            .order_by(WebhookDelivery.id)
-        ).all()
-        payload = json.dumps(
-            Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str
-        )
-        return render_template(
-            T + "event.html",
-            event=event,
-            payload=payload,
-            deliveries=deliveries,
-            form=ProcessForm(formdata=None),
-        )
 
-    @bp.post("/events/<event_id>/process")
-    def event_process(event_id: str) -> Any:
-        result = recovery.process_again(state, event_id)
-        if result.outcome == MISSING:
-            abort(404, "No such event.")
-        if result.outcome == "queued":
-            flash(f"Event {event_id} queued to be processed again by a worker.", "success")
-        elif result.ok:
-            flash(f"Event {event_id} processed again: {result.outcome}.", "success")
+def endpoint_status(endpoint_uuid: uuid.UUID) -> Any:
+    endpoint, form = load(endpoint_uuid), StatusForm()
+    enable = bool(form.enable.data)
+    return change(
+        endpoint,
+        form,
+        "status_form",
+        lambda: endpoints.update_endpoint(endpoint, enabled=enable),
+        "Endpoint enabled." if enable else "Endpoint disabled.",
+    )
+
+
+def endpoint_events(endpoint_uuid: uuid.UUID) -> Any:
+    endpoint, form = load(endpoint_uuid), EventsForm()
+    return change(
+        endpoint,
+        form,
+        "events_form",
+        lambda: endpoints.update_endpoint(endpoint, events=form.events.data),
+        "Enabled events saved.",
+    )
+
+
+def endpoint_secret(endpoint_uuid: uuid.UUID) -> Any:
+    endpoint, form = load(endpoint_uuid), SecretForm()
+
+    def rotate() -> None:
+        keep = parse_duration(form.keep_old_for.data or "0")
+        endpoints.set_secret(endpoint, form.secret.data.strip(), keep_old_for=keep)
+
+    return change(endpoint, form, "secret_form", rotate, "Signing secret rotated.")
+
+
+def endpoint_delete(endpoint_uuid: uuid.UUID) -> Any:
+    endpoint, form = load(endpoint_uuid), DeleteForm()
+    if form.validate_on_submit():
+        try:
+            endpoints.delete_endpoint(endpoint, keep_remote=form.keep_remote.data)
+        except StripeHooksError as exc:
+            _session().rollback()
+            show_error(form, exc)
         else:
-            flash(
-                f"Event {event_id} failed again ({result.reason}); see its deliveries and the log.",
-                "error",
-            )
-        return redirect(url_for(".event_detail", event_id=event_id))
+            flash(f"Endpoint {endpoint_uuid} deleted.", "success")
+            return redirect(url_for(".endpoint_list"))
+    status = 400 if form.errors else 200
+    return render_template(
+        T + "endpoint_delete.html", endpoint=endpoint, url=endpoint_url(endpoint), form=form
+    ), status
 
-    # -- deliveries -------------------------------------------------------------------
 
-    @bp.get("/deliveries/")
-    def delivery_list() -> Any:
-        form = DeliveryFilterForm(request.args)
-        d = WebhookDelivery
-        query = sa.select(d).order_by(d.id.desc())
-        valid = form.validate()
-        if valid and form.endpoint_uuid.data:
-            try:
-                endpoint_uuid = uuid.UUID(form.endpoint_uuid.data.strip())
-            except ValueError:
-                form.endpoint_uuid.errors = ["Not an endpoint uuid."]
-                valid = False
-            else:
-                ids = sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == endpoint_uuid)
-                query = query.where(d.endpoint_id.in_(ids.scalar_subquery()))
-        if valid and form.outcome.data:
-            query = query.where(d.outcome == form.outcome.data)
-        if not valid:
-            query = query.where(sa.false())
-        page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
-        uuids = dict(session.execute(sa.select(WebhookEndpoint.id, WebhookEndpoint.uuid)).all())
-        return render_template(
-            T + "deliveries.html", form=form, page=page, uuids=uuids
-        ), 200 if valid else 400
+# -- events -------------------------------------------------------------------------------
 
-    @bp.errorhandler(404)
-    def not_found(exc: Any) -> Any:
-        text = getattr(exc, "description", "") or "Not found."
-        return _message(404, "message.html", title="Not found", text=text)
 
-    return bp
+def event_list() -> Any:
+    state = get_state()
+    form = EventFilterForm(request.args)
+    query = sa.select(StripeEvent).order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+    valid = form.validate()
+    if valid:
+        prefix = event_types.normalize_prefix(form.type.data)
+        query = query.where(event_types.type_condition(StripeEvent.type, prefix))
+        if form.status.data:
+            query = query.where(StripeEvent.status == form.status.data)
+        if form.mode.data:
+            query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
+    else:
+        query = query.where(sa.false())
+    page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+    return render_template(
+        T + "events.html",
+        form=form,
+        page=page,
+        counts=recovery.counts(state),
+        filtered=filtered(form),
+    ), 200 if valid else 400
+
+
+def event_detail(event_id: str) -> Any:
+    session = _session()
+    event = session.get(StripeEvent, event_id)
+    if event is None:
+        abort(404, "No such event.")
+    deliveries = session.execute(
+        sa.select(WebhookDelivery, WebhookEndpoint.uuid)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.event_id == event_id)
+        .order_by(WebhookDelivery.id)
+    ).all()
+    payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
+    return render_template(
+        T + "event.html",
+        event=event,
+        payload=payload,
+        deliveries=deliveries,
+        form=ProcessForm(formdata=None),
+    )
+
+
+def event_process(event_id: str) -> Any:
+    result = recovery.process_again(get_state(), event_id)
+    if result.outcome == MISSING:
+        abort(404, "No such event.")
+    if result.outcome == "queued":
+        flash(f"Event {event_id} queued to be processed again by a worker.", "success")
+    elif result.ok:
+        flash(f"Event {event_id} processed again: {result.outcome}.", "success")
+    else:
+        flash(f"Event {event_id} failed again ({result.reason}).", "error")
+    return redirect(url_for(".event_detail", event_id=event_id))
+
+
+# -- deliveries ---------------------------------------------------------------------------
+
+
+def delivery_list() -> Any:
+    form = DeliveryFilterForm(request.args)
+    d = WebhookDelivery
+    query = sa.select(d).order_by(d.id.desc())
+    valid = form.validate()
+    if valid and form.endpoint_uuid.data:
+        try:
+            endpoint_uuid = uuid.UUID(form.endpoint_uuid.data.strip())
+        except ValueError:
+            form.endpoint_uuid.errors = ["Not an endpoint uuid."]
+            valid = False
+        else:
+            ids = sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == endpoint_uuid)
+            query = query.where(d.endpoint_id.in_(ids.scalar_subquery()))
+    if valid and form.outcome.data:
+        query = query.where(d.outcome == form.outcome.data)
+    if not valid:
+        query = query.where(sa.false())
+    page = get_state().db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+    uuids = dict(_session().execute(sa.select(WebhookEndpoint.id, WebhookEndpoint.uuid)).all())
+    return render_template(
+        T + "deliveries.html", form=form, page=page, uuids=uuids, filtered=filtered(form)
+    ), 200 if valid else 400
+
+
+# -- helpers ------------------------------------------------------------------------------
 
 
 _NOT_ALLOWED = "You are not allowed to see this page. Log in with an account that may."
@@ -454,3 +497,18 @@ def page_url(page: int) -> str:
     """This page's URL with its filters, at another page number."""
     args: Mapping[str, Any] = {**request.args.to_dict(), "page": page}
     return url_for(request.endpoint or "", **(request.view_args or {}), **args)
+
+
+def filtered(form: Form) -> bool:
+    """Whether a list page's filter form narrows the list (an empty list says so)."""
+    return any(field.data for field in form)
+
+
+def link(target: str | None) -> str | None:
+    """A configured link: an endpoint name (``"auth.logout"``) or a URL as is."""
+    if not target:
+        return None
+    try:
+        return url_for(target)
+    except BuildError:
+        return target

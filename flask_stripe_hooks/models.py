@@ -200,6 +200,8 @@ class StripeEvent(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     #: When a ``retrying`` event is due (``process-pending`` runs it from then on).
     next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: The traceback of the last failed run (a delivery's own is on its delivery row).
+    last_traceback: Mapped[str | None] = mapped_column(sa.Text)
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

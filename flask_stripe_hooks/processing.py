@@ -213,7 +213,7 @@ def _record(
                 delay = retry.delay(attempts, state.retry_max)
                 next_at = now + timedelta(seconds=delay)
             if current is not None:
-                set_attempt(session, event.id, stored, attempts, error, next_at)
+                set_attempt(session, event.id, stored, attempts, error, traceback, next_at)
                 break
             try:
                 with session.begin_nested():
@@ -226,6 +226,7 @@ def _record(
                         status=stored,
                         attempts=1,
                         last_error=error,
+                        last_traceback=traceback,
                         next_attempt_at=next_at,
                     )
                 if new:

@@ -194,6 +194,7 @@ def claim(
             processed_at=now,
             last_error=None,
             next_attempt_at=None,
+            last_traceback=None,
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -217,6 +218,7 @@ def set_attempt(
     status: str,
     attempts: int,
     error: str | None,
+    traceback: str | None = None,
     next_attempt_at: datetime | None = None,
 ) -> None:
     """Store the outcome of an attempt that did not process the event."""
@@ -227,6 +229,7 @@ def set_attempt(
             status=status,
             attempts=attempts,
             last_error=error,
+            last_traceback=traceback,
             next_attempt_at=next_attempt_at,
         )
     )

@@ -154,9 +154,15 @@ def _field(param: str | None) -> str | None:
 
 
 def translate(
-    exc: stripe.StripeError, state: State, *, account: str = "", livemode: bool = False
+    exc: stripe.StripeError,
+    state: State,
+    *,
+    account: str = "",
+    livemode: bool = False,
+    call: str = "",
 ) -> StripeAPIError:
-    """A :class:`StripeAPIError` saying what to do about a stripe-python error."""
+    """A :class:`StripeAPIError` saying what to do about a stripe-python error; ``call``
+    (``"POST /v1/webhook_endpoints"``) names the request in a 404 that is not Stripe's."""
     mode = mode_name(livemode)
     whose = f"{mode} secret key" + (f" of account {account!r}" if account else "")
     status = exc.http_status
@@ -185,6 +191,13 @@ def translate(
             f"Could not reach the Stripe API at {api_base(state)}; check the network"
             " (or STRIPE_HOOKS_API_BASE)."
         )
+    if status == 404 and exc.code != "resource_missing":  # no such API, not no such object
+        return StripeAPIError(
+            f"{api_base(state)} answered 404 Not Found to {call or 'a request'}"
+            + (f" ({raw})" if raw else "")
+            + "; STRIPE_HOOKS_API_BASE may point at a server without this API.",
+            status=status,
+        )
     if isinstance(exc, stripe.InvalidRequestError):
         limit = _LIMIT.search(raw)
         if limit and "endpoint" in raw.lower():
@@ -208,11 +221,11 @@ def translate(
 
 
 @contextmanager
-def _calling(state: State, account: str, livemode: bool) -> Iterator[None]:
+def _calling(state: State, account: str, livemode: bool, call: str) -> Iterator[None]:
     try:
         yield
     except stripe.StripeError as exc:
-        raise translate(exc, state, account=account, livemode=livemode) from None
+        raise translate(exc, state, account=account, livemode=livemode, call=call) from None
 
 
 def is_missing(exc: stripe.StripeError) -> bool:
@@ -230,7 +243,7 @@ def create_webhook_endpoint(
 ) -> dict[str, Any]:
     """``POST /v1/webhook_endpoints``; the answer carries the one-time ``secret``."""
     client = client_for(state, account=account, livemode=livemode)
-    with _calling(state, account, livemode):
+    with _calling(state, account, livemode, "POST /v1/webhook_endpoints"):
         return client.v1.webhook_endpoints.create(params).to_dict()  # type: ignore[arg-type]
 
 
@@ -244,7 +257,7 @@ def update_webhook_endpoint(
 ) -> dict[str, Any]:
     """``POST /v1/webhook_endpoints/{id}``."""
     client = client_for(state, account=account, livemode=livemode)
-    with _calling(state, account, livemode):
+    with _calling(state, account, livemode, f"POST /v1/webhook_endpoints/{stripe_id}"):
         endpoint = client.v1.webhook_endpoints.update(stripe_id, params)  # type: ignore[arg-type]
         return endpoint.to_dict()
 
@@ -259,7 +272,13 @@ def delete_webhook_endpoint(
     except stripe.StripeError as exc:
         if is_missing(exc):
             return False
-        raise translate(exc, state, account=account, livemode=livemode) from None
+        raise translate(
+            exc,
+            state,
+            account=account,
+            livemode=livemode,
+            call=f"DELETE /v1/webhook_endpoints/{stripe_id}",
+        ) from None
     return True
 
 
@@ -268,7 +287,7 @@ def list_webhook_endpoints(
 ) -> list[dict[str, Any]]:
     """Every endpoint of the account in this mode (``GET /v1/webhook_endpoints``, all pages)."""
     client = client_for(state, account=account, livemode=livemode)
-    with _calling(state, account, livemode):
+    with _calling(state, account, livemode, "GET /v1/webhook_endpoints"):
         page = client.v1.webhook_endpoints.list({"limit": 100})
         return [endpoint.to_dict() for endpoint in page.auto_paging_iter()]
 
@@ -282,7 +301,7 @@ def create_event_destination(
     """``POST /v2/core/event_destinations`` (a JSON body); with ``include`` naming
     ``webhook_endpoint.signing_secret`` the answer carries the one-time secret."""
     client = client_for(state, account=account, livemode=livemode)
-    with _calling(state, account, livemode):
+    with _calling(state, account, livemode, "POST /v2/core/event_destinations"):
         return client.v2.core.event_destinations.create(params).to_dict()  # type: ignore[arg-type]
 
 
@@ -301,7 +320,7 @@ def update_event_destination(
     params = dict(params)
     disabled = params.pop("disabled", None)
     answer: dict[str, Any] = {}
-    with _calling(state, account, livemode):
+    with _calling(state, account, livemode, f"POST /v2/core/event_destinations/{stripe_id}"):
         if params:
             answer = service.update(stripe_id, params).to_dict()  # type: ignore[arg-type]
         if disabled is not None:
@@ -320,7 +339,13 @@ def delete_event_destination(
     except stripe.StripeError as exc:
         if is_missing(exc):
             return False
-        raise translate(exc, state, account=account, livemode=livemode) from None
+        raise translate(
+            exc,
+            state,
+            account=account,
+            livemode=livemode,
+            call=f"DELETE /v2/core/event_destinations/{stripe_id}",
+        ) from None
     return True
 
 

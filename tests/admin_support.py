@@ -1,12 +1,21 @@
-"""What the admin tests share: the auth callables an app would write, and Chromium."""
+"""What the admin tests share: the auth callables an app would write, Chromium, and the
+example app served on loopback with a history of deliveries (also used by screenshots.py)."""
 
 from __future__ import annotations
 
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request
+from flask import Flask, Response, request
+from flask_stripe_hooks import endpoints
+from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
+from werkzeug.serving import make_server
 
 ADMIN = "/stripe-hooks/admin"
+PASSWORD = "correct horse battery staple"
 #: Debian's Chromium, driven by Playwright (never a browser Playwright downloads).
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -18,6 +27,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: The widths the admin is checked at: a laptop and a phone.
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 
 def allow() -> bool:
@@ -34,3 +46,83 @@ def basic_auth() -> bool | Response:
 
 def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def serve_example(
+    database_url: str, api_base: str, **config: Any
+) -> tuple[Flask, str, Callable[[], None]]:
+    """The example app on a real server on loopback → (app, base URL, stop)."""
+    from example_app import create_app, db
+
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SECRET_KEY": "browser-test-secret-key",
+            "STRIPE_HOOKS_API_BASE": api_base,
+            "STRIPE_TEST_SECRET_KEY": "sk_test_stub",
+            "STRIPE_LIVE_SECRET_KEY": "sk_live_stub",
+            **config,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+    return app, f"http://127.0.0.1:{server.server_port}", stop
+
+
+def post(url: str, body: str, header: str) -> int:
+    """POST a signed delivery as Stripe does; the HTTP status."""
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Stripe-Signature": header}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+def seed_history(app: Flask, base: str) -> dict[str, str]:
+    """Two endpoints made on the Stripe stub, and deliveries to the first: events of several
+    types, a forged one, and a second ``customer.created`` for a stored customer, which the
+    example's handler fails on (the customer's id is unique).
+
+    Returns the first endpoint's uuid and the failed event's id.
+    """
+    with app.app_context():
+        shop = endpoints.create_endpoint(
+            base_url="https://shop.example.com",
+            events=["customer", "invoice.paid", "invoice.payment_failed", "price.updated"],
+            description="Main shop",
+        )
+        endpoints.create_endpoint(
+            base_url="https://shop.example.com", events=["*"], livemode=True, connect=True
+        )
+        shop_uuid, secret = str(shop.uuid), shop.secrets[0]["secret"]
+    url = base + webhook_path(app, shop_uuid)
+
+    def send(event: dict[str, Any], key: str = secret) -> int:
+        return post(url, *sign_payload(event, key))
+
+    customer = {"id": "cus_QX2mV8pL4nR7sT", "email": "ada@example.com"}
+    for event in [
+        build_event("customer.created", customer),
+        build_event("price.updated"),
+        build_event("customer.subscription.trial_will_end"),
+        build_event("invoice.paid"),
+        build_event("invoice.payment_failed"),
+    ]:
+        assert send(event) == 200, event["type"]
+    assert send(build_event("invoice.paid"), "whsec_forged_by_someone") == 400
+    failed = build_event("customer.created", customer)
+    assert send(failed) == 500
+    return {"endpoint": shop_uuid, "failed": failed["id"]}

@@ -8,8 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import stripe
 from flask import redirect
+from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookEndpoint, event_table
+from flask_stripe_hooks.stripe_api import translate
 from flask_stripe_hooks.testing import (
     FakeStripe,
     build_event,
@@ -111,6 +114,21 @@ def test_auth_by_dotted_path_prefix_and_switch(app_factory):
         app_factory(STRIPE_HOOKS_ADMIN_AUTH="no_such_module.allow")
 
 
+def test_links_back_to_the_app_and_to_log_out(app_factory):
+    # Each app has its own blueprint and settings: the views read the app they serve.
+    plain = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow).test_client()
+    linked = app_factory(
+        STRIPE_HOOKS_ADMIN_AUTH=allow,
+        STRIPE_HOOKS_ADMIN_HOME_URL="stripe_hooks_admin.event_list",  # an endpoint name
+        STRIPE_HOOKS_ADMIN_LOGOUT_URL="https://sso.example.com/logout?app=shop",  # a URL
+    ).test_client()
+    page = linked.get(ADMIN + "/deliveries/").text
+    assert f'<a href="{ADMIN}/events/" id="home-link">' in page
+    assert 'href="https://sso.example.com/logout?app=shop" id="logout-link">Log out' in page
+    page = plain.get(ADMIN + "/deliveries/").text
+    assert "home-link" not in page and "logout-link" not in page
+
+
 # -- pages ------------------------------------------------------------------------------
 
 
@@ -186,6 +204,15 @@ def test_events_list_filters(client, history):
     response = client.get(ADMIN + "/events/?status=bogus")
     assert response.status_code == 400
     assert "Not a valid choice" in field_errors(response, "status")
+    assert "No events match these filters." in text(client.get(ADMIN + "/events/?mode=live"))
+
+
+def test_empty_lists_say_nothing_came_yet(client):
+    assert "No endpoints yet." in text(client.get(ADMIN + "/"))
+    assert "No events yet." in text(client.get(ADMIN + "/events/"))
+    assert "No deliveries yet." in text(client.get(ADMIN + "/deliveries/"))
+    shown = text(client.get(ADMIN + "/deliveries/?outcome=failed"))
+    assert "No deliveries match these filters." in shown and "yet" not in shown
 
 
 def test_events_list_paginates(app, db, client):
@@ -311,6 +338,13 @@ def test_process_again(app, client, hooks, history):
     )
     assert response.status_code == 200
     assert f"Event {bad['id']} failed again (handler failed)" in text(response)
+    # A stored event's run has no delivery: its error and traceback are on the event page.
+    failure = re.search(r'<section id="last-failure".*?</section>', response.text, re.S)
+    assert failure, text(response)
+    shown = html.unescape(failure.group(0))
+    assert "Attempt 2 failed" in shown
+    assert "RuntimeError: the invoice handler broke" in shown
+    assert "Traceback (most recent call last)" in shown and ", in fail" in shown
 
     # The bug is fixed (the handler no longer raises): processing again succeeds.
     with app.app_context():
@@ -325,6 +359,7 @@ def test_process_again(app, client, hooks, history):
         f"{ADMIN}/events/{bad['id']}/process", data={"csrf_token": token}, follow_redirects=True
     )
     assert f"Event {bad['id']} processed again: processed." in text(response)
+    assert 'id="last-failure"' not in response.text
     assert handled(app) == [(bad["id"], "invoice")]
     (event,) = rows(app, StripeEvent, StripeEvent.id == bad["id"])
     assert event.status == "processed" and event.attempts == 3
@@ -383,7 +418,8 @@ def test_add_endpoint_form(app, client, stub):
     assert endpoint.enabled_events == ["customer.created", "invoice.paid"]
 
     detail = client.get(response.location)
-    assert f"Created test-mode endpoint {endpoint.stripe_id}" in text(detail)
+    created = f"Created test-mode endpoint {endpoint.uuid} ({endpoint.stripe_id} on Stripe)"
+    assert created in text(detail)  # the uuid, as the CLI says it
     assert stub.secrets[endpoint.stripe_id] not in detail.text
     listing = client.get(ADMIN + "/")
     assert call.form["url"] in text(listing)
@@ -430,6 +466,45 @@ def test_add_endpoint_errors_are_shown_on_their_field(
     assert rows(app, WebhookEndpoint) == []
 
 
+def test_an_error_is_shown_once(client, stub):
+    response = client.post(
+        ADMIN + "/endpoints/new", data=new_endpoint_form(client, base_url="http://localhost:5000")
+    )
+    assert response.status_code == 400
+    assert text(response).count("Stripe cannot reach localhost") == 1
+    assert "Stripe cannot reach localhost" in field_errors(response, "base_url")
+
+
+def test_a_404_from_the_api_names_the_call(app_factory, stub):
+    # STRIPE_HOOKS_API_BASE points at a server that has no such API.
+    app = app_factory(
+        STRIPE_HOOKS_ADMIN_AUTH=allow,
+        STRIPE_HOOKS_API_BASE=stub.url + "/not-stripe",
+        STRIPE_TEST_SECRET_KEY="sk_test_stub",
+    )
+    client = app.test_client()
+    response = client.post(ADMIN + "/endpoints/new", data=new_endpoint_form(client))
+    assert response.status_code == 400
+    shown = text(response)
+    assert f"{stub.url}/not-stripe answered 404 Not Found to POST /v1/webhook_endpoints" in shown
+    assert "STRIPE_HOOKS_API_BASE may point at a server without this API" in shown
+    assert "internal error" not in shown
+    assert rows(app, WebhookEndpoint) == []
+
+    # A 404 whose body is not Stripe's (a web server's own page) says the same.
+    not_stripe = stripe.APIError("Invalid response body from API: <h1>Not Found</h1>", None, 404)
+    with app.app_context():
+        error = translate(not_stripe, get_state(), call="GET /v1/webhook_endpoints")
+    assert error.status == 404
+    assert str(error).startswith(f"{stub.url}/not-stripe answered 404 Not Found to GET /v1/")
+    # Stripe's own "no such endpoint" stays Stripe's message.
+    missing = stripe.InvalidRequestError(
+        "No such webhook endpoint: 'we_1'", "id", code="resource_missing", http_status=404
+    )
+    with app.app_context():
+        assert str(translate(missing, get_state())) == "No such webhook endpoint: 'we_1' (id)"
+
+
 def test_add_endpoint_errors_without_a_field_are_shown_above_the_form(
     app, client, stub, monkeypatch
 ):
@@ -472,6 +547,13 @@ def test_disable_and_enable(app, client, stub, remote):
     assert stub.calls("POST")[-1].form == {"disabled": "false"}
     (stored,) = rows(app, WebhookEndpoint)
     assert stored.status == "enabled"
+
+
+def test_the_enabled_events_heading_labels_the_list(client, remote):
+    page = client.get(f"{ADMIN}/endpoints/{remote.uuid}").text
+    assert '<h2 id="enabled-events">Enabled events</h2>' in page
+    assert '<label for="events"' not in page  # not the heading again as a label
+    assert re.search(r'<select aria-labelledby="enabled-events"[^>]* id="events"', page)
 
 
 def test_edit_events(app, client, stub, remote):

@@ -1,32 +1,34 @@
 """The admin in a real browser: Playwright driving Debian's Chromium against the example app
 served by a real WSGI server on loopback, with Stripe's API answered by
-flask_stripe_hooks.testing.FakeStripe.
+flask_stripe_hooks.testing.FakeStripe. Layouts are checked at a laptop's width (1280 px) and a
+phone's (390 px).
 
-Set ``UPDATE_DOCS_SCREENSHOTS=1`` to write the screenshots used by docs/endpoints.md into
-docs/img/ (otherwise they go to the test's temporary folder).
+The screenshots of docs/admin.md come from tests/screenshots.py, which the last test runs.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import FakeStripe, build_event, sign_payload, webhook_path
-from werkzeug.serving import make_server
 
-from admin_support import ADMIN, CHROMIUM, launch_chromium
+from admin_support import (
+    ADMIN,
+    CHROMIUM,
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    launch_chromium,
+    post,
+    seed_history,
+    serve_example,
+)
 from conftest import IN_CI, rows
-
-PASSWORD = "correct horse battery staple"
-DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
 
 if not os.path.exists(CHROMIUM) and not IN_CI:
     pytest.skip(
@@ -50,76 +52,53 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def serve(database_url: str, stub: FakeStripe) -> Iterator[Callable[..., tuple[Any, str]]]:
     """``serve(**config)``: the example app on a real server on loopback → (app, base URL)."""
-    from example_app import create_app, db
-
-    running: list[tuple[Any, Any]] = []
+    stops: list[Callable[[], None]] = []
 
     def start(**config: Any) -> tuple[Any, str]:
-        app = create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": database_url,
-                "SECRET_KEY": "browser-test-secret-key",
-                "STRIPE_HOOKS_API_BASE": stub.url,
-                "STRIPE_TEST_SECRET_KEY": "sk_test_stub",
-                **config,
-            }
-        )
-        with app.app_context():
-            db.create_all()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        running.append((app, server))
-        return app, f"http://127.0.0.1:{server.server_port}"
+        app, base, stop = serve_example(database_url, stub.url, **config)
+        stops.append(stop)
+        return app, base
 
     yield start
-    for app, server in running:
-        server.shutdown()
-        server.server_close()
-        with app.app_context():
-            db.engine.dispose()
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []  # script errors and CSP violations show up here
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    missing: list[str] = []  # a favicon or a stylesheet the pages ask for and do not get
+    page.on("response", lambda r: r.status == 404 and missing.append(r.url))
     yield page
     context.close()
     assert [e for e in errors if "status of 4" not in e] == []  # 4xx pages are expected
+    assert [url for url in missing if "/_static/" in url or "favicon" in url] == []
 
 
-def shot(page: Any, name: str, tmp_path: Path) -> None:
-    folder = DOCS_IMG if os.environ.get("UPDATE_DOCS_SCREENSHOTS") else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name), full_page=True)
-
-
-def post(url: str, body: str, header: str) -> int:
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Stripe-Signature": header}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return int(exc.code)
+def log_in(page: Any, base: str) -> None:
+    page.goto(base + "/login")
+    page.fill("#username", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
 
 
 def fits_the_screen(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
 
-def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
+def test_log_in_create_see_error_disable(serve, page, stub):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
 
-    # Not logged in: the example app sends the browser to its login page.
+    # Not logged in: the example app sends the browser to its login page, in the admin's look.
     page.goto(base + ADMIN + "/")
-    assert page.url == f"{base}/login?next={ADMIN}/?"
+    assert page.url == f"{base}/login?next={ADMIN}/"  # no stray "?"
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # admin.css
+    assert page.inner_text("header .brand") == "Stripe webhooks"
     page.fill("#username", "admin")
     page.fill("#password", "wrong")
     page.click("#submit")
@@ -152,9 +131,9 @@ def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
 
     # Stripe refuses the URL: its message is shown under the base URL field.
     page.fill("#base_url", "https://shop.invalid")
-    shot(page, "admin-add-endpoint.png", tmp_path)
     page.click("#submit")
     assert "URL must be publicly accessible" in page.inner_text("#base_url-error")
+    assert page.locator(".errors").count() == 1  # shown once, under its field
     assert page.eval_on_selector_all(
         "#events option:checked", "options => options.map(o => o.value)"
     ) == ["customer.subscription.created", "invoice.paid"]
@@ -163,8 +142,8 @@ def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
     # Fixed: the endpoint is created on Stripe and stored with its secret.
     page.fill("#base_url", "https://shop.example.com")
     page.click("#submit")
-    assert "Created test-mode endpoint we_" in page.inner_text(".flash.success")
     (endpoint,) = rows(app, WebhookEndpoint)
+    assert f"Created test-mode endpoint {endpoint.uuid} (we_" in page.inner_text(".flash.success")
     url = f"https://shop.example.com/stripe/webhook/{endpoint.uuid}/"
     assert stub.endpoints[endpoint.stripe_id]["url"] == url
     secret = stub.secrets[endpoint.stripe_id]
@@ -183,10 +162,13 @@ def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
     assert cells[:4] == ["test", "default", f"{url}\nMain shop", "enabled"]
     assert cells[4].startswith("customer.subscription.created, invoice.paid")
     assert cells[5].endswith("UTC") and cells[6] == "1"
-    shot(page, "admin-endpoints.png", tmp_path)
+
+    # Its page: the heading "Enabled events" names the list; no label says it again.
+    row.locator("a").first.click()
+    assert page.get_by_text("Enabled events", exact=True).count() == 1
+    assert page.get_by_label("Enabled events").evaluate("e => e.id") == "events"
 
     # Disable it: on Stripe, then here.
-    row.locator("a").first.click()
     page.click("input[value=Disable]")
     assert page.inner_text(".flash.success") == "Endpoint disabled."
     assert stub.endpoints[endpoint.stripe_id]["status"] == "disabled"
@@ -208,12 +190,22 @@ def test_log_in_create_see_error_disable(serve, page, stub, tmp_path):
         page.goto(base + ADMIN + path)
         assert fits_the_screen(page), path
 
+    # Back to the app, and log out: the admin asks for the login again.
+    page.click("#home-link")
+    assert page.url == base + "/"
+    page.go_back()
+    page.click("#logout-link")
+    assert page.url == base + "/login"
+    page.goto(base + ADMIN + "/events/")
+    assert page.url == f"{base}/login?next={ADMIN}/events/"
+
 
 def test_no_login_no_admin(serve, page):
     # The app has set no STRIPE_HOOKS_ADMIN_AUTH (no password): locked, and says how to open.
     _, base = serve()
     response = page.goto(base + ADMIN + "/")
     assert response.status == 403
+    assert "EXAMPLE_ADMIN_PASSWORD" in page.inner_text("main")  # the example's own page
     assert "STRIPE_HOOKS_ADMIN_AUTH" in page.inner_text("main")
     assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # own stylesheet
 
@@ -227,3 +219,90 @@ def test_no_login_no_admin(serve, page):
     )
     assert status == 403
     assert re.search(r"/login\?next=", page.goto(base + ADMIN + "/events/").url)
+
+
+def table_fits(page: Any, table: str) -> bool:
+    """Every column of the table is inside its box: no column cut off or scrolled away."""
+    return bool(
+        page.eval_on_selector(
+            table,
+            """t => t.parentElement.scrollWidth <= t.parentElement.clientWidth &&
+                   t.getBoundingClientRect().right <= window.innerWidth""",
+        )
+    )
+
+
+def test_lists_fit_a_laptop_and_stack_on_a_phone(serve, page):
+    app, base = serve(ADMIN_PASSWORD=PASSWORD)
+    seed_history(app, base)
+    log_in(page, base)
+    lists = {
+        "/events/": ("#events-table", "Last error"),
+        "/deliveries/": ("#deliveries-table", "Error"),
+    }
+    for path, (table, last) in lists.items():
+        page.goto(base + ADMIN + path)
+        assert table_fits(page, table), path
+        assert page.locator(f"{table} th").last.inner_text().lower() == last.lower()
+        assert "IntegrityError" in page.locator(f"{table} td.error").first.inner_text()
+        # The filters' labels line up, their boxes too.
+        tops = page.eval_on_selector_all(
+            ".filters label", "ls => ls.map(l => Math.round(l.getBoundingClientRect().top))"
+        )
+        assert len(tops) >= 2 and len(set(tops)) == 1, tops
+        boxes = page.eval_on_selector_all(
+            ".filters input, .filters select",
+            "es => es.map(e => [Math.round(e.getBoundingClientRect().top), e.offsetHeight])",
+        )
+        assert len({tuple(b) for b in boxes}) == 1, boxes
+
+    # On a phone each row is a card: every cell shown, with its column's name.
+    page.set_viewport_size(PHONE)
+    for path, (table, last) in lists.items():
+        page.goto(base + ADMIN + path)
+        assert fits_the_screen(page), path
+        assert page.is_hidden(f"{table} thead")
+        error = page.locator(f"{table} td.error").first
+        assert error.is_visible() and "IntegrityError" in error.inner_text()
+        assert error.get_attribute("data-label") == last
+        box = error.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        label = error.evaluate("td => getComputedStyle(td, '::before').content")
+        assert label == f'"{last}"'
+        shown = page.eval_on_selector_all(
+            f"{table} tbody tr:first-child td",
+            "tds => tds.filter(td => td.offsetHeight > 0).length",
+        )
+        assert shown == page.locator(f"{table} thead th").count()
+
+
+def test_a_failed_run_is_shown_with_its_traceback(serve, page):
+    app, base = serve(ADMIN_PASSWORD=PASSWORD)
+    failed = seed_history(app, base)["failed"]
+    log_in(page, base)
+    page.goto(f"{base}{ADMIN}/events/?status=failed")
+    page.click(f"text={failed}")
+    page.click("input[value='Process again']")  # the handler fails again, with no delivery
+    assert page.inner_text(".flash.error") == f"Event {failed} failed again (handler failed)."
+    assert page.inner_text("#last-failure p") == "Attempt 2 failed:"
+    assert "IntegrityError" in page.inner_text("#last-error")
+    assert page.is_visible("#last-traceback")
+    trace = page.inner_text("#last-traceback")
+    assert trace.startswith("Traceback (most recent call last):")
+    assert "\nsqlalchemy.exc.IntegrityError: " in trace  # the exception, last
+    # The icon is the admin's own (no request for a /favicon.ico that is not there).
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert icon.endswith("/_static/stripe_hooks/favicon.svg")
+    response = page.request.get(base + icon)
+    assert response.status == 200 and response.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_screenshots_script(browser, tmp_path):
+    """tests/screenshots.py writes the pictures of docs/admin.md, each small enough."""
+    from screenshots import DOCS_IMG, take
+
+    names = sorted(path.name for path in take(tmp_path, browser))
+    assert names == sorted(p.name for p in DOCS_IMG.glob("admin-*.png"))
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 150 * 1024, name
