@@ -222,3 +222,38 @@ def test_celery_requeues_a_retry(
     assert [event_id for event_id, _ in handled(app)] == [later["id"]]
     with app.app_context():
         queue_app.db.engine.dispose()
+
+
+def test_admin_shows_retrying_ignored_and_dead(app_factory, hooks):
+    from admin_support import allow
+
+    app = app_factory(STRIPE_HOOKS_MAX_ATTEMPTS=2, STRIPE_HOOKS_ADMIN_AUTH=allow)
+    plan: list[Exception] = [
+        Retry("parent not stored", after="2m"),
+        Ignore("not ours"),
+        RuntimeError("boom"),
+        RuntimeError("boom again"),
+    ]
+
+    @hooks.on("invoice.paid")
+    def handler(event: Any, **kwargs: Any) -> None:
+        raise plan.pop(0)
+
+    with app.app_context():
+        endpoint = create_endpoint(app.extensions["sqlalchemy"])
+    client = app.test_client()
+    later, never, broken = (build_event("invoice.paid") for _ in range(3))
+    codes = [deliver(client, endpoint, item).status_code for item in (later, never, broken)]
+    assert codes == [503, 200, 500]
+    assert deliver(client, endpoint, broken).status_code == 200  # the second failure: dead
+    statuses = {e.id: e.status for e in rows(app, StripeEvent)}
+    assert statuses == {later["id"]: "retrying", never["id"]: "ignored", broken["id"]: "dead"}
+
+    page = client.get("/stripe-hooks/admin/events/").text
+    assert "Retrying: <strong>1</strong>" in page and "Dead: <strong>1</strong>" in page
+    retrying = client.get(f"/stripe-hooks/admin/events/{later['id']}").text
+    assert "Not yet" in retrying and "parent not stored" in retrying and "Due " in retrying
+    ignored = client.get(f"/stripe-hooks/admin/events/{never['id']}").text
+    assert "Ignored" in ignored and "not ours" in ignored
+    dead = client.get(f"/stripe-hooks/admin/events/{broken['id']}").text
+    assert "RuntimeError: boom again" in dead and "Traceback" in dead
