@@ -119,15 +119,19 @@ class StripeHooks:
 
     # -- handlers ---------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[F], F]:
+    def on(self, *event_types: str, latest_only: bool = False) -> Callable[[F], F]:
         """Decorator: run the function for events of these types, or below them.
 
         ``on("customer")`` matches ``customer.created`` and
         ``customer.subscription.updated`` but not ``customer_cash_balance_transaction``;
         ``on("*")`` matches every event. The function is called as
         ``handler(event, **kwargs)``, inside the transaction that stores the event.
+
+        ``latest_only=True``: skip events about an object for which an event with a strictly
+        later ``created`` was processed already (Stripe does not deliver in order); the
+        ``stale-skipped`` signal says so.
         """
-        return self.registry.on(*event_types)
+        return self.registry.on(*event_types, latest_only=latest_only)
 
     def signal(self, name: str) -> HandlerSignal:
         """The blinker signal behind ``on(name)``, for direct ``connect`` / ``disconnect``."""

@@ -202,14 +202,33 @@ class StripeEvent(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: The traceback of the last failed run (a delivery's own is on its delivery row).
     last_traceback: Mapped[str | None] = mapped_column(sa.Text)
+    #: ``{"newer_event_id": ..., "skipped": [handler, ...]}`` when ``latest_only`` handlers
+    #: skipped the event because a newer one about its object had been processed.
+    stale: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"
 
 
+class TrackedObject(Base):
+    """The newest event applied to each Stripe object (``data.object.id``, or a thin event's
+    ``related_object.id``): what tells an old event from a new one when Stripe delivers them
+    out of order. Written in the transaction that processes the event."""
+
+    __tablename__ = "stripe_hooks_object"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    created: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<TrackedObject {self.id} {self.event_id}>"
+
+
 endpoint_table: sa.Table = WebhookEndpoint.__table__  # type: ignore[assignment]
 delivery_table: sa.Table = WebhookDelivery.__table__  # type: ignore[assignment]
 event_table: sa.Table = StripeEvent.__table__  # type: ignore[assignment]
+object_table: sa.Table = TrackedObject.__table__  # type: ignore[assignment]
 
 
 def attach_tables(metadata: sa.MetaData) -> None:

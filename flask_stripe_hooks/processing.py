@@ -49,7 +49,15 @@ from .models import (
     RETRYING,
     event_table,
 )
-from .storage import attempts_of, claim, insert_delivery, insert_event_row, set_attempt
+from .storage import (
+    attempts_of,
+    claim,
+    insert_delivery,
+    insert_event_row,
+    mark_stale,
+    set_attempt,
+    track_newest,
+)
 from .stripe_api import client_for
 from .verification import Rejected, verify, verify_thin
 
@@ -312,7 +320,15 @@ def _run_handlers(
             _notify(signals.duplicate_skipped, event=event)
             return Result(DUPLICATE, event_id=event.id)
         started = time.perf_counter()
-        state.registry.dispatch(event, endpoint=endpoint)
+        connection = session.connection()
+        object_id, created = event.object_id, event.created_at
+        if object_id is not None and created is not None:  # the newest event per object
+            newer = track_newest(connection, object_id, event.id, created)
+            object.__setattr__(event, "newer_event_id", newer)
+        skipped = state.registry.dispatch(event, endpoint=endpoint)
+        if skipped:
+            mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
+            _notify(signals.stale_skipped, event=event, handlers=skipped)
         if delivery is not None:
             if connection is None or connection.closed:  # a handler ended the transaction
                 connection = session.connection()

@@ -41,6 +41,11 @@ event_ignored = _signals.signal("event-ignored")
 #: (the last one). Sent after ``event-failed`` for a failure.
 event_dead = _signals.signal("event-dead")
 
+#: ``latest_only`` handlers skipped an event because a newer event about the same object had
+#: been processed (``event.newer_event_id``). kwargs: ``event``, ``handlers`` (their names).
+#: Sent before the transaction commits.
+stale_skipped = _signals.signal("stale-skipped")
+
 #: A valid delivery of an event already processed; no handler ran. kwargs: ``event``.
 duplicate_skipped = _signals.signal("duplicate-skipped")
 
