@@ -144,9 +144,9 @@ def process_event(self: Task, event_id: str) -> str:
     """Process one stored event; retry with backoff if its handlers fail.
 
     Returns the outcome: ``processed``, ``duplicate`` (processed already, by another
-    message, the sweeper or a redelivery), ``ignored``, ``dead`` (failed too often) or
-    ``missing`` (no such event stored). A handler's ``Retry`` queues the task again when
-    the event is due.
+    message, the sweeper or a redelivery), ``ignored``, ``dead`` (failed too often),
+    ``paused`` (it stays pending; ``resume`` runs it) or ``missing`` (no such event
+    stored). A handler's ``Retry`` queues the task again when the event is due.
     """
     with _app_context(self.app):
         result = process_stored(get_state(), event_id)

@@ -298,6 +298,36 @@ def reprocess(
     )
 
 
+@cli.command("pause")
+@click.argument("endpoint_ids", nargs=-1)
+def pause(endpoint_ids: tuple[str, ...]) -> None:
+    """Pause endpoints (all by default): deliveries are verified, stored as pending and
+    acknowledged; no handler runs until 'resume'."""
+    count = _set_paused(True, endpoint_ids)
+    click.echo(f"Paused {count} endpoint(s); events wait as pending for 'stripe-hooks resume'.")
+
+
+@cli.command("resume")
+@click.argument("endpoint_ids", nargs=-1)
+def resume(endpoint_ids: tuple[str, ...]) -> None:
+    """Resume endpoints (all by default), then run every pending event in the order Stripe
+    created them (queued to the workers in queue mode)."""
+    state = get_state()
+    if state.paused:
+        raise click.ClickException("STRIPE_HOOKS_PAUSED is set: unset it and restart instead.")
+    click.echo(f"Resumed {_set_paused(False, endpoint_ids)} endpoint(s).")
+    ids = recovery.pending_ids(state, timedelta(0))
+    queued = state.event_callback is not None
+    _run_events(ids, "resume", force=False, enqueue=queued, dry_run=False)
+
+
+def _set_paused(paused: bool, endpoint_ids: tuple[str, ...]) -> int:
+    try:
+        return recovery.set_paused(get_state(), paused, endpoint_ids)
+    except ValueError as exc:
+        raise click.ClickException(f"{exc} See 'flask stripe-hooks list-endpoints'.") from None
+
+
 @cli.command("process-pending")
 @click.option(
     "--older-than",

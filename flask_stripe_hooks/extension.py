@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_EVENT_CALLBACK": None,
     "STRIPE_HOOKS_MAX_ATTEMPTS": 16,
     "STRIPE_HOOKS_RETRY_MAX": "1h",
+    "STRIPE_HOOKS_PAUSED": False,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
@@ -100,6 +101,7 @@ class StripeHooks:
             endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
             max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
             retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
+            paused=bool(config["STRIPE_HOOKS_PAUSED"]),
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)

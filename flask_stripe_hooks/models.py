@@ -96,6 +96,11 @@ class WebhookEndpoint(Base):
     payload: Mapped[str] = mapped_column(
         sa.String(16), default="snapshot", server_default="snapshot", nullable=False
     )
+    #: Paused (``flask stripe-hooks pause``): deliveries are verified, stored as pending and
+    #: acknowledged, and no handler runs until ``resume``.
+    paused: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false(), nullable=False
+    )
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False
     )

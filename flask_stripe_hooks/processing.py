@@ -78,6 +78,8 @@ MISSING = "missing"
 UNAVAILABLE = "unavailable"
 #: Another worker holds the stored event locked: try again later.
 BUSY = "busy"
+#: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume``.
+PAUSED = "paused"
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
@@ -98,8 +100,8 @@ class Result:
     @property
     def ok(self) -> bool:
         """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
-        queued, ignored or dead (stored, and not to be retried on its own)."""
-        return self.outcome in (PROCESSED, DUPLICATE, QUEUED, IGNORED, DEAD)
+        queued, paused, ignored or dead (stored, and not to be retried on its own)."""
+        return self.outcome in (PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD)
 
 
 def _notify(signal: Any, **kwargs: Any) -> None:
@@ -437,6 +439,8 @@ def receive(
         return _reject(endpoint, REJECTED, exc.reason)
 
     _bind(state, event, endpoint)
+    if state.paused or endpoint.paused:
+        return _enqueue(state, session, event, delivery, hold=True)
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
     return _run_handlers(state, session, event, endpoint, delivery)
@@ -471,15 +475,18 @@ def _enqueue(
     event: Event,
     delivery: Delivery | None,
     endpoint_id: int | None = None,
+    *,
+    hold: bool = False,
 ) -> Result:
     """Queue mode: store the event as pending, commit, hand its id to the callback.
 
     A redelivery of an event that is pending or failed hands it to the callback again (its
     queue message may be lost); the worker's lock makes a second message harmless. A
-    redelivery of a processed event is a duplicate.
+    redelivery of a processed event is a duplicate. ``hold`` (paused): store it, and hand it
+    to nobody.
     """
     now = datetime.now(timezone.utc)
-    outcome = QUEUED
+    outcome = PAUSED if hold else QUEUED
     if delivery is not None:
         endpoint_id = delivery.endpoint.id
     try:
@@ -494,7 +501,8 @@ def _enqueue(
             status = session.execute(
                 sa.select(event_table.c.status).where(event_table.c.id == event.id)
             ).scalar()
-            outcome = DUPLICATE if status in FINAL_STATUSES else QUEUED
+            if status in FINAL_STATUSES:
+                outcome = DUPLICATE
         if delivery is not None:
             insert_delivery(
                 session.connection(), delivery.values(outcome, valid=True, event_id=event.id)
@@ -509,6 +517,8 @@ def _enqueue(
     if outcome == DUPLICATE:
         _notify(signals.duplicate_skipped, event=event)
         return Result(DUPLICATE, event_id=event.id)
+    if hold:
+        return Result(PAUSED, event_id=event.id)
     try:
         state.event_callback(event.id)  # type: ignore[misc]
     except Exception:
@@ -534,8 +544,11 @@ def store_event(state: State, event: Event, endpoint: EndpointInfo | None = None
     """
     session = state.db.session
     _bind(state, event, endpoint)
+    endpoint_id = endpoint.id if endpoint else None
+    if state.paused or (endpoint is not None and endpoint.paused):
+        return _enqueue(state, session, event, None, endpoint_id, hold=True)
     if state.event_callback is not None:
-        return _enqueue(state, session, event, None, endpoint.id if endpoint else None)
+        return _enqueue(state, session, event, None, endpoint_id)
     return _run_handlers(state, session, event, endpoint, None)
 
 
@@ -575,6 +588,9 @@ def process_stored(
         endpoint = None
         if row.endpoint_id is not None:
             endpoint = endpoint_by_id(session, row.endpoint_id)
+        if not force and (state.paused or (endpoint is not None and endpoint.paused)):
+            session.rollback()
+            return Result(PAUSED, "paused: it runs on resume", event_id)
     except DBAPIError as exc:
         session.rollback()
         if not _unavailable(exc):

@@ -12,6 +12,7 @@ never touches another's and the session does not grow with the run.
 from __future__ import annotations
 
 import logging
+import uuid as uuid_mod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +32,7 @@ from .models import (
     PROCESSED,
     RETRYING,
     delivery_table,
+    endpoint_table,
     event_table,
 )
 from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
@@ -80,7 +82,18 @@ class Summary:
 
     def line(self) -> str:
         """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
-        order = ("processed", QUEUED, "duplicate", RETRYING, IGNORED, "busy", FAILED, DEAD, MISSING)
+        order = (
+            "processed",
+            QUEUED,
+            "paused",
+            "duplicate",
+            RETRYING,
+            IGNORED,
+            "busy",
+            FAILED,
+            DEAD,
+            MISSING,
+        )
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
         parts += [f"{n} {k}" for k, n in self.counts.items() if k not in order]
         return ", ".join(parts) or "nothing to do"
@@ -113,6 +126,15 @@ def counts(state: State) -> dict[str, int]:
 
 
 # -- selecting events ----------------------------------------------------------------------
+
+#: The order events are drained in: Stripe's ``created`` (so each object's events run oldest
+#: first), those without one last, then arrival.
+_IN_ORDER = (
+    event_table.c.created.is_(None),
+    event_table.c.created,
+    event_table.c.received_at,
+    event_table.c.id,
+)
 
 
 def recent_events(
@@ -149,7 +171,7 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
                 sa.and_(event_table.c.status == RETRYING, event_table.c.next_attempt_at <= now),
             )
         )
-        .order_by(event_table.c.received_at, event_table.c.id)
+        .order_by(*_IN_ORDER)
     )
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
@@ -167,7 +189,7 @@ def failed_ids(
     query = query.where(
         event_types.type_condition(event_table.c.type, event_types.normalize_prefix(type_prefix))
     )
-    query = query.order_by(event_table.c.received_at, event_table.c.id)
+    query = query.order_by(*_IN_ORDER)
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
     return ids
@@ -242,6 +264,35 @@ def process_again(state: State, event_id: str) -> Result:
             return Result(MISSING, f"no stored event {event_id}", event_id)
         return Result(UNAVAILABLE, "the queue did not take the event; it stays pending", event_id)
     return process_stored(state, event_id, force=True)
+
+
+# -- pause and resume ----------------------------------------------------------------------
+
+
+def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
+    """Pause (or resume) these endpoints, every endpoint when none is named; how many
+    changed. Unknown uuids raise ``ValueError``. Resuming runs nothing by itself: the pending
+    events are then run (``flask stripe-hooks resume`` does) in :func:`pending_ids` order."""
+    try:
+        wanted = [uuid_mod.UUID(str(value)) for value in uuids]
+    except ValueError:
+        raise ValueError(f"Not endpoint uuids: {' '.join(map(str, uuids))}.") from None
+    session = state.db.session
+    where = [endpoint_table.c.paused.is_(not paused)]
+    if wanted:
+        found = set(
+            session.execute(
+                sa.select(endpoint_table.c.uuid).where(endpoint_table.c.uuid.in_(wanted))
+            ).scalars()
+        )
+        missing = [str(u) for u in wanted if u not in found]
+        if missing:
+            session.rollback()
+            raise ValueError(f"No endpoint {', '.join(missing)}.")
+        where.append(endpoint_table.c.uuid.in_(wanted))
+    changed = session.execute(endpoint_table.update().where(*where).values(paused=paused))
+    session.commit()
+    return int(changed.rowcount)  # type: ignore[attr-defined]
 
 
 # -- fetch-missed --------------------------------------------------------------------------

@@ -36,6 +36,8 @@ class State:
     max_attempts: int = 16
     #: The longest wait, in seconds, before a ``Retry`` of an event is due.
     retry_max: float = 3600.0
+    #: ``STRIPE_HOOKS_PAUSED``: every endpoint of this app is paused.
+    paused: bool = False
 
     @property
     def registry(self) -> Any:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, request
 
 from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
-from .processing import BUSY, MISSING, UNAVAILABLE, receive
+from .processing import BUSY, MISSING, PAUSED, UNAVAILABLE, receive
 
 if TYPE_CHECKING:
     from .state import State
@@ -20,6 +20,7 @@ STATUS = {
     PROCESSED: 200,
     DUPLICATE: 200,
     QUEUED: 200,
+    PAUSED: 200,
     IGNORED: 200,
     DEAD: 200,
     RETRYING: 503,

@@ -204,3 +204,52 @@ def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url, tmp_
         assert tuple(kept) == ("canceled", newest["id"])
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("queue", [False, True], ids=["in-request", "queue mode"])
+def test_pause_stores_and_acknowledges_then_resume_runs_in_order(app_factory, hooks, queue):
+    queued: list[str] = []
+    config = {"STRIPE_HOOKS_EVENT_CALLBACK": queued.append} if queue else {}
+    app = app_factory(**config)
+    ran: list[str] = []
+
+    @hooks.on("customer.subscription")
+    def handler(event: Any, **kwargs: Any) -> None:
+        ran.append(event.id)
+
+    with app.app_context():
+        endpoint = create_endpoint(app.extensions["sqlalchemy"])
+    runner = app.test_cli_runner()
+    paused = runner.invoke(args=["stripe-hooks", "pause"])
+    assert paused.exit_code == 0 and "Paused 1 endpoint(s)" in paused.output
+    events = lifecycle("subscription")
+    arrival = events[:]
+    random.Random(7).shuffle(arrival)
+    client = app.test_client()
+    for item in arrival:
+        response = deliver(client, endpoint, item)
+        assert (response.status_code, response.text) == (200, "paused\n")
+    assert ran == [] and queued == []  # stored, acknowledged, handed to nobody
+    assert {e.status for e in rows(app, StripeEvent)} == {"pending"}
+
+    with app.app_context():  # a worker that gets a message while paused leaves it pending
+        assert hooks.process_stored(arrival[0]["id"]).outcome == "paused"
+
+    resumed = runner.invoke(args=["stripe-hooks", "resume"])
+    assert resumed.exit_code == 0, resumed.output
+    in_order = [e["id"] for e in events]  # oldest created first, not in arrival order
+    if queue:
+        assert "resume: 5 queued" in resumed.output and queued == in_order
+        with app.app_context():
+            for event_id in queued:
+                assert hooks.process_stored(event_id).outcome == "processed"
+    else:
+        assert "resume: 5 processed" in resumed.output
+    assert ran == in_order
+    after = deliver(client, endpoint, build_event("customer.created")).text
+    assert after == ("queued\n" if queue else "processed\n")  # not paused any more
+
+
+def test_pause_names_unknown_endpoints(runner, endpoint):
+    result = runner.invoke(args=["stripe-hooks", "pause", "not-a-uuid"])
+    assert result.exit_code == 1 and "Not endpoint uuids: not-a-uuid" in result.output

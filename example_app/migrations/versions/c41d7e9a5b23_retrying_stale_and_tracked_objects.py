@@ -1,4 +1,4 @@
-"""retrying and stale events; the newest event per Stripe object
+"""retrying and stale events; the newest event per Stripe object; paused endpoints
 
 Revision ID: c41d7e9a5b23
 Revises: b5e81c2d9f07
@@ -28,9 +28,15 @@ def upgrade():
             sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column('stale', sa.JSON(), nullable=True))
+    with op.batch_alter_table('stripe_hooks_endpoint') as batch_op:
+        batch_op.add_column(
+            sa.Column('paused', sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
 
 
 def downgrade():
+    with op.batch_alter_table('stripe_hooks_endpoint') as batch_op:
+        batch_op.drop_column('paused')
     with op.batch_alter_table('stripe_hooks_event') as batch_op:
         batch_op.drop_column('stale')
         batch_op.drop_column('next_attempt_at')
