@@ -253,3 +253,28 @@ def test_pause_stores_and_acknowledges_then_resume_runs_in_order(app_factory, ho
 def test_pause_names_unknown_endpoints(runner, endpoint):
     result = runner.invoke(args=["stripe-hooks", "pause", "not-a-uuid"])
     assert result.exit_code == 1 and "Not endpoint uuids: not-a-uuid" in result.output
+
+
+def test_thin_events_are_ordered_by_their_related_object(app, db, client, hooks):
+    from flask_stripe_hooks.testing import build_thin_event
+
+    kept: list[str] = []
+
+    @hooks.on("v1.billing.meter", latest_only=True)
+    def newest_only(event: Any, **kwargs: Any) -> None:
+        kept.append(event.id)
+
+    with app.app_context():
+        endpoint = create_endpoint(db, payload="thin")
+    meter = {"id": "mtr_1", "type": "billing.meter", "url": "/v1/billing/meters/mtr_1"}
+    older, newer = (
+        build_thin_event(
+            "v1.billing.meter.error_report_triggered", related_object=meter, created=T0 + i
+        )
+        for i in range(2)
+    )
+    for item in (newer, older):
+        assert deliver(client, endpoint, item).status_code == 200
+    assert kept == [newer["id"]]
+    stale = {e.id: e.stale for e in rows(app, StripeEvent)}
+    assert stale[older["id"]]["newer_event_id"] == newer["id"]
