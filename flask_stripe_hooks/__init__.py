@@ -1,10 +1,10 @@
 """Receive, verify, store and dispatch Stripe webhooks in Flask."""
 
-from .dispatch import UnknownEventTypeWarning
+from .callbacks import on_commit
+from .dispatch import Ignore, Retry, UnknownEventTypeWarning
 from .endpoint_cache import EndpointInfo
 from .events import Event, ThinEvent
 from .extension import StripeHooks
-from .processing import on_commit
 from .utils import StripeHooksError
 
 __version__ = "0.1.0"
@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EndpointInfo",
     "Event",
+    "Ignore",
+    "Retry",
     "StripeHooks",
     "StripeHooksError",
     "ThinEvent",

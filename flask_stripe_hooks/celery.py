@@ -144,7 +144,9 @@ def process_event(self: Task, event_id: str) -> str:
     """Process one stored event; retry with backoff if its handlers fail.
 
     Returns the outcome: ``processed``, ``duplicate`` (processed already, by another
-    message, the sweeper or a redelivery) or ``missing`` (no such event stored).
+    message, the sweeper or a redelivery), ``ignored``, ``dead`` (failed too often),
+    ``paused`` (it stays pending; ``resume`` runs it) or ``missing`` (no such event
+    stored). A handler's ``Retry`` queues the task again when the event is due.
     """
     with _app_context(self.app):
         result = process_stored(get_state(), event_id)
@@ -153,6 +155,11 @@ def process_event(self: Task, event_id: str) -> str:
     if result.outcome == MISSING:
         log.warning("process_event: no stored event %s (pruned?); nothing to do", event_id)
         return MISSING
+    if result.retry_after is not None:  # a handler said "not yet": queue it for when it is due
+        raise self.retry(
+            countdown=result.retry_after,
+            exc=EventNotProcessed(f"event {event_id}: {result.reason or result.outcome}"),
+        )
     # failed (a handler raised; recorded on the event), unavailable (database away) or busy
     # (another worker holds the row, perhaps one that just died): try again later.
     if result.outcome != BUSY:

@@ -7,9 +7,6 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,10 +19,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
-from . import event_types, recovery
-from .models import EVENT_STATUSES, WebhookEndpoint, active_secrets
+from . import event_types, recovery, stripe_cli
+from .models import EVENT_STATUSES, RETRYING, WebhookEndpoint, active_secrets
 from .state import get_state
-from .stripe_api import StripeAPIError, key_source, scrub
+from .stripe_api import StripeAPIError, key_source
 from .testing import event_for, send_event
 from .utils import StripeHooksError, format_duration, mode_name, parse_duration, utcnow
 
@@ -124,7 +121,7 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
         (
             e.id,
             e.type,
-            e.status,
+            _status(e),
             str(e.attempts),
             mode_name(e.livemode),
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -136,6 +133,13 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
         click.echo("No events match.")
         return
     _table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+
+
+def _status(event: Any) -> str:
+    """An event's status; a ``retrying`` one says when it is due."""
+    if event.status == RETRYING and event.next_attempt_at is not None:
+        return f"retrying, due {event.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S')}"
+    return str(event.status)
 
 
 @cli.command("event-types")
@@ -217,7 +221,13 @@ def _progress(items: Sequence[Any] | None, label: str, length: int | None = None
 
 
 def _run_events(
-    ids: Sequence[str], command: str, *, force: bool, enqueue: bool, dry_run: bool
+    ids: Sequence[str],
+    command: str,
+    *,
+    force: bool,
+    enqueue: bool,
+    dry_run: bool,
+    dead: bool = False,
 ) -> None:
     """Process (or queue) stored events with a progress bar, then print a summary line."""
     state = get_state()
@@ -237,7 +247,7 @@ def _run_events(
             summary = recovery.enqueue_events(state, bar)
     else:
         with _progress(ids, "Processing") as bar:
-            summary = recovery.process_events(state, bar, force=force)
+            summary = recovery.process_events(state, bar, force=force, dead=dead)
     for event_id, reason in summary.problems[:20]:
         click.echo(f"  {event_id}: {reason}")
     if len(summary.problems) > 20:
@@ -258,7 +268,9 @@ def _check_type(type_prefix: str | None) -> None:
 
 @cli.command("reprocess")
 @click.argument("event_ids", nargs=-1)
-@click.option("--failed", is_flag=True, help="Every failed event (narrow with --since, --type).")
+@click.option(
+    "--failed", is_flag=True, help="Every failed or dead event (narrow with --since, --type)."
+)
 @click.option("--since", type=DURATION, help="With --failed: received within this, e.g. 2d.")
 @click.option("--type", "type_prefix", help="With --failed: this type or types below it.")
 @ENQUEUE
@@ -273,7 +285,7 @@ def reprocess(
 ) -> None:
     """Run stored events through their handlers again.
 
-    EVENT_IDS run even if already processed; --failed picks every failed event.
+    EVENT_IDS run even if already processed; --failed picks every failed or dead event.
     """
     if bool(event_ids) == failed:
         raise click.ClickException("Give event ids, or --failed (not both).")
@@ -281,7 +293,39 @@ def reprocess(
         raise click.ClickException("--since and --type go with --failed.")
     _check_type(type_prefix)
     ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
-    _run_events(ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run)
+    _run_events(
+        ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run, dead=failed
+    )
+
+
+@cli.command("pause")
+@click.argument("endpoint_ids", nargs=-1)
+def pause(endpoint_ids: tuple[str, ...]) -> None:
+    """Pause endpoints (all by default): deliveries are verified, stored as pending and
+    acknowledged; no handler runs until 'resume'."""
+    count = _set_paused(True, endpoint_ids)
+    click.echo(f"Paused {count} endpoint(s); events wait as pending for 'stripe-hooks resume'.")
+
+
+@cli.command("resume")
+@click.argument("endpoint_ids", nargs=-1)
+def resume(endpoint_ids: tuple[str, ...]) -> None:
+    """Resume endpoints (all by default), then run every pending event in the order Stripe
+    created them (queued to the workers in queue mode)."""
+    state = get_state()
+    if state.paused:
+        raise click.ClickException("STRIPE_HOOKS_PAUSED is set: unset it and restart instead.")
+    click.echo(f"Resumed {_set_paused(False, endpoint_ids)} endpoint(s).")
+    ids = recovery.pending_ids(state, timedelta(0))
+    queued = state.event_callback is not None
+    _run_events(ids, "resume", force=False, enqueue=queued, dry_run=False)
+
+
+def _set_paused(paused: bool, endpoint_ids: tuple[str, ...]) -> int:
+    try:
+        return recovery.set_paused(get_state(), paused, endpoint_ids)
+    except ValueError as exc:
+        raise click.ClickException(f"{exc} See 'flask stripe-hooks list-endpoints'.") from None
 
 
 @cli.command("process-pending")
@@ -528,68 +572,31 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
     Records a temporary endpoint with the secret 'stripe listen --print-secret' gives,
     forwards to it until you stop (Ctrl-C), then removes it.
     """
-    binary = shutil.which("stripe")
-    if binary is None:
-        raise click.ClickException(
-            "The Stripe CLI ('stripe') is not on PATH. Install it (https://docs.stripe.com/"
-            "stripe-cli, or 'npm install -g @stripe/cli'), run 'stripe login', then try again."
-        )
     with _refused():
+        binary = stripe_cli.find()
         enabled = endpoint_ops.expand_events(list(events) or ["*"])
     env = dict(os.environ)
     with suppress(StripeAPIError):  # the configured test key, else the Stripe CLI's login
         env["STRIPE_API_KEY"], _ = key_source(get_state(), account=account, livemode=False)
-    try:
-        printed = subprocess.run(
-            [binary, "listen", "--print-secret"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise click.ClickException(f"'stripe listen --print-secret' failed: {exc}") from None
-    secret = printed.stdout.strip().splitlines()[-1].strip() if printed.stdout.strip() else ""
-    if printed.returncode != 0 or not secret.startswith("whsec_"):
-        detail = scrub((printed.stderr or printed.stdout).strip())[-500:]
-        raise click.ClickException(
-            "'stripe listen --print-secret' gave no signing secret"
-            + (f": {detail}" if detail else "; run 'stripe login' first.")
-        )
-    session = _session()
     with _refused():
+        secret = stripe_cli.print_secret(binary, env)
         endpoint = endpoint_ops.register_endpoint(
             secret, account=account, enabled_events=enabled, description="stripe listen (temporary)"
         )
     endpoint_uuid = endpoint.uuid
     target = forward_to.rstrip("/") + get_state().webhook_path(endpoint_uuid)
-    command = [binary, "listen", "--forward-to", target]
-    if enabled != ["*"]:
-        command += ["--events", ",".join(enabled)]
     click.echo(f"Temporary test-mode endpoint {endpoint_uuid}; forwarding to {target}")
     click.echo("Stop with Ctrl-C.")
-    process = None
     try:
-        process = subprocess.Popen(command, env=env)
-        process.wait()
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        raise click.ClickException(f"Could not run 'stripe listen': {exc}") from None
+        with _refused():
+            code = stripe_cli.forward(binary, target, enabled, env)
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        session.rollback()
+        _session().rollback()
         with _refused():
             endpoint_ops.delete_endpoint(endpoint_ops.get_endpoint(endpoint_uuid), keep_remote=True)
         click.echo(f"Removed the temporary endpoint {endpoint_uuid}.")
-    stopped = (0, None, 130, -signal.SIGINT, -signal.SIGTERM)  # ended, or by Ctrl-C
-    if process is not None and process.returncode not in stopped:
-        raise click.exceptions.Exit(process.returncode)
+    if code not in stripe_cli.STOPPED:
+        raise click.exceptions.Exit(code)
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

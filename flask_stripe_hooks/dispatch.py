@@ -13,13 +13,49 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from blinker import Signal
 
 from . import event_types
+from .utils import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Retry(Exception):
+    """Raise from a handler for an event that cannot be handled yet (say, the object it is
+    about is not stored yet): the handlers' writes roll back and the event runs again later.
+
+    ``after`` is the first wait (``"30s"``, ``"5m"``, seconds, or a ``timedelta``); each
+    further retry of the same event waits twice as long, up to ``STRIPE_HOOKS_RETRY_MAX``.
+    In a request, Stripe is answered ``503`` with ``Retry-After`` and retries; in queue mode
+    the event is queued again with that delay. ``reason`` is kept on the event.
+    """
+
+    def __init__(self, reason: str = "", *, after: str | float | timedelta = "1m") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if isinstance(after, str):
+            after = parse_duration(after)
+        self.after = after.total_seconds() if isinstance(after, timedelta) else float(after)
+
+    def delay(self, retries: int, cap: float) -> float:
+        """Seconds before retry number ``retries`` (1 for the first): doubling from
+        ``after``, at most ``cap``."""
+        return min(cap, self.after * 2 ** max(0, retries - 1))
+
+
+class Ignore(Exception):
+    """Raise from a handler for an event that needs nothing done, ever (say, it is about an
+    object of another app sharing the account): the handlers' writes roll back, the event is
+    recorded as ``ignored`` with ``reason``, Stripe is answered ``200``, and it is not run
+    again."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class UnknownEventTypeWarning(UserWarning):
@@ -70,17 +106,21 @@ class Registry:
             self._routes.clear()
         return sig
 
-    def on(self, *names: str) -> Callable[[F], F]:
-        """Decorator: call the function for events of these types or below them."""
+    def on(self, *names: str, latest_only: bool = False) -> Callable[[F], F]:
+        """Decorator: call the function for events of these types or below them.
+
+        ``latest_only``: skip an event that is stale (``event.is_stale``: a newer event
+        about the same object was processed first)."""
         if not names:
             raise TypeError("on() needs at least one event type, a prefix, or '*'.")
         for name in names:
             _check_name(name)
 
         def decorator(fn: F) -> F:
+            receiver: Callable[..., Any] = LatestOnly(fn) if latest_only else fn
             for name in names:
                 # weak=False: a handler defined inside a function must not vanish.
-                self.signal(_normalize(name)).connect(fn, weak=False)
+                self.signal(_normalize(name)).connect(receiver, weak=False)
             return fn
 
         return decorator
@@ -101,11 +141,35 @@ class Registry:
             if sig is not None:
                 yield sig
 
-    def dispatch(self, event: Any, **kwargs: Any) -> None:
-        """Call every handler for ``event.type``; the first exception propagates."""
+    def dispatch(self, event: Any, **kwargs: Any) -> list[str]:
+        """Call every handler for ``event.type``; the first exception propagates. Returns the
+        names of the ``latest_only`` handlers skipped because the event is stale."""
+        skipped: list[str] = []
         for sig in self.signals_for(event.type):
-            if sig.receivers:
+            if not sig.receivers:
+                continue
+            if not event.is_stale:
                 sig.send(event, **kwargs)
+                continue
+            for receiver in sig.receivers_for(event):
+                if isinstance(receiver, LatestOnly):
+                    skipped.append(receiver.name)
+                else:
+                    receiver(event, **kwargs)
+        return skipped
+
+
+class LatestOnly:
+    """A handler subscribed with ``latest_only=True``: not called for a stale event."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+    def __call__(self, event: Any, **kwargs: Any) -> Any:
+        return self.fn(event, **kwargs)
 
 
 def _normalize(name: str) -> str:

@@ -46,6 +46,8 @@ class EndpointInfo:
     secrets: tuple[str, ...] = ()
     #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
     payload: str = "snapshot"
+    #: Paused: its events are stored as pending and run on ``resume``.
+    paused: bool = False
 
     @property
     def mode(self) -> str:
@@ -65,6 +67,7 @@ _COLUMNS = (
     endpoint_table.c.tolerance,
     endpoint_table.c.secrets,
     endpoint_table.c.payload,
+    endpoint_table.c.paused,
 )
 _select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
 _select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
@@ -81,6 +84,7 @@ def _info(row: Any) -> EndpointInfo:
         tolerance=row.tolerance,
         secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
         payload=row.payload,
+        paused=row.paused,
     )
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 SNAPSHOT, THIN = "snapshot", "thin"
 #: An endpoint's payload style (``WebhookEndpoint.payload``).
@@ -56,6 +57,10 @@ class Event:
     payload: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: Builds the ``StripeClient`` of the endpoint's account and mode; bound by the pipeline.
     _client: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    #: The id of an event about the same object with a strictly later ``created`` that was
+    #: processed before this one arrived (see :attr:`is_stale`); set by the pipeline.
+    newer_event_id: str | None = field(default=None, compare=False)
+    _fetched: Any = field(default=None, repr=False, compare=False)
 
     #: ``True`` for a thin event (:class:`ThinEvent`).
     thin: ClassVar[bool] = False
@@ -77,6 +82,45 @@ class Event:
     def bind_client(self, factory: Callable[[], Any]) -> None:
         """Set what :meth:`client` calls (the pipeline does; tests may too)."""
         object.__setattr__(self, "_client", factory)
+
+    @property
+    def object_id(self) -> str | None:
+        """The id of the Stripe object the event is about (``data.object.id``)."""
+        obj = self.data.get("object")
+        value = obj.get("id") if isinstance(obj, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def is_stale(self) -> bool:
+        """An event about the same object with a strictly later ``created`` was processed
+        before this one: its data is older than what the app has applied. Events created in
+        the same second are never stale (either could be the newer)."""
+        return self.newer_event_id is not None
+
+    def fetch_object(self) -> Any:
+        """The object the event is about as it is *now* on Stripe (``GET /v1/<objects>/<id>``
+        through the endpoint's account and mode, with stripe-python's retries).
+
+        Fetched once, then reused by every handler of this delivery. An object deleted on
+        Stripe raises stripe-python's ``InvalidRequestError`` (404), as the API answers."""
+        if self._fetched is None:
+            import stripe
+            from stripe._object_classes import get_object_class
+
+            obj = self.object if isinstance(self.object, dict) else {}
+            if self.object_id is None or not isinstance(obj.get("object"), str):
+                raise ValueError(f"Event {self.id} names no object to fetch.")
+            class_url = getattr(get_object_class("V1", obj["object"]), "class_url", None)
+            if class_url is None:  # not an API resource of its own
+                raise ValueError(f"A {obj['object']} cannot be fetched on its own.")
+            url = class_url()
+            client = self.client()
+            answer = client.raw_request("get", f"{url}/{quote(self.object_id, safe='')}")
+            fetched = client.deserialize(answer, api_mode="V1")
+            if not isinstance(fetched, stripe.StripeObject):
+                raise TypeError(f"{url} answered no object")
+            object.__setattr__(self, "_fetched", fetched)
+        return self._fetched
 
     @property
     def object(self) -> Any:
@@ -278,19 +322,32 @@ class ThinEvent(Event):
         """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``."""
         return self.notification.fetch_event()
 
+    @property
+    def object_id(self) -> str | None:
+        """The id of the related object (``related_object.id``)."""
+        related = self.related_object or {}
+        value = related.get("id")
+        return value if isinstance(value, str) and value else None
+
     def fetch_related_object(self) -> Any:
-        """``GET`` the related object's URL (e.g. ``/v1/billing/meters/mtr_...``), or ``None``
-        when the event has no related object."""
+        """``GET`` the related object's URL (e.g. ``/v1/billing/meters/mtr_...``) as it is now,
+        or ``None`` when the event has no related object. Fetched once, then reused."""
         if self.related_object is None:
             return None
-        notification = self.notification
-        if not hasattr(notification, "fetch_related_object"):
-            # A type whose class declares no related object, sent with one anyway: fetch it
-            # the way stripe-python does for types it does not know.
-            from stripe.events import UnknownEventNotification
+        if self._fetched is None:
+            notification = self.notification
+            if not hasattr(notification, "fetch_related_object"):
+                # A type whose class declares no related object, sent with one anyway: fetch
+                # it the way stripe-python does for types it does not know.
+                from stripe.events import UnknownEventNotification
 
-            notification = UnknownEventNotification(self.data, self.client())
-        return notification.fetch_related_object()
+                notification = UnknownEventNotification(self.data, self.client())
+            object.__setattr__(self, "_fetched", notification.fetch_related_object())
+        return self._fetched
+
+    def fetch_object(self) -> Any:
+        """The same as :meth:`fetch_related_object`, under the name snapshot events use."""
+        return self.fetch_related_object()
 
     def to_stripe(self) -> Any:
         """stripe-python's ``EventNotification`` for this event (see :attr:`notification`)."""

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import processing
+from . import callbacks, processing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
 from .state import State, get_state
-from .utils import resolve_setting
+from .utils import parse_duration, resolve_setting
 
 if TYPE_CHECKING:
     from .processing import Result
@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_MAX_BODY": 4 * 1024 * 1024,
     "STRIPE_HOOKS_ENDPOINT_CACHE": 5,
     "STRIPE_HOOKS_EVENT_CALLBACK": None,
+    "STRIPE_HOOKS_MAX_ATTEMPTS": 16,
+    "STRIPE_HOOKS_RETRY_MAX": "1h",
+    "STRIPE_HOOKS_PAUSED": False,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
@@ -96,6 +99,9 @@ class StripeHooks:
             ),
             config=config,
             endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
+            max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
+            retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
+            paused=bool(config["STRIPE_HOOKS_PAUSED"]),
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)
@@ -115,15 +121,19 @@ class StripeHooks:
 
     # -- handlers ---------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[F], F]:
+    def on(self, *event_types: str, latest_only: bool = False) -> Callable[[F], F]:
         """Decorator: run the function for events of these types, or below them.
 
         ``on("customer")`` matches ``customer.created`` and
         ``customer.subscription.updated`` but not ``customer_cash_balance_transaction``;
         ``on("*")`` matches every event. The function is called as
         ``handler(event, **kwargs)``, inside the transaction that stores the event.
+
+        ``latest_only=True``: skip events about an object for which an event with a strictly
+        later ``created`` was processed already (Stripe does not deliver in order); the
+        ``stale-skipped`` signal says so.
         """
-        return self.registry.on(*event_types)
+        return self.registry.on(*event_types, latest_only=latest_only)
 
     def signal(self, name: str) -> HandlerSignal:
         """The blinker signal behind ``on(name)``, for direct ``connect`` / ``disconnect``."""
@@ -132,7 +142,7 @@ class StripeHooks:
     @staticmethod
     def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn()`` once the event being processed is committed; never on rollback."""
-        return processing.on_commit(fn)
+        return callbacks.on_commit(fn)
 
     # -- stored events ------------------------------------------------------------------
 
@@ -147,6 +157,13 @@ class StripeHooks:
         ``missing`` (no such event stored). ``result.ok`` is true for the first two.
         """
         return processing.process_stored(get_state(), event_id, force=force)
+
+
+def _at_least_one(config: dict[str, Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RuntimeError(f"{key} must be a whole number of 1 or more, not {value!r}.")
+    return value
 
 
 def _exempt_from_csrf(app: Flask, blueprint: Any) -> None:

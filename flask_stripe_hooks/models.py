@@ -48,9 +48,14 @@ REJECTED, PROCESSED, DUPLICATE, FAILED, QUEUED = (
     "failed",
     "queued",
 )
-#: Event statuses.
-PENDING = "pending"
-EVENT_STATUSES = (PENDING, PROCESSED, FAILED)
+#: Event statuses (with ``processed`` and ``failed``). ``retrying``: a handler raised
+#: ``Retry``, ``next_attempt_at`` says when it is due; ``ignored``: a handler raised
+#: ``Ignore`` (``last_error`` holds its reason); ``dead``: it failed
+#: ``STRIPE_HOOKS_MAX_ATTEMPTS`` times and is not run again until re-processed by hand.
+PENDING, RETRYING, IGNORED, DEAD = "pending", "retrying", "ignored", "dead"
+EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD)
+#: Statuses the pipeline does not run again on its own: a redelivery is a duplicate.
+FINAL_STATUSES = (PROCESSED, IGNORED, DEAD)
 
 
 class Base(DeclarativeBase):
@@ -90,6 +95,11 @@ class WebhookEndpoint(Base):
     #: notifications, an event destination); an endpoint accepts only its own style.
     payload: Mapped[str] = mapped_column(
         sa.String(16), default="snapshot", server_default="snapshot", nullable=False
+    )
+    #: Paused (``flask stripe-hooks pause``): deliveries are verified, stored as pending and
+    #: acknowledged, and no handler runs until ``resume``.
+    paused: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false(), nullable=False
     )
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False
@@ -193,16 +203,37 @@ class StripeEvent(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: When a ``retrying`` event is due (``process-pending`` runs it from then on).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: The traceback of the last failed run (a delivery's own is on its delivery row).
     last_traceback: Mapped[str | None] = mapped_column(sa.Text)
+    #: ``{"newer_event_id": ..., "skipped": [handler, ...]}`` when ``latest_only`` handlers
+    #: skipped the event because a newer one about its object had been processed.
+    stale: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"
 
 
+class TrackedObject(Base):
+    """The newest event applied to each Stripe object (``data.object.id``, or a thin event's
+    ``related_object.id``): what tells an old event from a new one when Stripe delivers them
+    out of order. Written in the transaction that processes the event."""
+
+    __tablename__ = "stripe_hooks_object"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    created: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<TrackedObject {self.id} {self.event_id}>"
+
+
 endpoint_table: sa.Table = WebhookEndpoint.__table__  # type: ignore[assignment]
 delivery_table: sa.Table = WebhookDelivery.__table__  # type: ignore[assignment]
 event_table: sa.Table = StripeEvent.__table__  # type: ignore[assignment]
+object_table: sa.Table = TrackedObject.__table__  # type: ignore[assignment]
 
 
 def attach_tables(metadata: sa.MetaData) -> None:

@@ -23,10 +23,8 @@ import logging
 import time
 import traceback as tb
 import uuid
-from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -34,10 +32,32 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import signals
+from .callbacks import collecting, run, stop_collecting
+from .dispatch import Ignore, Retry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, endpoint_by_uuid
 from .events import Event
-from .models import DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, REJECTED, event_table
-from .storage import claim, insert_delivery, insert_event_row, mark_failed
+from .models import (
+    DEAD,
+    DUPLICATE,
+    FAILED,
+    FINAL_STATUSES,
+    IGNORED,
+    PENDING,
+    PROCESSED,
+    QUEUED,
+    REJECTED,
+    RETRYING,
+    event_table,
+)
+from .storage import (
+    attempts_of,
+    claim,
+    insert_delivery,
+    insert_event_row,
+    mark_stale,
+    set_attempt,
+    track_newest,
+)
 from .stripe_api import client_for
 from .verification import Rejected, verify, verify_thin
 
@@ -49,8 +69,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("flask_stripe_hooks")
 
 # What a delivery or a run of a stored event came to (``Result.outcome``): the outcomes a
-# delivery row stores (models.py: processed, duplicate, queued, rejected, failed) and these
-# three. The webhook view maps each to its HTTP status.
+# delivery row stores (models.py: processed, duplicate, queued, rejected, failed, retrying,
+# ignored), ``dead``, and these three. The webhook view maps each to its HTTP status.
 
 #: No such endpoint (or it is disabled), or no such stored event.
 MISSING = "missing"
@@ -58,6 +78,8 @@ MISSING = "missing"
 UNAVAILABLE = "unavailable"
 #: Another worker holds the stored event locked: try again later.
 BUSY = "busy"
+#: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume``.
+PAUSED = "paused"
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
@@ -72,42 +94,14 @@ class Result:
     outcome: str
     reason: str = ""
     event_id: str | None = None
+    #: For ``retrying``: seconds until the event is due.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
-        """The event is durable: processed, a duplicate, or queued."""
-        return self.outcome in (PROCESSED, DUPLICATE, QUEUED)
-
-
-# -- on_commit ---------------------------------------------------------------------------
-
-_callbacks: ContextVar[list[Callable[[], Any]] | None] = ContextVar(
-    "stripe_hooks_on_commit", default=None
-)
-
-
-def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """Run ``fn()`` after the transaction processing the current event commits.
-
-    Call it from a handler. If the transaction rolls back, ``fn`` is never called. A
-    callback that raises is logged; the event stays processed.
-    """
-    pending = _callbacks.get()
-    if pending is None:
-        raise RuntimeError(
-            "on_commit() is only available while a Stripe event is being processed;"
-            " call it from a handler registered with @hooks.on(...)."
-        )
-    pending.append(fn)
-    return fn
-
-
-def _run_callbacks(callbacks: list[Callable[[], Any]]) -> None:
-    for fn in callbacks:
-        try:
-            fn()
-        except Exception:
-            log.exception("on_commit callback %r failed", fn)
+        """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
+        queued, paused, ignored or dead (stored, and not to be retried on its own)."""
+        return self.outcome in (PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD)
 
 
 def _notify(signal: Any, **kwargs: Any) -> None:
@@ -193,52 +187,75 @@ class Delivery:
         }
 
 
-def _record_failure(
+def _record(
+    state: State,
     session: Session,
     event: Event,
     endpoint_id: int | None,
-    exc: BaseException,
     delivery: Delivery | None,
-) -> None:
-    """In a new transaction: the event as failed (unless processed meanwhile) and the
-    delivery with its traceback. Never re-adds rolled-back objects."""
-    error = f"{type(exc).__name__}: {exc}"[:2000]
-    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    status: str,
+    error: str | None,
+    *,
+    traceback: str | None = None,
+    retry: Retry | None = None,
+) -> tuple[str, float | None]:
+    """In a new transaction: count an attempt that did not process the event — ``failed``,
+    ``retrying`` or ``ignored``, ``dead`` once ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent — and
+    write the delivery with it. Never re-adds rolled-back objects; an event finished
+    meanwhile by a concurrent attempt stays as it is.
+
+    Returns the status stored and, for a retry, the seconds until it is due."""
     now = datetime.now(timezone.utc)
+    delay: float | None = None
+    stored = status
     try:
-        # A row stored meanwhile by a concurrent attempt: count ours on it (a processed one
-        # stays untouched).
-        for _ in range(2):
-            if mark_failed(session, event.id, error, trace):
+        for _ in range(2):  # a row inserted meanwhile by a concurrent attempt: count on it
+            current = attempts_of(session, event.id)
+            attempts = 1 if current is None else current[1] + 1
+            if current is not None and current[0] in FINAL_STATUSES:
+                stored = current[0]
+                break
+            stored = status
+            if status in (FAILED, RETRYING) and attempts >= state.max_attempts:
+                stored = DEAD
+            next_at = None
+            if stored == RETRYING and retry is not None:
+                delay = retry.delay(attempts, state.retry_max)
+                next_at = now + timedelta(seconds=delay)
+            if current is not None:
+                set_attempt(session, event.id, stored, attempts, error, traceback, next_at)
                 break
             try:
                 with session.begin_nested():
-                    stored = _insert_event(
+                    new = _insert_event(
                         session.connection(),
                         event,
                         endpoint_id,
                         now,
                         delivery,
-                        status=FAILED,
+                        status=stored,
                         attempts=1,
                         last_error=error,
-                        last_traceback=trace,
+                        last_traceback=traceback,
+                        next_attempt_at=next_at,
                     )
-                if stored:
+                if new:
                     break
             except IntegrityError:
                 pass
         if delivery is not None:
+            outcome = FAILED if stored == DEAD else stored
             insert_delivery(
                 session.connection(),
                 delivery.values(
-                    FAILED, valid=True, event_id=event.id, error=error, traceback=trace
+                    outcome, valid=True, event_id=event.id, error=error, traceback=traceback
                 ),
             )
         session.commit()
     except Exception:
         session.rollback()
-        log.exception("could not record the failure of event %s", event.id)
+        log.exception("could not record the outcome of event %s", event.id)
+    return stored, delay
 
 
 # -- the pipeline ------------------------------------------------------------------------
@@ -260,7 +277,7 @@ def _run_handlers(
     delivery: Delivery | None,
     *,
     stored: bool = False,
-    force: bool = False,
+    skip: tuple[str, ...] = FINAL_STATUSES,
 ) -> Result:
     """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
 
@@ -268,14 +285,13 @@ def _run_handlers(
     than inserted.
     """
     now = datetime.now(timezone.utc)
-    callbacks: list[Callable[[], Any]] = []
-    token = _callbacks.set(callbacks)
+    callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
     connection: sa.Connection | None = None
     try:
         claimed = True
         if stored:
-            claimed = claim(session, event.id, now, force=force)
+            claimed = claim(session, event.id, now, skip=skip)
         else:
             try:
                 # Compiled once (storage.py) and run on the session's connection: the same
@@ -306,24 +322,54 @@ def _run_handlers(
             _notify(signals.duplicate_skipped, event=event)
             return Result(DUPLICATE, event_id=event.id)
         started = time.perf_counter()
-        state.registry.dispatch(event, endpoint=endpoint)
+        connection = session.connection()
+        object_id, created = event.object_id, event.created_at
+        if object_id is not None and created is not None:  # the newest event per object
+            newer = track_newest(connection, object_id, event.id, created)
+            object.__setattr__(event, "newer_event_id", newer)
+        skipped = state.registry.dispatch(event, endpoint=endpoint)
+        if skipped:
+            mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
+            _notify(signals.stale_skipped, event=event, handlers=skipped)
         if delivery is not None:
             if connection is None or connection.closed:  # a handler ended the transaction
                 connection = session.connection()
             insert_delivery(connection, delivery.values(PROCESSED, valid=True, event_id=event.id))
         session.commit()
+    except Ignore as exc:
+        session.rollback()
+        _record(state, session, event, endpoint_id, delivery, IGNORED, exc.reason or None)
+        _notify(signals.event_ignored, event=event, reason=exc.reason)
+        return Result(IGNORED, exc.reason or IGNORED, event.id)
+    except Retry as exc:
+        session.rollback()
+        now_status, delay = _record(
+            state, session, event, endpoint_id, delivery, RETRYING, exc.reason or None, retry=exc
+        )
+        if now_status == DEAD:
+            _notify(signals.event_dead, event=event, exception=exc)
+            return Result(DEAD, "dead: retried too often", event.id)
+        _notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
+        return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
     except Exception as exc:
         session.rollback()
-        _record_failure(session, event, endpoint_id, exc, delivery)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        now_status, _ = _record(
+            state, session, event, endpoint_id, delivery, FAILED, error, traceback=trace
+        )
         _notify(signals.event_failed, event=event, exception=exc)
         if _unavailable(exc):
             log.warning("database unavailable while processing %s: %s", event.id, exc)
             return Result(UNAVAILABLE, _UNAVAILABLE_REASON, event.id)
         log.exception("handler failed for event %s (%s)", event.id, event.type)
+        if now_status == DEAD:
+            _notify(signals.event_dead, event=event, exception=exc)
+            return Result(DEAD, "dead: failed too often", event.id)
         return Result(FAILED, "handler failed", event.id)
     finally:
-        _callbacks.reset(token)
-    _run_callbacks(callbacks)
+        stop_collecting(token)
+    run(callbacks)
     _notify(
         signals.event_processed,
         event=event,
@@ -393,6 +439,8 @@ def receive(
         return _reject(endpoint, REJECTED, exc.reason)
 
     _bind(state, event, endpoint)
+    if state.paused or endpoint.paused:
+        return _enqueue(state, session, event, delivery, hold=True)
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
     return _run_handlers(state, session, event, endpoint, delivery)
@@ -427,15 +475,18 @@ def _enqueue(
     event: Event,
     delivery: Delivery | None,
     endpoint_id: int | None = None,
+    *,
+    hold: bool = False,
 ) -> Result:
     """Queue mode: store the event as pending, commit, hand its id to the callback.
 
     A redelivery of an event that is pending or failed hands it to the callback again (its
     queue message may be lost); the worker's lock makes a second message harmless. A
-    redelivery of a processed event is a duplicate.
+    redelivery of a processed event is a duplicate. ``hold`` (paused): store it, and hand it
+    to nobody.
     """
     now = datetime.now(timezone.utc)
-    outcome = QUEUED
+    outcome = PAUSED if hold else QUEUED
     if delivery is not None:
         endpoint_id = delivery.endpoint.id
     try:
@@ -450,7 +501,8 @@ def _enqueue(
             status = session.execute(
                 sa.select(event_table.c.status).where(event_table.c.id == event.id)
             ).scalar()
-            outcome = DUPLICATE if status == PROCESSED else QUEUED
+            if status in FINAL_STATUSES:
+                outcome = DUPLICATE
         if delivery is not None:
             insert_delivery(
                 session.connection(), delivery.values(outcome, valid=True, event_id=event.id)
@@ -465,6 +517,8 @@ def _enqueue(
     if outcome == DUPLICATE:
         _notify(signals.duplicate_skipped, event=event)
         return Result(DUPLICATE, event_id=event.id)
+    if hold:
+        return Result(PAUSED, event_id=event.id)
     try:
         state.event_callback(event.id)  # type: ignore[misc]
     except Exception:
@@ -490,18 +544,25 @@ def store_event(state: State, event: Event, endpoint: EndpointInfo | None = None
     """
     session = state.db.session
     _bind(state, event, endpoint)
+    endpoint_id = endpoint.id if endpoint else None
+    if state.paused or (endpoint is not None and endpoint.paused):
+        return _enqueue(state, session, event, None, endpoint_id, hold=True)
     if state.event_callback is not None:
-        return _enqueue(state, session, event, None, endpoint.id if endpoint else None)
+        return _enqueue(state, session, event, None, endpoint_id)
     return _run_handlers(state, session, event, endpoint, None)
 
 
-def process_stored(state: State, event_id: str, *, force: bool = False) -> Result:
+def process_stored(
+    state: State, event_id: str, *, force: bool = False, dead: bool = False
+) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
 
     Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
-    same event at once). An event already processed is skipped (``duplicate``) unless
-    ``force`` is set. An event locked by another worker is ``busy``: try again later, it is
-    either processed by then or free again (a worker that died drops its lock).
+    same event at once). An event the pipeline is done with (processed, ignored, dead) is
+    skipped (``duplicate``) unless ``force`` is set; ``dead`` runs dead events too (what
+    ``reprocess --failed`` does once their cause is fixed). An event locked by another worker
+    is ``busy``: try again later, it is either processed by then or free again (a worker that
+    died drops its lock).
     """
     session = state.db.session
     query = sa.select(event_table).where(event_table.c.id == event_id)
@@ -520,12 +581,16 @@ def process_stored(state: State, event_id: str, *, force: bool = False) -> Resul
         if row is None:
             session.rollback()
             return Result(MISSING, f"no stored event {event_id}", event_id)
-        if row.status == PROCESSED and not force:
+        skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
+        if row.status in skip:
             session.rollback()
             return Result(DUPLICATE, event_id=event_id)
         endpoint = None
         if row.endpoint_id is not None:
             endpoint = endpoint_by_id(session, row.endpoint_id)
+        if not force and (state.paused or (endpoint is not None and endpoint.paused)):
+            session.rollback()
+            return Result(PAUSED, "paused: it runs on resume", event_id)
     except DBAPIError as exc:
         session.rollback()
         if not _unavailable(exc):
@@ -533,4 +598,4 @@ def process_stored(state: State, event_id: str, *, force: bool = False) -> Resul
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
         return Result(UNAVAILABLE, _UNAVAILABLE_REASON, event_id)
     event = _bind(state, Event.from_row(row, endpoint), endpoint)
-    return _run_handlers(state, session, event, endpoint, None, stored=True, force=force)
+    return _run_handlers(state, session, event, endpoint, None, stored=True, skip=skip)

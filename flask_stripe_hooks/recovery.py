@@ -12,6 +12,7 @@ never touches another's and the session does not grow with the run.
 from __future__ import annotations
 
 import logging
+import uuid as uuid_mod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,7 +23,18 @@ from flask import current_app
 
 from . import event_types
 from .events import Event, NotAnEvent
-from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
+from .models import (
+    DEAD,
+    EVENT_STATUSES,
+    FAILED,
+    IGNORED,
+    PENDING,
+    PROCESSED,
+    RETRYING,
+    delivery_table,
+    endpoint_table,
+    event_table,
+)
 from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
 from .utils import utcnow
 
@@ -40,7 +52,7 @@ PRUNE_BATCH = 2000
 
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
-_PROBLEMS = (FAILED, MISSING)
+_PROBLEMS = (FAILED, DEAD, MISSING)
 
 
 @dataclass
@@ -70,7 +82,18 @@ class Summary:
 
     def line(self) -> str:
         """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
-        order = ("processed", QUEUED, "duplicate", "busy", FAILED, MISSING)
+        order = (
+            "processed",
+            QUEUED,
+            "paused",
+            "duplicate",
+            RETRYING,
+            IGNORED,
+            "busy",
+            FAILED,
+            DEAD,
+            MISSING,
+        )
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
         parts += [f"{n} {k}" for k, n in self.counts.items() if k not in order]
         return ", ".join(parts) or "nothing to do"
@@ -82,11 +105,11 @@ class Summary:
 def counts(state: State) -> dict[str, int]:
     """Events by status, and events received in the last 24 hours.
 
-    Keys: ``pending`` (stored, waiting for a worker: queued), ``failed``, ``processed``,
-    ``last_24h`` and ``failed_24h``.
+    Keys: every status (``pending``: stored, waiting for a worker; ``failed``, ``processed``,
+    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``.
     """
     session = state.db.session
-    out = {PENDING: 0, FAILED: 0, PROCESSED: 0}
+    out = dict.fromkeys(EVENT_STATUSES, 0)
     for status, n in session.execute(
         sa.select(event_table.c.status, sa.func.count()).group_by(event_table.c.status)
     ):
@@ -103,6 +126,15 @@ def counts(state: State) -> dict[str, int]:
 
 
 # -- selecting events ----------------------------------------------------------------------
+
+#: The order events are drained in: Stripe's ``created`` (so each object's events run oldest
+#: first), those without one last, then arrival.
+_IN_ORDER = (
+    event_table.c.created.is_(None),
+    event_table.c.created,
+    event_table.c.received_at,
+    event_table.c.id,
+)
 
 
 def recent_events(
@@ -124,13 +156,22 @@ def recent_events(
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
-    """Pending events received more than ``older_than`` ago, oldest first: the ones whose
-    queue message was lost (or whose worker died before its retry)."""
+    """Pending events received more than ``older_than`` ago, and ``retrying`` events that are
+    due, oldest first: the ones whose queue message was lost (or whose worker died before its
+    retry), and the ones a handler asked to run again later."""
+    now = utcnow()
     query = (
         sa.select(event_table.c.id)
-        .where(event_table.c.status == PENDING)
-        .where(event_table.c.received_at <= utcnow() - older_than)
-        .order_by(event_table.c.received_at, event_table.c.id)
+        .where(
+            sa.or_(
+                sa.and_(
+                    event_table.c.status == PENDING,
+                    event_table.c.received_at <= now - older_than,
+                ),
+                sa.and_(event_table.c.status == RETRYING, event_table.c.next_attempt_at <= now),
+            )
+        )
+        .order_by(*_IN_ORDER)
     )
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
@@ -140,14 +181,15 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
 def failed_ids(
     state: State, since: timedelta | None = None, type_prefix: str | None = None
 ) -> list[str]:
-    """Failed events, oldest first, received within ``since`` and of ``type_prefix``."""
-    query = sa.select(event_table.c.id).where(event_table.c.status == FAILED)
+    """Failed and dead events, oldest first, received within ``since`` and of
+    ``type_prefix``."""
+    query = sa.select(event_table.c.id).where(event_table.c.status.in_((FAILED, DEAD)))
     if since is not None:
         query = query.where(event_table.c.received_at >= utcnow() - since)
     query = query.where(
         event_types.type_condition(event_table.c.type, event_types.normalize_prefix(type_prefix))
     )
-    query = query.order_by(event_table.c.received_at, event_table.c.id)
+    query = query.order_by(*_IN_ORDER)
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
     return ids
@@ -171,15 +213,17 @@ def describe(state: State, ids: Iterable[str]) -> list[tuple[str, str, str, int]
 # -- processing them -----------------------------------------------------------------------
 
 
-def process_events(state: State, event_ids: Iterable[str], *, force: bool = False) -> Summary:
+def process_events(
+    state: State, event_ids: Iterable[str], *, force: bool = False, dead: bool = False
+) -> Summary:
     """Run stored events through their handlers now, one transaction (and one fresh app
-    context) each. ``force`` runs events already processed again."""
+    context) each. ``force`` runs events already processed again; ``dead`` runs dead ones."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state.db.session.rollback()  # hold no transaction (or lock) while events run
     summary = Summary()
     for event_id in event_ids:
         with app.app_context():
-            summary.add(process_stored(state, event_id, force=force))
+            summary.add(process_stored(state, event_id, force=force, dead=dead))
     return summary
 
 
@@ -220,6 +264,35 @@ def process_again(state: State, event_id: str) -> Result:
             return Result(MISSING, f"no stored event {event_id}", event_id)
         return Result(UNAVAILABLE, "the queue did not take the event; it stays pending", event_id)
     return process_stored(state, event_id, force=True)
+
+
+# -- pause and resume ----------------------------------------------------------------------
+
+
+def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
+    """Pause (or resume) these endpoints, every endpoint when none is named; how many
+    changed. Unknown uuids raise ``ValueError``. Resuming runs nothing by itself: the pending
+    events are then run (``flask stripe-hooks resume`` does) in :func:`pending_ids` order."""
+    try:
+        wanted = [uuid_mod.UUID(str(value)) for value in uuids]
+    except ValueError:
+        raise ValueError(f"Not endpoint uuids: {' '.join(map(str, uuids))}.") from None
+    session = state.db.session
+    where = [endpoint_table.c.paused.is_(not paused)]
+    if wanted:
+        found = set(
+            session.execute(
+                sa.select(endpoint_table.c.uuid).where(endpoint_table.c.uuid.in_(wanted))
+            ).scalars()
+        )
+        missing = [str(u) for u in wanted if u not in found]
+        if missing:
+            session.rollback()
+            raise ValueError(f"No endpoint {', '.join(missing)}.")
+        where.append(endpoint_table.c.uuid.in_(wanted))
+    changed = session.execute(endpoint_table.update().where(*where).values(paused=paused))
+    session.commit()
+    return int(changed.rowcount)  # type: ignore[attr-defined]
 
 
 # -- fetch-missed --------------------------------------------------------------------------

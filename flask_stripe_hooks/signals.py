@@ -28,6 +28,24 @@ event_processed = _signals.signal("event-processed")
 #: kwargs: ``event``, ``exception``.
 event_failed = _signals.signal("event-failed")
 
+#: A handler raised ``Retry``; everything was rolled back and the event is ``retrying``.
+#: kwargs: ``event``, ``reason`` (str), ``delay`` (seconds until it is due).
+event_retrying = _signals.signal("event-retrying")
+
+#: A handler raised ``Ignore``; everything was rolled back and the event is ``ignored``.
+#: kwargs: ``event``, ``reason`` (str).
+event_ignored = _signals.signal("event-ignored")
+
+#: An event failed (or asked to be retried) ``STRIPE_HOOKS_MAX_ATTEMPTS`` times: it is
+#: ``dead`` and runs again only when re-processed by hand. kwargs: ``event``, ``exception``
+#: (the last one). Sent after ``event-failed`` for a failure.
+event_dead = _signals.signal("event-dead")
+
+#: ``latest_only`` handlers skipped an event because a newer event about the same object had
+#: been processed (``event.newer_event_id``). kwargs: ``event``, ``handlers`` (their names).
+#: Sent before the transaction commits.
+stale_skipped = _signals.signal("stale-skipped")
+
 #: A valid delivery of an event already processed; no handler ran. kwargs: ``event``.
 duplicate_skipped = _signals.signal("duplicate-skipped")
 

@@ -32,6 +32,12 @@ class State:
     endpoint_cache: float = 0.0
     #: uuid -> (EndpointInfo, monotonic deadline, write generation): that cache.
     endpoints: dict[Any, tuple[Any, float, int]] = field(default_factory=dict, repr=False)
+    #: Attempts (failures and retries) after which an event is ``dead``.
+    max_attempts: int = 16
+    #: The longest wait, in seconds, before a ``Retry`` of an event is due.
+    retry_max: float = 3600.0
+    #: ``STRIPE_HOOKS_PAUSED``: every endpoint of this app is paused.
+    paused: bool = False
 
     @property
     def registry(self) -> Any:

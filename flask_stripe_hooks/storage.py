@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .models import FAILED, PROCESSED, delivery_table, event_table
+from .models import FINAL_STATUSES, PROCESSED, delivery_table, event_table, object_table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -63,12 +63,22 @@ class Insert:
     bound parameters are read from the values by name. Every column with a default on the
     Python side must be given a value (they are not applied here). With ``skip_existing``, a
     row whose key exists already is skipped (``ON CONFLICT DO NOTHING`` on PostgreSQL and
-    SQLite; elsewhere the database raises ``IntegrityError``).
+    SQLite; elsewhere the database raises ``IntegrityError``). With ``newer_only`` (a column;
+    PostgreSQL and SQLite only), an existing row is updated when that column's new value is at
+    least its stored one, and left alone (0 rows) when it is older.
     """
 
-    def __init__(self, table: sa.Table, *, skip_existing: bool = False, **expressions: Any) -> None:
+    def __init__(
+        self,
+        table: sa.Table,
+        *,
+        skip_existing: bool = False,
+        newer_only: str | None = None,
+        **expressions: Any,
+    ) -> None:
         self.table = table
         self.skip_existing = skip_existing
+        self.newer_only = newer_only
         self.expressions = expressions
         self._compiled: dict[tuple[type, tuple[str, ...], bool], _Compiled] = {}
 
@@ -80,7 +90,15 @@ class Insert:
         }
         values.update(self.expressions)
         statement = self.table.insert()
-        if self.skip_existing and _on_conflict and dialect.name in _ON_CONFLICT:
+        if self.newer_only and dialect.name in _ON_CONFLICT:
+            upsert = _ON_CONFLICT[dialect.name](self.table)
+            column, key = self.newer_only, [c.name for c in self.table.primary_key]
+            statement = upsert.on_conflict_do_update(
+                index_elements=key,
+                set_={k: upsert.excluded[k] for k in keys if k not in key},
+                where=self.table.c[column] <= upsert.excluded[column],
+            )
+        elif self.skip_existing and _on_conflict and dialect.name in _ON_CONFLICT:
             statement = _ON_CONFLICT[dialect.name](self.table).on_conflict_do_nothing()
         compiled = statement.inline().values(values).compile(dialect=dialect)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
@@ -176,13 +194,59 @@ def insert_event_row(
     return bool(_insert_event_from_body[dialect.name, thin](connection, values))
 
 
-def claim(session: Session, event_id: str, now: datetime, *, force: bool = False) -> bool:
+track_object = Insert(object_table, newer_only="created")
+
+
+def track_newest(
+    connection: sa.Connection, object_id: str, event_id: str, created: datetime
+) -> str | None:
+    """Record ``event_id`` as the newest event applied to ``object_id``, unless an event with a
+    strictly later ``created`` is recorded already: then return that event's id (this one is
+    stale). The row stays locked until the transaction ends (PostgreSQL), so concurrent
+    deliveries for one object are judged one after the other."""
+    values = {"id": object_id, "event_id": event_id, "created": created}
+    if connection.dialect.name in _ON_CONFLICT:
+        if track_object(connection, values):
+            return None
+        newer = sa.select(object_table.c.event_id).where(object_table.c.id == object_id)
+        return connection.execute(newer).scalar()
+    # Elsewhere: lock, then insert or update (a concurrent first insert fails the attempt).
+    row = connection.execute(
+        sa.select(object_table.c.event_id, object_table.c.created)
+        .where(object_table.c.id == object_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        connection.execute(object_table.insert().values(values))
+    elif row.created > created:
+        return str(row.event_id)
+    else:
+        connection.execute(
+            object_table.update().where(object_table.c.id == object_id).values(values)
+        )
+    return None
+
+
+def mark_stale(
+    connection: sa.Connection, event_id: str, newer_event_id: str, skipped: list[str]
+) -> None:
+    """Note on the event which handlers skipped it as stale, and the newer event."""
+    connection.execute(
+        event_table.update()
+        .where(event_table.c.id == event_id)
+        .values(stale={"newer_event_id": newer_event_id, "skipped": skipped})
+    )
+
+
+def claim(
+    session: Session, event_id: str, now: datetime, *, skip: tuple[str, ...] = FINAL_STATUSES
+) -> bool:
     """Take a stored event for this transaction, marking it processed (a row lock on
-    PostgreSQL until commit). Only an event not yet processed is taken, unless ``force`` (an
-    explicit re-process)."""
+    PostgreSQL until commit); not one whose status is in ``skip`` (by default, one the
+    pipeline is done with). ``()`` takes any: an explicit re-process."""
     where = [event_table.c.id == event_id]
-    if not force:
-        where.append(event_table.c.status != PROCESSED)
+    if skip:
+        where.append(event_table.c.status.not_in(skip))
     result = session.execute(
         event_table.update()
         .where(*where)
@@ -191,26 +255,46 @@ def claim(session: Session, event_id: str, now: datetime, *, force: bool = False
             attempts=event_table.c.attempts + 1,
             processed_at=now,
             last_error=None,
+            next_attempt_at=None,
             last_traceback=None,
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_failed(session: Session, event_id: str, error: str, traceback: str | None) -> bool:
-    """Count a failed attempt on a stored event not processed meanwhile (``False``: there is
-    no such row, or a concurrent attempt processed it)."""
-    result = session.execute(
+def attempts_of(session: Session, event_id: str) -> tuple[str, int] | None:
+    """``(status, attempts)`` of a stored event, locked for this transaction on PostgreSQL
+    (a concurrent attempt's count waits for this one's); ``None``: not stored."""
+    query = sa.select(event_table.c.status, event_table.c.attempts).where(
+        event_table.c.id == event_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    return None if row is None else (str(row.status), int(row.attempts))
+
+
+def set_attempt(
+    session: Session,
+    event_id: str,
+    status: str,
+    attempts: int,
+    error: str | None,
+    traceback: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Store the outcome of an attempt that did not process the event."""
+    session.execute(
         event_table.update()
-        .where(event_table.c.id == event_id, event_table.c.status != PROCESSED)
+        .where(event_table.c.id == event_id)
         .values(
-            status=FAILED,
-            attempts=event_table.c.attempts + 1,
+            status=status,
+            attempts=attempts,
             last_error=error,
             last_traceback=traceback,
+            next_attempt_at=next_attempt_at,
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # -- lz4 ---------------------------------------------------------------------------------------

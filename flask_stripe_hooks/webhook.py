@@ -7,18 +7,23 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 
-from .models import DUPLICATE, FAILED, PROCESSED, QUEUED, REJECTED
-from .processing import BUSY, MISSING, UNAVAILABLE, receive
+from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
+from .processing import BUSY, MISSING, PAUSED, UNAVAILABLE, receive
 
 if TYPE_CHECKING:
     from .state import State
 
-#: What Stripe is answered for each outcome: 2xx once the event is durable; 500 and 503 make
-#: Stripe retry.
+#: What Stripe is answered for each outcome: 2xx once the event is durable and needs no retry
+#: from Stripe (an event ``dead`` here is answered 200: more deliveries would not help it, and
+#: Stripe disables endpoints that keep failing); 500 and 503 make Stripe retry.
 STATUS = {
     PROCESSED: 200,
     DUPLICATE: 200,
     QUEUED: 200,
+    PAUSED: 200,
+    IGNORED: 200,
+    DEAD: 200,
+    RETRYING: 503,
     REJECTED: 400,
     MISSING: 404,
     BUSY: 409,
@@ -41,7 +46,10 @@ def create_blueprint(state: State) -> Blueprint:
         if len(body) > max_body:
             return _text(413, "body too large")
         result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
-        return _text(STATUS[result.outcome], result.reason or result.outcome)
+        response = _text(STATUS[result.outcome], result.reason or result.outcome)
+        if result.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(result.retry_after)))
+        return response
 
     # The URL with and without its trailing slash, as two rules: with strict_slashes=False,
     # Werkzeug answers OPTIONS without an Allow header and GET with 404 on the form without.

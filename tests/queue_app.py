@@ -14,6 +14,8 @@ Handlers do what the event's ``data.object.metadata`` asks:
 
 - ``fail_once``: raise on the first call for this event id (in any process), succeed after.
 - ``fail_always``: always raise.
+- ``retry_once``: raise ``Retry(after=0.5)`` on the first call for this event id.
+- ``ignore``: raise ``Ignore`` with this reason.
 - ``hang_once``: on the first call write ``hang-<id>.pid`` and sleep (to be killed).
 - ``on_commit``: register an on-commit callback appending ``<id> <pid>`` to ``commits.log``.
 
@@ -29,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from flask_stripe_hooks import StripeHooks, on_commit
+from flask_stripe_hooks import Ignore, Retry, StripeHooks, on_commit
 
 db = SQLAlchemy()
 hooks = StripeHooks()
@@ -109,6 +111,10 @@ def handle(event: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"{event.id} fails on its first attempt")
     if meta.get("fail_always"):
         raise RuntimeError(f"{event.id} always fails")
+    if meta.get("retry_once") and first_time(f"retry-{event.id}"):
+        raise Retry("the customer is not stored yet", after=0.5)
+    if meta.get("ignore"):
+        raise Ignore(meta["ignore"])
     db.session.execute(handled.insert().values(event_id=event.id, note=str(os.getpid())))
     if meta.get("on_commit"):
 

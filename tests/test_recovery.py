@@ -395,6 +395,9 @@ def test_counts(queue_mode: Any) -> None:
             "pending": 2,
             "failed": 1,
             "processed": 1,
+            "retrying": 0,
+            "ignored": 0,
+            "dead": 0,
             "last_24h": 3,
             "failed_24h": 1,
         }
