@@ -22,7 +22,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
 )
 
-from conftest import make_app, reset_postgres, rows
+from helpers import make_app, reset_postgres, rows
 
 T0 = 1_780_000_000
 

@@ -14,7 +14,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 from flask_stripe_hooks.utils import utcnow
 
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 
 ZERO = timedelta(0)
 
