@@ -66,7 +66,7 @@ from .models import (
     WebhookEndpoint,
     active_secrets,
 )
-from .processing import MISSING
+from .outcomes import MISSING
 from .state import get_state
 from .utils import StripeHooksError, mask, parse_duration, resolve_setting, utcnow
 

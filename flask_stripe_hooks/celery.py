@@ -41,7 +41,8 @@ from contextlib import contextmanager
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
-from .processing import BUSY, MISSING, process_stored
+from .outcomes import BUSY, MISSING
+from .processing import process_stored
 from .state import get_state
 from .utils import parse_duration
 

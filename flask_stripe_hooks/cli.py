@@ -1,4 +1,5 @@
-"""``flask stripe-hooks ...``: manage endpoints, look at events, send test events, recover.
+"""``flask stripe-hooks ...``: look at events, send test events, recover, pause; the endpoint
+commands live in :mod:`flask_stripe_hooks.cli_endpoints` and are added to the same group.
 
 Commands run inside the app context Flask's CLI provides; errors end in a
 ``click.ClickException`` with a message to act on. No command prints a secret.
@@ -6,108 +7,26 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
+from . import cli_endpoints, event_types, recovery
 from . import endpoints as endpoint_ops
-from . import event_types, recovery, stripe_cli
-from .models import EVENT_STATUSES, RETRYING, WebhookEndpoint, active_secrets
+from .cli_support import DURATION, MODES, find_endpoint, refused, session, table
+from .models import EVENT_STATUSES, RETRYING, active_secrets
 from .state import get_state
-from .stripe_api import StripeAPIError, key_source
 from .testing import event_for, send_event
-from .utils import StripeHooksError, format_duration, mode_name, parse_duration, utcnow
+from .utils import format_duration, mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-
-MODES = click.Choice(["test", "live"])
-PAYLOADS = click.Choice(["snapshot", "thin"])
-
-
-def _payload_option(help: str) -> Any:
-    return click.option(
-        "--payload", type=PAYLOADS, default="snapshot", show_default=True, help=help
-    )
-
-
-def _session():  # type: ignore[no-untyped-def]
-    return get_state().db.session
-
-
-def find_endpoint(value: str) -> WebhookEndpoint:
-    """An endpoint by uuid (or Stripe id ``we_...``/``ed_...``), or a ClickException."""
-    try:
-        return endpoint_ops.get_endpoint(value)
-    except endpoint_ops.EndpointError as exc:
-        raise click.ClickException(
-            f"{exc.message} See 'flask stripe-hooks list-endpoints'."
-        ) from None
-
-
-@cli.command("register-endpoint")
-@click.option(
-    "--secret",
-    prompt="Signing secret (whsec_...)",
-    hide_input=True,
-    help="The endpoint's signing secret; prompted for (hidden) when left out.",
-)
-@click.option("--mode", type=MODES, default="test", show_default=True)
-@click.option(
-    "--stripe-id", help="The endpoint's id on Stripe (we_..., or ed_... if thin), if it has one."
-)
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-@click.option("--description", default="", help="A note about the endpoint, shown in the admin.")
-@_payload_option("thin: an event destination that sends thin events (v2.core.event).")
-def register_endpoint(
-    secret: str, mode: str, stripe_id: str | None, account: str, description: str, payload: str
-) -> None:
-    """Record an endpoint made elsewhere (Dashboard, 'stripe listen') with its secret."""
-    with _refused():
-        endpoint = endpoint_ops.register_endpoint(
-            secret,
-            livemode=mode == "live",
-            stripe_id=stripe_id,
-            account=account,
-            description=description,
-            payload=payload,
-        )
-    click.echo(
-        f"Registered {mode}-mode endpoint {endpoint.uuid}"
-        + (" for thin events" if payload == "thin" else "")
-    )
-    click.echo(f"URL path: {get_state().webhook_path(endpoint.uuid)}")
-
-
-@cli.command("list-endpoints")
-def list_endpoints() -> None:
-    """List the endpoints (never their secrets)."""
-    endpoints = _session().execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id))
-    now = utcnow()
-    rows = [
-        (
-            str(e.uuid),
-            e.mode,
-            e.payload,
-            e.status,
-            e.stripe_id or "-",
-            e.account or "-",
-            f"{len(active_secrets(e.secrets, now))} active secret(s)",
-            e.url or get_state().webhook_path(e.uuid),
-        )
-        for e in endpoints.scalars()
-    ]
-    if not rows:
-        click.echo("No endpoints. Add one with 'register-endpoint' or 'create-endpoint'.")
-        return
-    _table(("uuid", "mode", "payload", "status", "stripe id", "account", "secrets", "url"), rows)
+for _command in cli_endpoints.COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command("events")
@@ -132,7 +51,7 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
     if not rows:
         click.echo("No events match.")
         return
-    _table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+    table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
 
 
 def _status(event: Any) -> str:
@@ -173,16 +92,16 @@ def send_test_event(
     if endpoint_id:
         endpoint = find_endpoint(endpoint_id)
     else:
-        with _refused():
+        with refused():
             endpoint = endpoint_ops.only_enabled_endpoint()
-    with _refused():
+    with refused():
         event = event_for(endpoint, event_type, data)
     secrets = active_secrets(endpoint.secrets, utcnow())
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     endpoint_uuid = endpoint.uuid
-    _session().rollback()  # hold no transaction while the delivery runs
+    session().rollback()  # hold no transaction while the delivery runs
     try:
         status, text = send_event(app, endpoint_uuid, event, secrets[0], url=url)
     except ConnectionError as exc:
@@ -192,21 +111,6 @@ def send_test_event(
         raise click.exceptions.Exit(1)
 
 
-class Duration(click.ParamType):
-    """``30s``, ``5m``, ``2h``, ``3d`` (``0``: now) as a ``timedelta``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
 ENQUEUE = click.option(
     "--enqueue",
@@ -234,7 +138,7 @@ def _run_events(
     if dry_run:
         rows = recovery.describe(state, ids)
         if rows:
-            _table(("id", "type", "status", "attempts"), [(*r[:3], str(r[3])) for r in rows])
+            table(("id", "type", "status", "attempts"), [(*r[:3], str(r[3])) for r in rows])
         click.echo(f"{command}: dry run, would {'queue' if enqueue else 'process'} {len(rows)}")
         return
     if enqueue and state.event_callback is None:
@@ -356,7 +260,7 @@ def fetch_missed(
     """Read recent events from Stripe; store and process those that never arrived."""
     _check_type(type_prefix)
     state = get_state()
-    with _refused():
+    with refused():
         missed = recovery.find_missed(
             state, since=since, type_prefix=type_prefix, account=account, livemode=mode == "live"
         )
@@ -400,206 +304,3 @@ def prune(older_than: timedelta, keep_failed: bool, dry_run: bool) -> None:
         f"prune: {verb} {found['deliveries']} delivery(ies) and {found['events']} event(s)"
         f" received more than {format_duration(older_than)} ago"
     )
-
-
-# -- endpoints on Stripe (endpoints.py does the work) -----------------------------------
-
-
-@contextmanager
-def _refused() -> Iterator[None]:
-    """EndpointError / StripeAPIError (a StripeHooksError) → a ClickException."""
-    try:
-        yield
-    except StripeHooksError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def _describe(endpoint: WebhookEndpoint) -> None:
-    events = endpoint.enabled_events
-    click.echo(f"  uuid:      {endpoint.uuid}")
-    click.echo(f"  URL:       {endpoint.url or get_state().webhook_path(endpoint.uuid)}")
-    click.echo(f"  Stripe id: {endpoint.stripe_id or '-'}")
-    click.echo(
-        f"  mode:      {endpoint.mode}"
-        + (f", account {endpoint.account}" if endpoint.account else "")
-    )
-    click.echo(f"  status:    {endpoint.status}")
-    click.echo(f"  payload:   {endpoint.payload}")
-    click.echo(f"  events:    {', '.join(events) if len(events) <= 5 else f'{len(events)} types'}")
-
-
-def _metadata(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.ClickException(f"--metadata takes KEY=VALUE, not {item!r}.")
-        out[key.strip()] = value
-    return out
-
-
-EVENTS_HELP = (
-    "Event type, or a pattern such as customer.subscription.* (expanded to the real types);"
-    " repeat it or separate names by commas."
-)
-
-
-@cli.command("create-endpoint")
-@click.option("--base-url", required=True, help="The app's public URL, e.g. https://example.com.")
-@click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
-@click.option("--mode", type=MODES, default="test", show_default=True)
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-@click.option("--api-version", help="API version of the events (default: STRIPE_API_VERSION).")
-@click.option(
-    "--description", default="", help="A note about the endpoint, on Stripe and in the admin."
-)
-@click.option("--metadata", multiple=True, help="KEY=VALUE, repeatable.")
-@click.option("--connect", is_flag=True, help="Receive events from connected accounts.")
-@_payload_option("thin: a v2 event destination sending thin events (v1.billing.meter.*, v2.*).")
-def create_endpoint(
-    base_url: str,
-    events: tuple[str, ...],
-    mode: str,
-    account: str,
-    api_version: str | None,
-    description: str,
-    metadata: tuple[str, ...],
-    connect: bool,
-    payload: str,
-) -> None:
-    """Create an endpoint on Stripe and store its signing secret (never printed)."""
-    with _refused():
-        endpoint = endpoint_ops.create_endpoint(
-            payload=payload,
-            base_url=base_url,
-            events=list(events) or None,
-            livemode=mode == "live",
-            account=account,
-            api_version=api_version,
-            description=description,
-            metadata=_metadata(metadata),
-            connect=connect,
-        )
-    click.echo(f"Created {endpoint.mode}-mode endpoint {endpoint.uuid}; its secret is stored.")
-    _describe(endpoint)
-
-
-@cli.command("update-endpoint")
-@click.argument("endpoint_id", metavar="UUID")
-@click.option("--enable/--disable", "enabled", default=None, help="Receive events or not.")
-@click.option("--events", multiple=True, help=EVENTS_HELP)
-@click.option("--description", help="A new note about the endpoint (synced to Stripe).")
-def update_endpoint(
-    endpoint_id: str, enabled: bool | None, events: tuple[str, ...], description: str | None
-) -> None:
-    """Change an endpoint, on Stripe too when it has a Stripe id."""
-    if enabled is None and not events and description is None:
-        raise click.ClickException(
-            "Nothing to change: give --enable, --disable, --events or --description."
-        )
-    endpoint = find_endpoint(endpoint_id)
-    with _refused():
-        endpoint = endpoint_ops.update_endpoint(
-            endpoint, enabled=enabled, events=list(events) or None, description=description
-        )
-    click.echo(
-        f"Updated endpoint {endpoint.uuid}" + (" (and on Stripe)." if endpoint.stripe_id else ".")
-    )
-    _describe(endpoint)
-
-
-@cli.command("delete-endpoint")
-@click.argument("endpoint_id", metavar="UUID")
-@click.option("--keep-remote", is_flag=True, help="Delete it here only, not on Stripe.")
-def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
-    """Delete an endpoint on Stripe, then here (its stored events stay)."""
-    endpoint = find_endpoint(endpoint_id)
-    uuid, stripe_id = endpoint.uuid, endpoint.stripe_id
-    with _refused():
-        endpoint_ops.delete_endpoint(endpoint, keep_remote=keep_remote)
-    where = (" (kept on Stripe)" if keep_remote else " and on Stripe") if stripe_id else ""
-    click.echo(f"Deleted endpoint {uuid}{where}.")
-
-
-@cli.command("sync-endpoints")
-@click.option("--mode", type=MODES, default="test", show_default=True)
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-def sync_endpoints(mode: str, account: str) -> None:
-    """Read the account's endpoints from Stripe: update known ones, import unknown ones."""
-    with _refused():
-        result = endpoint_ops.sync_endpoints(account=account, livemode=mode == "live")
-    click.echo(result.line())
-    for message in result.messages:
-        click.echo(message)
-
-
-@cli.command("set-secret")
-@click.argument("endpoint_id", metavar="UUID")
-@click.argument("secret", required=False)
-@click.option(
-    "--keep-old-for",
-    type=DURATION,
-    default="0",
-    show_default=True,
-    help="How long the previous secret stays valid: 30m, 24h, 3d (0: not at all).",
-)
-def set_secret(endpoint_id: str, secret: str | None, keep_old_for: timedelta) -> None:
-    """Set an endpoint's signing secret (rotation); prompted for, hidden, when left out."""
-    endpoint = find_endpoint(endpoint_id)
-    if secret is None:
-        secret = click.prompt("Signing secret (whsec_...)", hide_input=True)
-    with _refused():
-        endpoint_ops.set_secret(endpoint, secret, keep_old_for=keep_old_for)
-    kept = "previous secrets are no longer accepted"
-    if keep_old_for:
-        until = (utcnow() + keep_old_for).strftime("%Y-%m-%d %H:%M UTC")
-        kept = f"the previous one is accepted until {until}"
-    click.echo(f"New secret stored for {endpoint.uuid}; {kept}.")
-
-
-@cli.command("listen")
-@click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
-@click.option(
-    "--forward-to",
-    default="http://127.0.0.1:5000",
-    show_default=True,
-    help="Base URL of the running app ('flask run').",
-)
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
-    """Local development: forward test-mode events with the Stripe CLI ('stripe listen').
-
-    Records a temporary endpoint with the secret 'stripe listen --print-secret' gives,
-    forwards to it until you stop (Ctrl-C), then removes it.
-    """
-    with _refused():
-        binary = stripe_cli.find()
-        enabled = endpoint_ops.expand_events(list(events) or ["*"])
-    env = dict(os.environ)
-    with suppress(StripeAPIError):  # the configured test key, else the Stripe CLI's login
-        env["STRIPE_API_KEY"], _ = key_source(get_state(), account=account, livemode=False)
-    with _refused():
-        secret = stripe_cli.print_secret(binary, env)
-        endpoint = endpoint_ops.register_endpoint(
-            secret, account=account, enabled_events=enabled, description="stripe listen (temporary)"
-        )
-    endpoint_uuid = endpoint.uuid
-    target = forward_to.rstrip("/") + get_state().webhook_path(endpoint_uuid)
-    click.echo(f"Temporary test-mode endpoint {endpoint_uuid}; forwarding to {target}")
-    click.echo("Stop with Ctrl-C.")
-    try:
-        with _refused():
-            code = stripe_cli.forward(binary, target, enabled, env)
-    finally:
-        _session().rollback()
-        with _refused():
-            endpoint_ops.delete_endpoint(endpoint_ops.get_endpoint(endpoint_uuid), keep_remote=True)
-        click.echo(f"Removed the temporary endpoint {endpoint_uuid}.")
-    if code not in stripe_cli.STOPPED:
-        raise click.exceptions.Exit(code)
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

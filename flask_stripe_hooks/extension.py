@@ -15,7 +15,7 @@ from .state import State, get_state
 from .utils import parse_duration, resolve_setting
 
 if TYPE_CHECKING:
-    from .processing import Result
+    from .outcomes import Result
 
 __all__ = ["DEFAULTS", "State", "StripeHooks", "get_state"]
 

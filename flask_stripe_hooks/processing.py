@@ -2,19 +2,21 @@
 on-commit callbacks.
 
 Every caller goes through here: the webhook view (:func:`receive`), the CLI, the admin and
-queue workers (:func:`process_stored`). The happy path is three statements and one commit:
+queue workers (:func:`process_stored`). The happy path is four statements and one commit:
 
-1. ``INSERT`` the event row, status ``processed``. It is the exactly-once gate: a second
-   delivery of the same id is skipped by ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite; an
-   ``IntegrityError`` elsewhere) with no ``SELECT`` first, and on PostgreSQL a concurrent one
-   waits for the first to commit or roll back.
-2. The handlers, on the same ``db.session``, so their writes share the transaction.
-3. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
+1. ``INSERT`` the event row, status ``processed``: the exactly-once gate. A second delivery of
+   the same id is skipped by ``ON CONFLICT DO NOTHING`` (an ``IntegrityError`` on databases
+   without it) with no ``SELECT`` first; on PostgreSQL a concurrent one waits for the first.
+2. Record the event as the newest applied to its object, unless a later one is (then the event
+   is stale, and ``latest_only`` handlers skip it); the object's row stays locked.
+3. The handlers, on the same ``db.session``, so their writes share the transaction.
+4. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
 
-When a handler raises, the transaction is rolled back whole and the failure is written in a
-new, short transaction: the delivery with its traceback, the event as ``failed``. A failed
-event is not a duplicate: the next delivery claims it with ``UPDATE ... WHERE status <>
-'processed'`` and runs the handlers again.
+When a handler raises, the transaction is rolled back whole and the attempt is written in a
+new, short transaction: the delivery, the event as ``failed`` (``retrying`` or ``ignored`` for
+``Retry`` and ``Ignore``; ``dead`` after ``STRIPE_HOOKS_MAX_ATTEMPTS``). Only a processed,
+ignored or dead event is a duplicate: the next delivery of any other claims it and runs the
+handlers again.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from .models import (
     RETRYING,
     event_table,
 )
+from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE, Result
 from .storage import (
     attempts_of,
     claim,
@@ -68,40 +71,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_stripe_hooks")
 
-# What a delivery or a run of a stored event came to (``Result.outcome``): the outcomes a
-# delivery row stores (models.py: processed, duplicate, queued, rejected, failed, retrying,
-# ignored), ``dead``, and these three. The webhook view maps each to its HTTP status.
-
-#: No such endpoint (or it is disabled), or no such stored event.
-MISSING = "missing"
-#: The database could not be reached, or dropped the connection: try again later.
-UNAVAILABLE = "unavailable"
-#: Another worker holds the stored event locked: try again later.
-BUSY = "busy"
-#: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume``.
-PAUSED = "paused"
-
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
 
 _UNAVAILABLE_REASON = "database unavailable, retry later"
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """The outcome of one delivery or run, and a short text that is safe to send back."""
-
-    outcome: str
-    reason: str = ""
-    event_id: str | None = None
-    #: For ``retrying``: seconds until the event is due.
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
-        queued, paused, ignored or dead (stored, and not to be retried on its own)."""
-        return self.outcome in (PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD)
 
 
 def _notify(signal: Any, **kwargs: Any) -> None:

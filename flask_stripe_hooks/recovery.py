@@ -30,12 +30,14 @@ from .models import (
     IGNORED,
     PENDING,
     PROCESSED,
+    QUEUED,
     RETRYING,
     delivery_table,
     endpoint_table,
     event_table,
 )
-from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
+from .outcomes import MISSING, UNAVAILABLE, Result
+from .processing import process_stored, store_event
 from .utils import utcnow
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, request
 
 from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
-from .processing import BUSY, MISSING, PAUSED, UNAVAILABLE, receive
+from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE
+from .processing import receive
 
 if TYPE_CHECKING:
     from .state import State

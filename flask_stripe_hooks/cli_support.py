@@ -1,0 +1,70 @@
+"""What the ``flask stripe-hooks`` commands share: option types, tables, error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from . import endpoints as endpoint_ops
+from .models import WebhookEndpoint
+from .state import get_state
+from .utils import StripeHooksError, parse_duration
+
+MODES = click.Choice(["test", "live"])
+PAYLOADS = click.Choice(["snapshot", "thin"])
+
+
+def payload_option(help: str) -> Any:
+    return click.option(
+        "--payload", type=PAYLOADS, default="snapshot", show_default=True, help=help
+    )
+
+
+def session():  # type: ignore[no-untyped-def]
+    return get_state().db.session
+
+
+def find_endpoint(value: str) -> WebhookEndpoint:
+    """An endpoint by uuid (or Stripe id ``we_...``/``ed_...``), or a ClickException."""
+    try:
+        return endpoint_ops.get_endpoint(value)
+    except endpoint_ops.EndpointError as exc:
+        raise click.ClickException(
+            f"{exc.message} See 'flask stripe-hooks list-endpoints'."
+        ) from None
+
+
+@contextmanager
+def refused() -> Iterator[None]:
+    """EndpointError / StripeAPIError (a StripeHooksError) → a ClickException."""
+    try:
+        yield
+    except StripeHooksError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+class Duration(click.ParamType):
+    """``30s``, ``5m``, ``2h``, ``3d`` (``0``: now) as a ``timedelta``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+def table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
