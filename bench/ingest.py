@@ -201,6 +201,46 @@ def quick(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def switch(
+    doc: str | None,
+    on: tuple[str, Callable[[], Any]],
+    off: tuple[str, Callable[[], Any]],
+    *,
+    target: float | None = None,
+) -> None:
+    """A paired run of one flask-stripe-hooks app against itself with a setting of the process
+    switched: ``on``/``off`` are ``(label, function that sets it)``. Prints, per backend, the
+    median over the pairs of (time with it on) / (time with it off) and its 95% interval, and
+    PASS/MISS against ``target`` (the highest ratio allowed) when given."""
+    parser = run_arguments(doc)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    args = quick(parser.parse_args())
+    print(f"machine: {common.machine()}")
+    bodies = payloads.bodies(args.deliveries + args.warmup)
+    print(f"payloads: {payloads.describe(bodies)}")
+    (on_label, set_on), (off_label, set_off) = on, off
+    contenders = {off_label: ("fsh", {}), on_label: ("fsh", {})}
+    before = {off_label: set_off, on_label: set_on}
+    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
+            set_on()
+            ratio = common.median(ratios)
+            low, high = common.median_interval(ratios)
+            verdict = ""
+            if target is not None:
+                verdict = f"   {'PASS' if ratio <= target else 'MISS'} (target <= {target:.2f}x)"
+            print(
+                f"{backend:<10} {on_label} {rates[on_label]:7.0f}/s   {off_label}"
+                f" {rates[off_label]:7.0f}/s   time ratio {ratio:.3f}x (median of {len(ratios)}"
+                f" pairs, 95% interval {low:.3f}-{high:.3f}; total rates"
+                f" {rates[off_label] / rates[on_label]:.3f}x){verdict}",
+                flush=True,
+            )
+    if args.quick:
+        print("(--quick: a smoke run; the numbers mean nothing)")
+
+
 def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")
