@@ -216,12 +216,11 @@ def _record(
                     break
             except IntegrityError:
                 pass
-        if delivery is not None:
-            outcome = FAILED if stored == DEAD else stored
+        if delivery is not None:  # what this attempt did, whatever a concurrent one did
             insert_delivery(
                 session.connection(),
                 delivery.values(
-                    outcome, valid=True, event_id=event.id, error=error, traceback=traceback
+                    status, valid=True, event_id=event.id, error=error, traceback=traceback
                 ),
             )
         session.commit()
