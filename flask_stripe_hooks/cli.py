@@ -25,7 +25,7 @@ from .testing import event_for, send_event
 from .utils import format_duration, mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _command in cli_endpoints.COMMANDS:
+for _command in cli_endpoints.commands.commands.values():
     cli.add_command(_command)
 
 

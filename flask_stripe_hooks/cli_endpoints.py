@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import click
 import sqlalchemy as sa
+from flask.cli import AppGroup
 
 from . import endpoints as endpoint_ops
 from . import stripe_cli
@@ -27,8 +28,12 @@ from .state import get_state
 from .stripe_api import StripeAPIError, key_source
 from .utils import utcnow
 
+#: These commands, each run in the app context (an ``AppGroup`` wraps them so); the
+#: ``flask stripe-hooks`` group of :mod:`flask_stripe_hooks.cli` adds every one of them.
+commands = AppGroup("endpoints")
 
-@click.command("register-endpoint")
+
+@commands.command("register-endpoint")
 @click.option(
     "--secret",
     prompt="Signing secret (whsec_...)",
@@ -62,7 +67,7 @@ def register_endpoint(
     click.echo(f"URL path: {get_state().webhook_path(endpoint.uuid)}")
 
 
-@click.command("list-endpoints")
+@commands.command("list-endpoints")
 def list_endpoints() -> None:
     """List the endpoints (never their secrets)."""
     endpoints = session().execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id))
@@ -116,7 +121,7 @@ EVENTS_HELP = (
 )
 
 
-@click.command("create-endpoint")
+@commands.command("create-endpoint")
 @click.option("--base-url", required=True, help="The app's public URL, e.g. https://example.com.")
 @click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
 @click.option("--mode", type=MODES, default="test", show_default=True)
@@ -156,7 +161,7 @@ def create_endpoint(
     _describe(endpoint)
 
 
-@click.command("update-endpoint")
+@commands.command("update-endpoint")
 @click.argument("endpoint_id", metavar="UUID")
 @click.option("--enable/--disable", "enabled", default=None, help="Receive events or not.")
 @click.option("--events", multiple=True, help=EVENTS_HELP)
@@ -180,7 +185,7 @@ def update_endpoint(
     _describe(endpoint)
 
 
-@click.command("delete-endpoint")
+@commands.command("delete-endpoint")
 @click.argument("endpoint_id", metavar="UUID")
 @click.option("--keep-remote", is_flag=True, help="Delete it here only, not on Stripe.")
 def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
@@ -193,7 +198,7 @@ def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
     click.echo(f"Deleted endpoint {uuid}{where}.")
 
 
-@click.command("sync-endpoints")
+@commands.command("sync-endpoints")
 @click.option("--mode", type=MODES, default="test", show_default=True)
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 def sync_endpoints(mode: str, account: str) -> None:
@@ -205,7 +210,7 @@ def sync_endpoints(mode: str, account: str) -> None:
         click.echo(message)
 
 
-@click.command("set-secret")
+@commands.command("set-secret")
 @click.argument("endpoint_id", metavar="UUID")
 @click.argument("secret", required=False)
 @click.option(
@@ -229,7 +234,7 @@ def set_secret(endpoint_id: str, secret: str | None, keep_old_for: timedelta) ->
     click.echo(f"New secret stored for {endpoint.uuid}; {kept}.")
 
 
-@click.command("listen")
+@commands.command("listen")
 @click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
 @click.option(
     "--forward-to",
@@ -269,16 +274,3 @@ def listen(events: tuple[str, ...], forward_to: str, account: str) -> None:
         click.echo(f"Removed the temporary endpoint {endpoint_uuid}.")
     if code not in stripe_cli.STOPPED:
         raise click.exceptions.Exit(code)
-
-
-#: Registered on the ``flask stripe-hooks`` group by :mod:`flask_stripe_hooks.cli`.
-COMMANDS = (
-    register_endpoint,
-    list_endpoints,
-    create_endpoint,
-    update_endpoint,
-    delete_endpoint,
-    sync_endpoints,
-    set_secret,
-    listen,
-)
