@@ -386,7 +386,7 @@ def prune(
     keep_failed: bool = False,
     bodies_older_than: timedelta | None = None,
     dry_run: bool = False,
-    batch: int = PRUNE_BATCH,
+    batch: int | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, int]:
     """Delete deliveries and finished events received more than ``older_than`` ago, and
@@ -396,10 +396,11 @@ def prune(
     events still pending; with ``keep_failed``, failed events and their deliveries stay
     too. Returns ``{"deliveries": n, "events": n, "bodies": n}``.
 
-    Rows go in batches of ``batch``, walked in ``(received_at, id)`` order, one short
-    transaction each, so no lock is held for long and a table of millions is never read
-    whole at once; ``progress(n)`` is called after each batch. With ``dry_run`` nothing
-    changes and each figure is a capped count: :data:`PRUNE_COUNT_CAP` + 1 means "more".
+    Rows go in batches of ``batch`` (:data:`PRUNE_BATCH`), walked in ``(received_at, id)``
+    order, one short transaction each, so no lock is held for long and a table of millions
+    is never read whole at once; ``progress(n)`` is called after each batch. With
+    ``dry_run`` nothing changes and each figure is a capped count: :data:`PRUNE_COUNT_CAP`
+    + 1 means "more".
     """
     now = utcnow()
     cutoff = now - older_than
@@ -429,7 +430,8 @@ def prune(
             query = sa.select(table.c.id).where(*where)
             found[name] = paging.capped_count(state.db.session, query, table.c.id, PRUNE_COUNT_CAP)
         else:
-            found[name] = _in_batches(state, table, where, change, batch, progress)
+            size = batch or PRUNE_BATCH
+            found[name] = _in_batches(state, table, where, change, size, progress)
     state.db.session.rollback()
     return found
 
