@@ -15,6 +15,10 @@
    the longest any lock is held), then clearing bodies of another tenth.
 3. Ingest with a long history: ``ingest.interleaved`` on PostgreSQL, an empty database
    against one holding ``--ingest-history`` events, deliveries in alternating blocks.
+4. Draining: ``--drain`` pending events (among the history) handed to Celery with
+   ``process-pending --older-than 0 --enqueue``, drained by a worker of concurrency 1, 2
+   and 4 (Redis broker, PostgreSQL, ``tests/queue_app.py``'s handler, which writes one row
+   per event); the time until none is pending, and a check that every event ran once.
 """
 
 from __future__ import annotations
@@ -210,18 +214,87 @@ def ingest_figures(pg_url: str, tmp: str, history: int, quick: bool) -> None:
     )
 
 
+def drain_figures(pg_url: str, tmp: str, count: int) -> None:
+    import shutil
+    import subprocess
+
+    from queue_support import app_env, free_port, port_open, start_worker, wait_until
+
+    port = free_port()
+    redis = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port)]
+        + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(port), 20, "redis-server")
+        url = common.create_database(pg_url, "drain")
+        env = app_env(url, Path(tmp), REDIS_URL=f"redis://127.0.0.1:{port}")
+        os.environ.update(DATABASE_URL=url, MARKS=tmp, REDIS_URL=env["REDIS_URL"])
+        import queue_app
+
+        app = queue_app.create_app()
+        db = app.extensions["sqlalchemy"]
+        with app.app_context():
+            db.create_all()
+            endpoint = create_endpoint(db)
+            with db.engine.begin() as conn:
+                newest = utcnow() - timedelta(hours=1)
+                fill(conn, count * 10, newest=newest, endpoint_id=endpoint.id, step=STEP)
+                pending_rows = {"status": "pending", "prefix": "evt_p"}
+                fill(conn, count, newest=newest, endpoint_id=endpoint.id, **pending_rows)
+        print(f"\ndraining {count:,} pending events among {count * 10:,} (Celery, Redis)")
+        events, handled = sa.table("stripe_hooks_event", sa.column("status")), queue_app.handled
+        pending = sa.select(sa.func.count()).select_from(events).where(events.c.status == "pending")
+        runs = sa.select(sa.func.count(), sa.func.count(handled.c.event_id.distinct()))
+        enqueue = ["stripe-hooks", "process-pending", "--older-than", "0", "--enqueue"]
+        for workers in (1, 2, 4):
+            with app.app_context(), db.engine.begin() as conn:
+                conn.execute(handled.delete())
+                again = sa.text(
+                    "UPDATE stripe_hooks_event SET status = 'pending' WHERE id LIKE 'evt_p%'"
+                )
+                conn.execute(again)
+            worker = start_worker(env, Path(tmp) / f"worker{workers}.log", concurrency=workers)
+            try:
+                start = time.perf_counter()
+                app.test_cli_runner().invoke(args=enqueue)
+                queued = time.perf_counter() - start
+                with app.app_context(), db.engine.connect() as conn:
+                    wait_until(lambda c=conn: c.execute(pending).scalar() == 0, 600, "the drain")
+                    took = time.perf_counter() - start
+                    ran = tuple(conn.execute(runs).one())
+            finally:
+                worker.stop()
+            verdict = "each once" if ran == (count, count) else f"WRONG {ran}"
+            print(
+                f"  concurrency {workers}: {count / took:7.0f} events/s (queued in {queued:.1f} s,"
+                f" drained in {took:.1f} s), handler runs: {verdict}"
+            )
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pg-sizes", default="1000,100000,1000000")
     parser.add_argument("--sqlite-sizes", default="1000,1000000")
     parser.add_argument("--ingest-history", type=int, default=1_000_000)
+    parser.add_argument("--drain", type=int, default=2000, help="pending events to drain")
+    parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
     args = parser.parse_args()
     if args.quick:
         args.pg_sizes, args.sqlite_sizes, args.ingest_history = "1000,20000", "1000,20000", 20000
+        args.drain = 200
     print(common.machine())
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        if args.drain:
+            drain_figures(pg_url, tmp, args.drain)
+        if args.skip_pages:
+            return
         sqlite = {}
         for size in map(int, args.sqlite_sizes.split(",")):
             path = Path(tmp) / f"history{size}.db"

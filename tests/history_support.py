@@ -40,15 +40,17 @@ def fill(
     types: tuple[str, ...] = TYPES,
     failed_every: int = 50,
     live_every: int = 10,
+    status: str | None = None,
 ) -> None:
     """Add ``count`` events and one delivery each, numbered from ``first``: event ``g`` is
     received ``g * step`` seconds before ``newest``, has ``types[g % len(types)]``, is
-    failed when ``g % failed_every == 0`` (processed otherwise) and live when
-    ``g % live_every == 0``."""
+    failed when ``g % failed_every == 0`` (processed otherwise; ``status`` for all of them)
+    and live when ``g % live_every == 0``."""
     dialect = conn.dialect.name
     with_, from_, when = _series(dialect)
     kinds = " ".join(f"WHEN {i} THEN '{t}'" for i, t in enumerate(types))
-    status = f"CASE WHEN g % {failed_every} = 0 THEN 'failed' ELSE 'processed' END"
+    outcome = f"CASE WHEN g % {failed_every} = 0 THEN 'failed' ELSE 'processed' END"
+    status_sql = f"'{status}'" if status else outcome
     params = {
         "first": first,
         "last": first + count - 1,
@@ -65,7 +67,7 @@ def fill(
             f"{with_}INSERT INTO stripe_hooks_event (id, type, livemode, account, api_version,"
             " data, status, attempts, received_at, endpoint_id)"
             f" SELECT {event_id}, CASE g % {len(types)} {kinds} END, g % {live_every} = 0,"
-            f" '', '', '{{}}', {status}, 1, {when}, :endpoint FROM {from_}"
+            f" '', '', '{{}}', {status_sql}, 1, {when}, :endpoint FROM {from_}"
         ),
         params,
     )
@@ -74,7 +76,7 @@ def fill(
         sa.text(
             f"{with_}INSERT INTO stripe_hooks_delivery (endpoint_id, received_at, headers,"
             " body, valid, outcome, event_id)"
-            f" SELECT :endpoint, {when}, '{{}}', {body}, {true}, {status}, {event_id}"
+            f" SELECT :endpoint, {when}, '{{}}', {body}, {true}, {outcome}, {event_id}"
             f" FROM {from_}"
         ),
         params,
