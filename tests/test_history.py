@@ -130,7 +130,7 @@ def test_counts_stop_at_a_thousand(app, endpoint_id):
     deliveries = client.get(ADMIN + "/deliveries/?outcome=failed")
     assert "1,000+ in all" in deliveries.text
     endpoints = client.get(ADMIN + "/")
-    assert ">1001</a>" in endpoints.text  # failures in the last 24 h: one day, exact
+    assert ">1,000+</a>" in endpoints.text  # failed deliveries in the last 24 h
 
 
 def test_deliveries_page_by_time_and_filter(app, endpoint_id):
