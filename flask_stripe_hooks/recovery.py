@@ -22,7 +22,7 @@ from flask import current_app
 
 from . import event_types, paging
 from .events import Event, NotAnEvent
-from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
+from .models import EVENT_STATUSES, FAILED, PENDING, PROCESSED, delivery_table, event_table
 from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
 from .utils import StripeHooksError, format_duration, utcnow
 
@@ -85,15 +85,15 @@ def counts(state: State) -> dict[str, int]:
     """Events by status (each counted up to :data:`~.paging.COUNT_CAP` + 1, which the
     admin shows as "1,000+"), and events received in the last 24 hours.
 
-    Keys: ``pending`` (stored, waiting for a worker: queued), ``failed``, ``processed``,
-    ``last_24h`` and ``failed_24h``. No count reads all of history: the status counts stop
-    at the cap (a range of the ``(status, received_at, id)`` index) and the others read the
-    last day only.
+    Keys: every status (``pending``: stored, waiting for a worker: queued; ``failed``,
+    ``processed``), ``last_24h`` and ``failed_24h``. No count reads all of history: the
+    status counts stop at the cap (a range of the ``(status, received_at, id)`` index) and
+    the others read the last day only.
     """
     session = state.db.session
     out = {}
     is_failed = event_table.c.status == FAILED
-    for status in (PENDING, FAILED, PROCESSED):
+    for status in EVENT_STATUSES:
         query = sa.select(event_table.c.id).where(event_table.c.status == status)
         out[status] = paging.capped_count(session, query, event_table.c.id)
     recent = event_table.c.received_at >= utcnow() - timedelta(hours=24)
