@@ -51,8 +51,8 @@ def count_label(n: int, cap: int = COUNT_CAP) -> str:
 
 def capped_count(session: Any, query: sa.Select[Any], column: Any, cap: int = COUNT_CAP) -> int:
     """How many rows ``query`` matches, up to ``cap + 1``: a count over a ``LIMIT``
-    subquery reads at most that many index entries."""
-    limited = query.with_only_columns(column).order_by(None).limit(cap + 1).subquery()
+    subquery reads at most that many index entries (in the order of ``query``, if any)."""
+    limited = query.with_only_columns(column).limit(cap + 1).subquery()
     return int(session.execute(sa.select(sa.func.count()).select_from(limited)).scalar() or 0)
 
 

@@ -424,7 +424,8 @@ def prune(
     found = {"deliveries": 0, "events": 0, "bodies": 0}
     for name, (table, where, change) in work.items():
         if dry_run:
-            query = sa.select(table.c.id).where(*where)
+            # In index order, as the prune walks: the planner then stops at the cap.
+            query = sa.select(table.c.id).where(*where).order_by(*_key_order(table))
             found[name] = paging.capped_count(state.db.session, query, table.c.id, PRUNE_COUNT_CAP)
         else:
             size = batch or PRUNE_BATCH
@@ -444,8 +445,8 @@ def _in_batches(
     """Apply ``change`` (a DELETE or UPDATE) to the rows matching ``where``, ``batch`` rows
     at a time in ``(received_at, id)`` order; one commit per batch."""
     session = state.db.session
-    key = sa.tuple_(table.c.received_at, table.c.id)
-    order = (table.c.received_at, table.c.id)
+    order = _key_order(table)
+    key = sa.tuple_(*order)
     last: tuple[Any, Any] | None = None
     total = 0
     while True:
@@ -463,3 +464,7 @@ def _in_batches(
         total += len(ids)
         if progress is not None:
             progress(len(ids))
+
+
+def _key_order(table: sa.Table) -> tuple[Any, Any]:
+    return (table.c.received_at, table.c.id)
