@@ -33,6 +33,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -44,7 +45,7 @@ from werkzeug.wrappers import Response
 from wtforms import Form
 from wtforms.validators import ValidationError
 
-from . import endpoints, event_types, recovery
+from . import endpoints, event_types, paging, recovery
 from .events import Event
 from .forms import (
     CreateEndpointForm,
@@ -177,6 +178,7 @@ def helpers() -> dict[str, Any]:
         "fmt_time": fmt_time,
         "mask": mask,
         "page_url": page_url,
+        "count_label": paging.count_label,
         "home_url": link(config.get("STRIPE_HOOKS_ADMIN_HOME_URL")),
         "logout_url": link(config.get("STRIPE_HOOKS_ADMIN_LOGOUT_URL")),
     }
@@ -195,22 +197,26 @@ def endpoint_list() -> str:
     rows = session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
     since = utcnow() - timedelta(hours=24)
     d = WebhookDelivery
-    last = dict(
-        session.execute(
-            sa.select(d.endpoint_id, sa.func.max(d.received_at)).group_by(d.endpoint_id)
-        ).all()
-    )
-    failures = dict(
-        session.execute(
-            sa.select(d.endpoint_id, sa.func.count())
-            .where(d.outcome.in_((FAILED, REJECTED)), d.received_at >= since)
-            .group_by(d.endpoint_id)
-        ).all()
-    )
-    return render_template(
-        T + "endpoints.html",
-        endpoints=[(e, endpoint_url(e), last.get(e.id), failures.get(e.id, 0)) for e in rows],
-    )
+    listed = []
+    for e in rows:  # each figure one short index range, whatever the history
+        last = session.execute(
+            sa.select(d.received_at)
+            .where(d.endpoint_id == e.id)
+            .order_by(d.received_at.desc())
+            .limit(1)
+        ).scalar()
+        failures = sum(
+            paging.capped_count(
+                session,
+                sa.select(d.id).where(
+                    d.endpoint_id == e.id, d.outcome == outcome, d.received_at >= since
+                ),
+                d.id,
+            )
+            for outcome in (FAILED, REJECTED)
+        )
+        listed.append((e, endpoint_url(e), last, failures))
+    return render_template(T + "endpoints.html", endpoints=listed)
 
 
 def endpoint_create() -> Any:
@@ -273,7 +279,7 @@ def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
         .execute(
             sa.select(WebhookDelivery)
             .where(WebhookDelivery.endpoint_id == endpoint.id)
-            .order_by(WebhookDelivery.id.desc())
+            .order_by(WebhookDelivery.received_at.desc(), WebhookDelivery.id.desc())
             .limit(10)
         )
         .scalars()
@@ -370,7 +376,7 @@ def endpoint_delete(endpoint_uuid: uuid.UUID) -> Any:
 def event_list() -> Any:
     state = get_state()
     form = EventFilterForm(request.args)
-    query = sa.select(StripeEvent).order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+    query = sa.select(StripeEvent)
     valid = form.validate()
     if valid:
         prefix = event_types.normalize_prefix(form.type.data)
@@ -381,7 +387,7 @@ def event_list() -> Any:
             query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
     else:
         query = query.where(sa.false())
-    page = state.db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+    page = keyset(query, StripeEvent)
     return render_template(
         T + "events.html",
         form=form,
@@ -431,7 +437,7 @@ def event_process(event_id: str) -> Any:
 def delivery_list() -> Any:
     form = DeliveryFilterForm(request.args)
     d = WebhookDelivery
-    query = sa.select(d).order_by(d.id.desc())
+    query = sa.select(d)
     valid = form.validate()
     if valid and form.endpoint_uuid.data:
         try:
@@ -441,12 +447,12 @@ def delivery_list() -> Any:
             valid = False
         else:
             ids = sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == endpoint_uuid)
-            query = query.where(d.endpoint_id.in_(ids.scalar_subquery()))
+            query = query.where(d.endpoint_id == ids.scalar_subquery())
     if valid and form.outcome.data:
         query = query.where(d.outcome == form.outcome.data)
     if not valid:
         query = query.where(sa.false())
-    page = get_state().db.paginate(query, per_page=PER_PAGE, max_per_page=PER_PAGE)
+    page = keyset(query, d)
     uuids = dict(_session().execute(sa.select(WebhookEndpoint.id, WebhookEndpoint.uuid)).all())
     return render_template(
         T + "deliveries.html", form=form, page=page, uuids=uuids, filtered=filtered(form)
@@ -493,9 +499,28 @@ def fmt_time(value: datetime | str | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def page_url(page: int) -> str:
-    """This page's URL with its filters, at another page number."""
-    args: Mapping[str, Any] = {**request.args.to_dict(), "page": page}
+def keyset(query: sa.Select[Any], model: Any) -> paging.Page:
+    """The page of ``query`` that the request's ``before=`` or ``after=`` asks for."""
+    try:
+        return paging.keyset_page(
+            _session(),
+            query,
+            model.received_at,
+            model.id,
+            per_page=PER_PAGE,
+            before=request.args.get("before"),
+            after=request.args.get("after"),
+        )
+    except paging.BadCursor as exc:
+        abort(make_response(_message(400, "message.html", title="Bad page link", text=str(exc))))
+
+
+def page_url(**cursor: str) -> str:
+    """This page's URL with its filters, at another page (``before=`` or ``after=``)."""
+    args: Mapping[str, Any] = {
+        **{k: v for k, v in request.args.items() if k not in ("before", "after", "page")},
+        **cursor,
+    }
     return url_for(request.endpoint or "", **(request.view_args or {}), **args)
 
 

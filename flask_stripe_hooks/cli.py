@@ -22,7 +22,7 @@ from .cli_support import DURATION, MODES, find_endpoint, refused, session, table
 from .models import EVENT_STATUSES, RETRYING, active_secrets
 from .state import get_state
 from .testing import event_for, send_event
-from .utils import format_duration, mode_name, utcnow
+from .utils import mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
 for _command in cli_endpoints.commands.commands.values():
@@ -283,24 +283,18 @@ def fetch_missed(
 
 @cli.command("prune")
 @click.option("--older-than", type=DURATION, default="30d", show_default=True)
+@click.option("--bodies-older-than", type=DURATION, help="Clear delivery bodies sooner: 7d.")
 @click.option("--keep-failed", is_flag=True, help="Keep failed events and their deliveries.")
 @DRY_RUN
-def prune(older_than: timedelta, keep_failed: bool, dry_run: bool) -> None:
+def prune(
+    older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool, dry_run: bool
+) -> None:
     """Delete old deliveries and processed events; pending events are always kept."""
-    if older_than < recovery.STRIPE_RETRIES_FOR:
-        raise click.ClickException(
-            "Stripe retries a delivery for up to 3 days; pruning events younger than that"
-            " lets a late retry run its handlers again. Use --older-than 3d or more."
-        )
+    with refused():
+        options = recovery.prune_options(older_than, bodies_older_than, keep_failed)
     state = get_state()
-    found = recovery.prune(state, older_than=older_than, keep_failed=keep_failed, dry_run=True)
+    found = recovery.prune(state, **options, dry_run=True)
     if not dry_run and any(found.values()):
-        with _progress(None, "Deleting", length=sum(found.values())) as bar:
-            found = recovery.prune(
-                state, older_than=older_than, keep_failed=keep_failed, progress=bar.update
-            )
-    verb = "would delete" if dry_run else "deleted"
-    click.echo(
-        f"prune: {verb} {found['deliveries']} delivery(ies) and {found['events']} event(s)"
-        f" received more than {format_duration(older_than)} ago"
-    )
+        with _progress(None, "Pruning", length=sum(found.values())) as bar:
+            found = recovery.prune(state, **options, progress=bar.update)
+    click.echo(recovery.prune_line(found, options, dry_run))

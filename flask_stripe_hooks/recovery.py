@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import event_types
+from . import event_types, paging
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
@@ -38,7 +38,7 @@ from .models import (
 )
 from .outcomes import MISSING, UNAVAILABLE, Result
 from .processing import process_stored, store_event
-from .utils import utcnow
+from .utils import StripeHooksError, format_duration, utcnow
 
 if TYPE_CHECKING:
     from .state import State
@@ -49,8 +49,10 @@ log = logging.getLogger("flask_stripe_hooks")
 EVENTS_KEPT = timedelta(days=30)
 #: Stripe retries a delivery for up to 3 days; an event pruned sooner could run twice.
 STRIPE_RETRIES_FOR = timedelta(days=3)
-#: Rows deleted per statement by :func:`prune`.
+#: Rows deleted (or cleared) per transaction by :func:`prune`.
 PRUNE_BATCH = 2000
+#: ``prune --dry-run`` counts each kind of row up to this (and shows "100,000+").
+PRUNE_COUNT_CAP = 100_000
 
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
@@ -105,25 +107,24 @@ class Summary:
 
 
 def counts(state: State) -> dict[str, int]:
-    """Events by status, and events received in the last 24 hours.
+    """Events by status (each counted up to :data:`~.paging.COUNT_CAP` + 1, which the
+    admin shows as "1,000+"), and events received in the last 24 hours.
 
     Keys: every status (``pending``: stored, waiting for a worker; ``failed``, ``processed``,
-    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``.
+    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``. No count reads all
+    of history: the status counts stop at the cap (a range of the ``(status, received_at,
+    id)`` index) and the others read the last day only.
     """
     session = state.db.session
-    out = dict.fromkeys(EVENT_STATUSES, 0)
-    for status, n in session.execute(
-        sa.select(event_table.c.status, sa.func.count()).group_by(event_table.c.status)
-    ):
-        out[status] = n
-    since = utcnow() - timedelta(hours=24)
-    recent = session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.count().filter(event_table.c.status == FAILED),
-        ).where(event_table.c.received_at >= since)
-    ).one()
-    out["last_24h"], out["failed_24h"] = int(recent[0]), int(recent[1])
+    out = {}
+    is_failed = event_table.c.status == FAILED
+    for status in EVENT_STATUSES:
+        query = sa.select(event_table.c.id).where(event_table.c.status == status)
+        out[status] = paging.capped_count(session, query, event_table.c.id)
+    recent = event_table.c.received_at >= utcnow() - timedelta(hours=24)
+    for key, where in (("last_24h", [recent]), ("failed_24h", [recent, is_failed])):
+        query = sa.select(sa.func.count()).select_from(event_table).where(*where)
+        out[key] = int(session.execute(query).scalar() or 0)  # one index range each
     return out
 
 
@@ -147,7 +148,7 @@ def recent_events(
     query = (
         sa.select(event_table)
         .where(event_types.type_condition(event_table.c.type, prefix))
-        .order_by(event_table.c.received_at.desc())
+        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
         .limit(limit)
     )
     if status:
@@ -409,60 +410,138 @@ def store_missed(state: State, events: Iterable[Event]) -> Summary:
 # -- prune ---------------------------------------------------------------------------------
 
 
+def prune_options(
+    older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
+) -> dict[str, Any]:
+    """Check ``prune``'s ages (raising :class:`~.utils.StripeHooksError` with what to
+    change) and return them as its keyword arguments."""
+    if older_than < STRIPE_RETRIES_FOR:
+        raise StripeHooksError(
+            "Stripe retries a delivery for up to 3 days; pruning events younger than that"
+            " lets a late retry run its handlers again. Use --older-than 3d or more."
+        )
+    if bodies_older_than is not None and bodies_older_than > older_than:
+        raise StripeHooksError(
+            "--bodies-older-than is longer than --older-than: those rows are deleted whole"
+            " before their bodies would be cleared. Use a shorter age, such as 7d."
+        )
+    return {
+        "older_than": older_than,
+        "bodies_older_than": bodies_older_than,
+        "keep_failed": keep_failed,
+    }
+
+
+def prune_line(found: dict[str, int], options: dict[str, Any], dry_run: bool) -> str:
+    """``prune: deleted 3 delivery(ies) and 1 event(s) received more than 30d ago``."""
+
+    def n(name: str) -> str:
+        return paging.count_label(found[name], PRUNE_COUNT_CAP) if dry_run else str(found[name])
+
+    line = (
+        f"prune: {'would delete' if dry_run else 'deleted'} {n('deliveries')} delivery(ies)"
+        f" and {n('events')} event(s) received more than"
+        f" {format_duration(options['older_than'])} ago"
+    )
+    if options.get("bodies_older_than") is not None:
+        line += (
+            f"; {'would clear' if dry_run else 'cleared'} the body of {n('bodies')} delivery(ies)"
+            f" received more than {format_duration(options['bodies_older_than'])} ago"
+        )
+    return line
+
+
 def prune(
     state: State,
     *,
     older_than: timedelta,
     keep_failed: bool = False,
+    bodies_older_than: timedelta | None = None,
     dry_run: bool = False,
+    batch: int | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, int]:
-    """Delete deliveries and finished events received more than ``older_than`` ago.
+    """Delete deliveries and finished events received more than ``older_than`` ago, and
+    clear the ``body`` and ``headers`` of deliveries older than ``bodies_older_than``.
 
-    Pending events are never deleted (their handlers have not run), nor the deliveries of
-    events still pending; with ``keep_failed``, failed events and their deliveries stay
-    too. Returns ``{"deliveries": n, "events": n}`` (what would go, with ``dry_run``).
-    Rows go in batches of :data:`PRUNE_BATCH`, one commit each; ``progress(n)`` is called
-    after each.
+    Pending and retrying events are never deleted (their handlers have not run), nor their
+    deliveries; with ``keep_failed``, failed and dead events and their deliveries stay
+    too. Returns ``{"deliveries": n, "events": n, "bodies": n}``.
+
+    Rows go in batches of ``batch`` (:data:`PRUNE_BATCH`), walked in ``(received_at, id)``
+    order, one short transaction each, so no lock is held for long and a table of millions
+    is never read whole at once; ``progress(n)`` is called after each batch. With
+    ``dry_run`` nothing changes and each figure is a capped count: :data:`PRUNE_COUNT_CAP`
+    + 1 means "more".
     """
-    cutoff = utcnow() - older_than
-    kept = [PENDING, FAILED] if keep_failed else [PENDING]
-    gone = [PROCESSED] if keep_failed else [PROCESSED, FAILED]
-    deliveries = sa.select(delivery_table.c.id).where(
-        delivery_table.c.received_at < cutoff,
-        ~sa.exists().where(
-            event_table.c.id == delivery_table.c.event_id, event_table.c.status.in_(kept)
+    now = utcnow()
+    cutoff = now - older_than
+    # Pending and retrying events have handlers still to run; failed and dead ones may be
+    # wanted for a re-run (--keep-failed).
+    kept = [PENDING, RETRYING, FAILED, DEAD] if keep_failed else [PENDING, RETRYING]
+    gone = [PROCESSED, IGNORED] if keep_failed else [PROCESSED, IGNORED, FAILED, DEAD]
+    d, e = delivery_table, event_table
+    work: dict[str, tuple[sa.Table, list[Any], Any]] = {
+        "deliveries": (
+            d,
+            [
+                d.c.received_at < cutoff,
+                ~sa.exists().where(e.c.id == d.c.event_id, e.c.status.in_(kept)),
+            ],
+            d.delete(),
         ),
-    )
-    events = sa.select(event_table.c.id).where(
-        event_table.c.received_at < cutoff, event_table.c.status.in_(gone)
-    )
-    return {
-        "deliveries": _delete(state, delivery_table, deliveries, dry_run, progress),
-        "events": _delete(state, event_table, events, dry_run, progress),
+        "events": (e, [e.c.received_at < cutoff, e.c.status.in_(gone)], e.delete()),
     }
+    if bodies_older_than is not None:
+        work["bodies"] = (
+            d,
+            [d.c.received_at < now - bodies_older_than, sa.func.length(d.c.body) > 0],
+            d.update().values(body=b"", headers={}),
+        )
+    found = {"deliveries": 0, "events": 0, "bodies": 0}
+    for name, (table, where, change) in work.items():
+        if dry_run:
+            # In index order, as the prune walks: the planner then stops at the cap.
+            query = sa.select(table.c.id).where(*where).order_by(*_key_order(table))
+            found[name] = paging.capped_count(state.db.session, query, table.c.id, PRUNE_COUNT_CAP)
+        else:
+            size = batch or PRUNE_BATCH
+            found[name] = _in_batches(state, table, where, change, size, progress)
+    state.db.session.rollback()
+    return found
 
 
-def _delete(
+def _in_batches(
     state: State,
     table: sa.Table,
-    ids: sa.Select[Any],
-    dry_run: bool,
+    where: list[Any],
+    change: Any,
+    batch: int,
     progress: Callable[[int], Any] | None,
 ) -> int:
+    """Apply ``change`` (a DELETE or UPDATE) to the rows matching ``where``, ``batch`` rows
+    at a time in ``(received_at, id)`` order; one commit per batch."""
     session = state.db.session
-    if dry_run:
-        n = session.execute(sa.select(sa.func.count()).select_from(ids.subquery())).scalar()
-        session.rollback()
-        return int(n or 0)
+    order = _key_order(table)
+    key = sa.tuple_(*order)
+    last: tuple[Any, Any] | None = None
     total = 0
     while True:
-        chunk = list(session.execute(ids.limit(PRUNE_BATCH)).scalars())
-        if not chunk:
-            break
-        session.execute(table.delete().where(table.c.id.in_(chunk)))
+        query = sa.select(*order).where(*where).order_by(*order).limit(batch)
+        if last is not None:
+            query = query.where(key > last)
+        rows = session.execute(query).all()
+        if not rows:
+            return total
+        ids = [row.id for row in rows]
+        # The conditions again: an event reprocessed meanwhile (pending again) stays.
+        session.execute(change.where(table.c.id.in_(ids), *where))
         session.commit()
-        total += len(chunk)
+        last = (rows[-1].received_at, rows[-1].id)
+        total += len(ids)
         if progress is not None:
-            progress(len(chunk))
-    return total
+            progress(len(ids))
+
+
+def _key_order(table: sa.Table) -> tuple[Any, Any]:
+    return (table.c.received_at, table.c.id)
