@@ -300,39 +300,6 @@ def process_pending(older_than: timedelta, enqueue: bool, dry_run: bool) -> None
     _run_events(ids, "process-pending", force=False, enqueue=enqueue, dry_run=dry_run)
 
 
-@cli.command("fetch-missed")
-@click.option("--since", type=DURATION, default="3d", show_default=True, help="At most 30d.")
-@click.option("--type", "type_prefix", help="Only this type or types below it.")
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-@click.option("--mode", type=MODES, default="test", show_default=True)
-@DRY_RUN
-def fetch_missed(
-    since: timedelta, type_prefix: str | None, account: str, mode: str, dry_run: bool
-) -> None:
-    """Read recent events from Stripe; store and process those that never arrived."""
-    _check_type(type_prefix)
-    state = get_state()
-    with _refused():
-        missed = recovery.find_missed(
-            state, since=since, type_prefix=type_prefix, account=account, livemode=mode == "live"
-        )
-    click.echo(f"Stripe listed {missed.seen} event(s); {len(missed.events)} not stored here.")
-    if dry_run:
-        for event in missed.events:
-            created = event.created_at.strftime("%Y-%m-%d %H:%M:%S") if event.created_at else "-"
-            click.echo(f"  {event.id}  {event.type}  {created}")
-        click.echo(f"fetch-missed: dry run, would store {len(missed.events)}")
-        return
-    with _progress(missed.events, "Storing") as bar:
-        summary = recovery.store_missed(state, bar)
-    click.echo(f"fetch-missed: {summary.line()}")
-    if summary.failed:
-        raise click.ClickException(
-            f"{summary.failed} event(s) failed in their handlers; they are stored as failed:"
-            " see 'flask stripe-hooks events --status failed', then 'reprocess --failed'."
-        )
-
-
 @cli.command("prune")
 @click.option("--older-than", type=DURATION, default="30d", show_default=True)
 @click.option("--keep-failed", is_flag=True, help="Keep failed events and their deliveries.")

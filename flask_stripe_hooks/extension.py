@@ -101,7 +101,7 @@ class StripeHooks:
         watch_endpoint_writes(db)
         attach_tables(db.metadata)
 
-        from .cli import cli
+        from .cli_ops import cli
         from .webhook import create_blueprint
 
         webhook_bp = create_blueprint(state)
