@@ -23,7 +23,8 @@ from flask import current_app
 from . import event_types, signals
 from .events import Event, NotAnEvent
 from .models import FAILED, PENDING, PROCESSED, delivery_table, event_table
-from .processing import MISSING, QUEUED, UNAVAILABLE, Result, process_stored, store_event
+from .processing import MISSING, QUEUED, UNAVAILABLE, Result, store_event
+from .tracing import process_stored
 from .utils import utcnow
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ pipeline must not change its outcome.
 
 from __future__ import annotations
 
-from blinker import Namespace
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -49,3 +49,20 @@ endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 #: kwargs: ``seen`` (int, events Stripe listed), ``missing`` (int, not stored here),
 #: ``counts`` (dict outcome -> int, what storing them came to), ``undelivered`` (bool).
 events_reconciled = _signals.signal("events-reconciled")
+
+#: The signals that carry an ``event``, by name, with the outcome each stands for (metrics
+#: and traces connect to them by name; the last three come with retries).
+EVENT_OUTCOMES = {
+    "event-processed": "processed",
+    "event-failed": "failed",
+    "duplicate-skipped": "duplicate",
+    "event-queued": "queued",
+    "event-retrying": "retrying",
+    "event-ignored": "ignored",
+    "event-dead": "dead",
+}
+
+
+def by_name(name: str) -> NamedSignal:
+    """The signal named ``name`` (the same object wherever it is asked for)."""
+    return _signals.signal(name)
