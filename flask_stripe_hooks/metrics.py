@@ -63,9 +63,22 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        signals.delivery_finished.connect(self.on_delivery, sender=app, weak=False)
-        for name, outcome in signals.EVENT_OUTCOMES.items():
-            signals.by_name(name).connect(self._on_event(outcome), sender=app, weak=False)
+        self.app = app
+        self.receivers = [(signals.delivery_finished, self.on_delivery)] + [
+            (signals.by_name(name), self._on_event(outcome))
+            for name, outcome in signals.EVENT_OUTCOMES.items()
+        ]
+        self.connect()
+
+    def connect(self) -> None:
+        """Count this app's deliveries and events (done on creation)."""
+        for signal, receiver in self.receivers:
+            signal.connect(receiver, sender=self.app, weak=False)
+
+    def disconnect(self) -> None:
+        """Stop counting (the metrics keep their values)."""
+        for signal, receiver in self.receivers:
+            signal.disconnect(receiver, sender=self.app)
 
     def on_delivery(self, sender: Any, result: Any, **kwargs: Any) -> None:
         self.deliveries.labels(result.outcome).inc()

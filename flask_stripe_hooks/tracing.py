@@ -114,6 +114,16 @@ def receiver(state: State) -> Any:
             " pip install 'flask-stripe-hooks[otel]'. Nothing is traced."
         )
         return processing.receive
+    connect()
+    return receive
+
+
+def connect() -> None:
+    """Name the event (and record a handler's exception) on the span in progress."""
     for name in signals.EVENT_OUTCOMES:
         signals.by_name(name).connect(_on_event, weak=False)
-    return receive
+
+
+def disconnect() -> None:
+    for name in signals.EVENT_OUTCOMES:
+        signals.by_name(name).disconnect(_on_event)
