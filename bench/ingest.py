@@ -201,6 +201,14 @@ def quick(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def summary(lines: list[str], args: argparse.Namespace) -> None:
+    """The result lines again, together, at the end of a run."""
+    print()
+    print("\n".join(lines))
+    if args.quick:
+        print("(--quick: a smoke run; the numbers mean nothing)")
+
+
 def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")
@@ -211,10 +219,7 @@ def main() -> None:
         if not args.skip_dispatch:
             lines += dispatch_only(3 if args.quick else 7, 5 if args.quick else 200)
             lines += dispatch_delivery(args, pg_url, tmp)
-    print()
-    print("\n".join(lines))
-    if args.quick:
-        print("(--quick: a smoke run; the numbers mean nothing)")
+    summary(lines, args)
 
 
 if __name__ == "__main__":

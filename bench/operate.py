@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import payloads  # noqa: E402
-from ingest import interleaved, quick, run_arguments  # noqa: E402
+from ingest import interleaved, quick, run_arguments, summary  # noqa: E402
 
 
 def tracer_provider() -> None:
@@ -121,10 +121,7 @@ def main() -> None:
         for backend in ("sqlite", "postgresql"):
             lines.append(measure(backend, pg_url, tmp, bodies, args))
             print("  " + lines[-1], flush=True)
-    print()
-    print("\n".join(lines))
-    if args.quick:
-        print("(--quick: a smoke run; the numbers mean nothing)")
+    summary(lines, args)
 
 
 if __name__ == "__main__":

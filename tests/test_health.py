@@ -45,6 +45,15 @@ def doctor(app: Flask, *args: str, input: str | None = None) -> Any:
     return app.test_cli_runner().invoke(args=["stripe-hooks", "doctor", *args], input=input)
 
 
+def create_on_stripe(app: Flask) -> WebhookEndpoint:
+    """``create-endpoint`` sending ``customer.*`` to https://shop.example.com."""
+    args = ["create-endpoint", "--base-url", "https://shop.example.com", "--events", "customer.*"]
+    made = app.test_cli_runner().invoke(args=["stripe-hooks", *args])
+    assert made.exit_code == 0, made.output
+    (endpoint,) = rows(app, WebhookEndpoint)
+    return endpoint
+
+
 def codes(app: Flask) -> set[str]:
     result = doctor(app, "--json")
     data = json.loads(result.output)
@@ -56,18 +65,7 @@ def test_doctor_reports_each_problem_and_fixes_the_safe_ones(
     app: Flask, hooks: StripeHooks, stub: FakeStripe
 ) -> None:
     hooks.on("customer")(lambda event, **kw: None)
-    made = app.test_cli_runner().invoke(
-        args=[
-            "stripe-hooks",
-            "create-endpoint",
-            "--base-url",
-            "https://shop.example.com",
-            "--events",
-            "customer.*",
-        ]
-    )
-    assert made.exit_code == 0, made.output
-    (endpoint,) = rows(app, WebhookEndpoint)
+    endpoint = create_on_stripe(app)
     remote = stub.endpoints[endpoint.stripe_id]
 
     ok = doctor(app)
@@ -170,17 +168,7 @@ def test_admin_health_page_shows_the_same_findings(
     app: Flask, hooks: StripeHooks, stub: FakeStripe
 ) -> None:
     hooks.on("invoice")(lambda event, **kw: None)
-    made = app.test_cli_runner().invoke(
-        args=[
-            "stripe-hooks",
-            "create-endpoint",
-            "--base-url",
-            "https://shop.example.com",
-            "--events",
-            "customer.*",
-        ]
-    )
-    assert made.exit_code == 0, made.output
+    create_on_stripe(app)
     client = app.test_client()
     assert client.get(f"{ADMIN}/health").status_code == 401
     page = client.get(f"{ADMIN}/health", auth=("admin", "pw"))

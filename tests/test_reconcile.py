@@ -4,30 +4,18 @@ Stripe API's ``delivery_success=false`` listing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask, current_app
 from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
+import test_health
 from conftest import handled, record, rows
 
-TEST_KEY = "sk_test_reconcile"
-
-
-@pytest.fixture(scope="module")
-def stub_server() -> Iterator[FakeStripe]:
-    with FakeStripe(keys={TEST_KEY}) as server:
-        yield server
-
-
-@pytest.fixture
-def stub(stub_server: FakeStripe) -> FakeStripe:
-    stub_server.reset()
-    return stub_server
+# The fake Stripe API of the doctor's tests, and its key.
+stub_server, stub, TEST_KEY = test_health.stub_server, test_health.stub, test_health.TEST_KEY
 
 
 def config(stub: FakeStripe) -> dict[str, Any]:
