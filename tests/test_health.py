@@ -180,3 +180,25 @@ def test_admin_health_page_shows_the_same_findings(
     for finding in findings:
         assert finding.code in html
     assert "whsec_" not in html
+
+
+def test_doctor_checks_thin_event_destinations(
+    app: Flask, hooks: StripeHooks, stub: FakeStripe
+) -> None:
+    hooks.on("v1.billing.meter")(lambda event, **kw: None)
+    args = ["create-endpoint", "--payload", "thin", "--base-url", "https://shop.example.com"]
+    made = app.test_cli_runner().invoke(
+        args=["stripe-hooks", *args, "--events", "v1.billing.meter.*"]
+    )
+    assert made.exit_code == 0, made.output
+    (endpoint,) = rows(app, WebhookEndpoint)
+    assert endpoint.thin
+    assert doctor(app).exit_code == 0  # no API version to drift: thin events have none
+
+    destination = stub.destinations[endpoint.stripe_id]
+    destination["status"] = "disabled"
+    stub.destination_urls[endpoint.stripe_id] = "https://shop.example.com/elsewhere/"
+    destination["events_from"] = ["@accounts"]
+    assert codes(app) == {"disabled-on-stripe", "wrong-url", "connect"}
+    retrieve = stub.calls("GET")[-1]
+    assert retrieve.path == f"/v2/core/event_destinations/{endpoint.stripe_id}"
