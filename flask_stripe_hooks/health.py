@@ -152,9 +152,21 @@ def check_remote(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
     if not endpoint.stripe_id:
         return [Finding(uuid, NOTE, "not-on-stripe", "No Stripe id: Stripe's side not checked.")]
     try:
+        stripe_api.key_source(state, account=endpoint.account, livemode=endpoint.livemode)
+    except StripeHooksError as exc:  # no key for its account and mode: nothing to ask with
+        return [Finding(uuid, NOTE, "stripe-skipped", f"Stripe's side not checked: {exc}")]
+    try:
         remote = retrieve(state, endpoint)
     except StripeHooksError as exc:
-        return [Finding(uuid, NOTE, "stripe-skipped", f"Stripe's side not checked: {exc}")]
+        return [
+            Finding(
+                uuid,
+                WARNING,
+                "stripe-error",
+                f"Stripe's side could not be checked: {exc}",
+                "Check the API key and the network, then run doctor again.",
+            )
+        ]
     if remote is None:
         return [
             Finding(

@@ -202,3 +202,38 @@ def test_doctor_checks_thin_event_destinations(
     assert codes(app) == {"disabled-on-stripe", "wrong-url", "connect"}
     retrieve = stub.calls("GET")[-1]
     assert retrieve.path == f"/v2/core/event_destinations/{endpoint.stripe_id}"
+
+
+def test_doctor_without_a_key_notes_it_and_a_refused_key_is_a_problem(
+    app_factory: Any, stub: FakeStripe
+) -> None:
+    app = app_factory(STRIPE_TEST_SECRET_KEY=TEST_KEY, STRIPE_HOOKS_API_BASE=stub.url)
+    create_on_stripe(app)
+    keyless = app_factory(STRIPE_HOOKS_API_BASE=stub.url)
+    result = doctor(keyless)
+    assert result.exit_code == 0, result.output
+    assert "stripe-skipped" in result.output and "STRIPE_TEST_SECRET_KEY" in result.output
+    refused = app_factory(STRIPE_TEST_SECRET_KEY="sk_test_revoked", STRIPE_HOOKS_API_BASE=stub.url)
+    result = doctor(refused)
+    assert result.exit_code == 1 and "stripe-error" in result.output
+    assert "sk_test_revoked" not in result.output
+
+
+def test_upgrade_endpoint_creates_a_twin_on_the_new_version(
+    app: Flask, hooks: StripeHooks, stub: FakeStripe
+) -> None:
+    hooks.on("customer")(lambda event, **kw: None)
+    old = create_on_stripe(app)
+    result = app.test_cli_runner().invoke(
+        args=["stripe-hooks", "upgrade-endpoint", str(old.uuid), "--api-version", "2024-06-20"]
+    )
+    assert result.exit_code == 0, result.output
+    (new,) = [e for e in rows(app, WebhookEndpoint) if e.id != old.id]
+    remote = stub.endpoints[new.stripe_id]
+    assert remote["api_version"] == "2024-06-20"
+    assert remote["enabled_events"] == stub.endpoints[old.stripe_id]["enabled_events"]
+    assert remote["url"] == f"https://shop.example.com/stripe/webhook/{new.uuid}/"
+    assert stub.endpoints[old.stripe_id]["status"] == "enabled"
+    assert f"update-endpoint {old.uuid} --disable" in result.output
+    drift = doctor(app)  # the new one is pinned to another version than stripe-python's
+    assert f"endpoint {new.uuid}" in drift.output and "2024-06-20" in drift.output
