@@ -266,14 +266,19 @@ def check_types(state: State, endpoint: WebhookEndpoint, enabled: list[str]) -> 
     if names and "*" not in names:
         unused = [t for t in enabled if not any(event_types.in_prefix(t, n) for n in names)]
         if unused:
+            message = (
+                f"Stripe sends every event type; handlers listen only to {', '.join(names)}:"
+                " the rest is stored, never used."
+                if every
+                else f"Stripe sends {', '.join(unused)} and no handler listens: stored, never used."
+            )
             found.append(
                 Finding(
                     uuid,
                     WARNING,
                     "unused-types",
-                    f"Stripe sends {', '.join(unused)} and no handler listens: stored, never used.",
-                    f"flask stripe-hooks update-endpoint {uuid} --events "
-                    + " ".join(n if n != "*" else "'*'" for n in names),
+                    message,
+                    f"flask stripe-hooks update-endpoint {uuid} --events {' '.join(names)}",
                 )
             )
     return found
