@@ -14,6 +14,7 @@ themselves, so nothing is added to the path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -46,10 +47,17 @@ def enabled(state: State) -> bool:
     return trace is not None and bool(state.config.get("STRIPE_HOOKS_TRACING"))
 
 
+@functools.cache
+def _tracer() -> Any:
+    # Once: asking for a tracer costs as much as a span. A tracer got before the app sets
+    # its TracerProvider follows that provider once it is set.
+    return trace.get_tracer("flask_stripe_hooks")
+
+
 @contextmanager
 def consumer_span() -> Iterator[Any]:
     """A ``process stripe`` consumer span, current while the block runs."""
-    tracer = trace.get_tracer("flask_stripe_hooks")
+    tracer = _tracer()
     attributes = {
         "messaging.system": "stripe",
         "messaging.operation.type": "process",
