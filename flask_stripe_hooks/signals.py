@@ -51,7 +51,7 @@ endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 events_reconciled = _signals.signal("events-reconciled")
 
 #: The signals that carry an ``event``, by name, with the outcome each stands for (metrics
-#: and traces connect to them by name; the last three come with retries).
+#: and traces connect to them by name; the last four come with retries and ordering).
 EVENT_OUTCOMES = {
     "event-processed": "processed",
     "event-failed": "failed",
@@ -60,6 +60,7 @@ EVENT_OUTCOMES = {
     "event-retrying": "retrying",
     "event-ignored": "ignored",
     "event-dead": "dead",
+    "stale-skipped": "stale",
 }
 
 
