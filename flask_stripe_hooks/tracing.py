@@ -54,17 +54,19 @@ def _tracer() -> Any:
     return trace.get_tracer("flask_stripe_hooks")
 
 
+#: The attributes every span starts with.
+ATTRIBUTES = {
+    "messaging.system": "stripe",
+    "messaging.operation.type": "process",
+    "messaging.operation.name": "process",
+}
+
+
 @contextmanager
-def consumer_span() -> Iterator[Any]:
+def consumer_span(**attributes: str) -> Iterator[Any]:
     """A ``process stripe`` consumer span, current while the block runs."""
-    tracer = _tracer()
-    attributes = {
-        "messaging.system": "stripe",
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-    }
-    with tracer.start_as_current_span(
-        "process stripe", kind=SpanKind.CONSUMER, attributes=attributes
+    with _tracer().start_as_current_span(
+        "process stripe", kind=SpanKind.CONSUMER, attributes={**ATTRIBUTES, **attributes}
     ) as span:
         token = _span.set(span)
         try:
@@ -77,8 +79,7 @@ def receive(
     state: State, endpoint_uuid: uuid.UUID, body: bytes, headers: Any, remote_addr: str | None
 ) -> Result:
     """:func:`flask_stripe_hooks.processing.receive` in a span (the webhook view)."""
-    with consumer_span() as span:
-        span.set_attribute("stripe.endpoint", str(endpoint_uuid))
+    with consumer_span(**{"stripe.endpoint": str(endpoint_uuid)}) as span:
         return _finish(span, processing.receive(state, endpoint_uuid, body, headers, remote_addr))
 
 
@@ -86,15 +87,15 @@ def process_stored(state: State, event_id: str, *, force: bool = False) -> Resul
     """:func:`flask_stripe_hooks.processing.process_stored`, in a span when tracing is on."""
     if not enabled(state):
         return processing.process_stored(state, event_id, force=force)
-    with consumer_span() as span:
-        span.set_attribute("messaging.message.id", event_id)
+    with consumer_span(**{"messaging.message.id": event_id}) as span:
         return _finish(span, processing.process_stored(state, event_id, force=force))
 
 
 def _finish(span: Any, result: Result) -> Result:
+    attributes = {"stripe.outcome": result.outcome}
     if result.event_id:
-        span.set_attribute("messaging.message.id", result.event_id)
-    span.set_attribute("stripe.outcome", result.outcome)
+        attributes["messaging.message.id"] = result.event_id
+    span.set_attributes(attributes)
     if result.outcome in _BROKEN:
         span.set_status(Status(StatusCode.ERROR, result.reason or result.outcome))
     return result
