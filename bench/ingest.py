@@ -237,6 +237,12 @@ def switch(
                 f" {rates[off_label] / rates[on_label]:.3f}x){verdict}",
                 flush=True,
             )
+
+
+def summary(lines: list[str], args: argparse.Namespace) -> None:
+    """The result lines again, together, at the end of a run."""
+    print()
+    print("\n".join(lines))
     if args.quick:
         print("(--quick: a smoke run; the numbers mean nothing)")
 
@@ -251,10 +257,7 @@ def main() -> None:
         if not args.skip_dispatch:
             lines += dispatch_only(3 if args.quick else 7, 5 if args.quick else 200)
             lines += dispatch_delivery(args, pg_url, tmp)
-    print()
-    print("\n".join(lines))
-    if args.quick:
-        print("(--quick: a smoke run; the numbers mean nothing)")
+    summary(lines, args)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from werkzeug.wrappers import Response
 from wtforms import Form
 from wtforms.validators import ValidationError
 
-from . import endpoints, event_types, paging, recovery
+from . import endpoints, event_types, health, paging, recovery
 from .events import Event
 from .forms import (
     CreateEndpointForm,
@@ -132,6 +132,7 @@ def create_blueprint(state: State) -> Blueprint:
     bp.route("/events/<event_id>")(event_detail)
     bp.route("/events/<event_id>/process", methods=["POST"])(event_process)
     bp.route("/deliveries/")(delivery_list)
+    bp.route("/health")(health_page)
     return bp
 
 
@@ -463,6 +464,16 @@ def delivery_list() -> Any:
 
 
 _NOT_ALLOWED = "You are not allowed to see this page. Log in with an account that may."
+
+
+def health_page() -> Any:
+    """What ``flask stripe-hooks doctor`` says, without its fixes or its signal."""
+    findings = health.check_all(get_state())
+    return render_template(
+        "stripe_hooks/admin/health.html",
+        findings=findings,
+        problems=health.problems(findings),
+    )
 
 
 def _message(status: int, template: str, **context: Any) -> Any:

@@ -42,8 +42,8 @@ from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
 from .outcomes import BUSY, MISSING
-from .processing import process_stored
 from .state import get_state
+from .tracing import process_stored
 from .utils import parse_duration
 
 log = logging.getLogger("flask_stripe_hooks")
@@ -51,6 +51,7 @@ log = logging.getLogger("flask_stripe_hooks")
 #: The name the task is registered under (route it with ``task_routes`` if you like).
 TASK_NAME = "flask_stripe_hooks.process_event"
 SWEEP_TASK_NAME = "flask_stripe_hooks.process_pending"
+RECONCILE_TASK_NAME = "flask_stripe_hooks.reconcile"
 
 _FLASK_APP = "flask_stripe_hooks_app"
 
@@ -188,6 +189,23 @@ def process_pending(self: Task, older_than: str = "5m") -> dict[str, int]:
         return recovery.process_events(state, ids).counts
 
 
+@shared_task(bind=True, name=RECONCILE_TASK_NAME, ignore_result=True)
+def reconcile(
+    self: Task, since: str = "3d", account: str = "", mode: str = "test"
+) -> dict[str, int]:
+    """``fetch-missed --undelivered`` as a task, for a beat schedule: store and process the
+    events Stripe failed to deliver within ``since``. Returns the counts by outcome."""
+    from . import recovery
+
+    with _app_context(self.app):
+        state = get_state()
+        since_delta = parse_duration(since)
+        _, summary = recovery.reconcile(
+            state, since=since_delta, account=account, livemode=mode == "live"
+        )
+        return summary.counts
+
+
 __all__ = [
     "EventNotProcessed",
     "TASK_NAME",
@@ -196,4 +214,5 @@ __all__ = [
     "make_celery",
     "process_event",
     "process_pending",
+    "reconcile",
 ]

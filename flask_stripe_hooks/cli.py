@@ -7,7 +7,6 @@ Commands run inside the app context Flask's CLI provides; errors end in a
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -16,17 +15,27 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import cli_endpoints, event_types, recovery
+from . import cli_endpoints, cli_ops, event_types, recovery
 from . import endpoints as endpoint_ops
-from .cli_support import DURATION, MODES, find_endpoint, refused, session, table
+from .cli_support import (
+    DRY_RUN,
+    DURATION,
+    check_type,
+    find_endpoint,
+    progress,
+    refused,
+    session,
+    table,
+)
 from .models import EVENT_STATUSES, RETRYING, active_secrets
 from .state import get_state
 from .testing import event_for, send_event
 from .utils import mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _command in cli_endpoints.commands.commands.values():
-    cli.add_command(_command)
+for _module in (cli_endpoints, cli_ops):
+    for _command in _module.commands.commands.values():
+        cli.add_command(_command)
 
 
 @cli.command("events")
@@ -111,17 +120,12 @@ def send_test_event(
         raise click.exceptions.Exit(1)
 
 
-DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
 ENQUEUE = click.option(
     "--enqueue",
     is_flag=True,
     help="Queue mode: hand the events to the queue (workers run them) instead of running"
     " them in this process.",
 )
-
-
-def _progress(items: Sequence[Any] | None, label: str, length: int | None = None) -> Any:
-    return click.progressbar(items, length, label=label, file=sys.stderr, show_pos=True)
 
 
 def _run_events(
@@ -147,10 +151,10 @@ def _run_events(
             " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
         )
     if enqueue:
-        with _progress(ids, "Queueing") as bar:
+        with progress(ids, "Queueing") as bar:
             summary = recovery.enqueue_events(state, bar)
     else:
-        with _progress(ids, "Processing") as bar:
+        with progress(ids, "Processing") as bar:
             summary = recovery.process_events(state, bar, force=force, dead=dead)
     for event_id, reason in summary.problems[:20]:
         click.echo(f"  {event_id}: {reason}")
@@ -162,12 +166,6 @@ def _run_events(
             f"{summary.failed} of {summary.total} event(s) not processed;"
             " see 'flask stripe-hooks events --status failed'."
         )
-
-
-def _check_type(type_prefix: str | None) -> None:
-    if type_prefix and not event_types.is_known(event_types.normalize_prefix(type_prefix) or "*"):
-        message = event_types.unknown_type_message(type_prefix, prefix=True)
-        raise click.ClickException(f"--type {message}")
 
 
 @cli.command("reprocess")
@@ -195,7 +193,7 @@ def reprocess(
         raise click.ClickException("Give event ids, or --failed (not both).")
     if (since is not None or type_prefix) and not failed:
         raise click.ClickException("--since and --type go with --failed.")
-    _check_type(type_prefix)
+    check_type(type_prefix)
     ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
     _run_events(
         ids, "reprocess", force=bool(event_ids), enqueue=enqueue, dry_run=dry_run, dead=failed
@@ -248,39 +246,6 @@ def process_pending(older_than: timedelta, enqueue: bool, dry_run: bool) -> None
     _run_events(ids, "process-pending", force=False, enqueue=enqueue, dry_run=dry_run)
 
 
-@cli.command("fetch-missed")
-@click.option("--since", type=DURATION, default="3d", show_default=True, help="At most 30d.")
-@click.option("--type", "type_prefix", help="Only this type or types below it.")
-@click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
-@click.option("--mode", type=MODES, default="test", show_default=True)
-@DRY_RUN
-def fetch_missed(
-    since: timedelta, type_prefix: str | None, account: str, mode: str, dry_run: bool
-) -> None:
-    """Read recent events from Stripe; store and process those that never arrived."""
-    _check_type(type_prefix)
-    state = get_state()
-    with refused():
-        missed = recovery.find_missed(
-            state, since=since, type_prefix=type_prefix, account=account, livemode=mode == "live"
-        )
-    click.echo(f"Stripe listed {missed.seen} event(s); {len(missed.events)} not stored here.")
-    if dry_run:
-        for event in missed.events:
-            created = event.created_at.strftime("%Y-%m-%d %H:%M:%S") if event.created_at else "-"
-            click.echo(f"  {event.id}  {event.type}  {created}")
-        click.echo(f"fetch-missed: dry run, would store {len(missed.events)}")
-        return
-    with _progress(missed.events, "Storing") as bar:
-        summary = recovery.store_missed(state, bar)
-    click.echo(f"fetch-missed: {summary.line()}")
-    if summary.failed:
-        raise click.ClickException(
-            f"{summary.failed} event(s) failed in their handlers; they are stored as failed:"
-            " see 'flask stripe-hooks events --status failed', then 'reprocess --failed'."
-        )
-
-
 @cli.command("prune")
 @click.option("--older-than", type=DURATION, default="30d", show_default=True)
 @click.option("--bodies-older-than", type=DURATION, help="Clear delivery bodies sooner: 7d.")
@@ -295,6 +260,6 @@ def prune(
     state = get_state()
     found = recovery.prune(state, **options, dry_run=True)
     if not dry_run and any(found.values()):
-        with _progress(None, "Pruning", length=sum(found.values())) as bar:
+        with progress(None, "Pruning", length=sum(found.values())) as bar:
             found = recovery.prune(state, **options, progress=bar.update)
     click.echo(recovery.prune_line(found, options, dry_run))

@@ -91,7 +91,7 @@ def list_endpoints() -> None:
     table(("uuid", "mode", "payload", "status", "stripe id", "account", "secrets", "url"), rows)
 
 
-def _describe(endpoint: WebhookEndpoint) -> None:
+def describe(endpoint: WebhookEndpoint) -> None:
     events = endpoint.enabled_events
     click.echo(f"  uuid:      {endpoint.uuid}")
     click.echo(f"  URL:       {endpoint.url or get_state().webhook_path(endpoint.uuid)}")
@@ -158,7 +158,7 @@ def create_endpoint(
             connect=connect,
         )
     click.echo(f"Created {endpoint.mode}-mode endpoint {endpoint.uuid}; its secret is stored.")
-    _describe(endpoint)
+    describe(endpoint)
 
 
 @commands.command("update-endpoint")
@@ -182,7 +182,7 @@ def update_endpoint(
     click.echo(
         f"Updated endpoint {endpoint.uuid}" + (" (and on Stripe)." if endpoint.stripe_id else ".")
     )
-    _describe(endpoint)
+    describe(endpoint)
 
 
 @commands.command("delete-endpoint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from . import endpoints as endpoint_ops
+from . import event_types
 from .models import WebhookEndpoint
 from .state import get_state
 from .utils import StripeHooksError, parse_duration
@@ -62,6 +64,19 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+
+
+def progress(items: Sequence[Any] | None, label: str, length: int | None = None) -> Any:
+    return click.progressbar(items, length, label=label, file=sys.stderr, show_pos=True)
+
+
+def check_type(type_prefix: str | None) -> None:
+    if type_prefix and not event_types.is_known(event_types.normalize_prefix(type_prefix) or "*"):
+        message = event_types.unknown_type_message(type_prefix, prefix=True)
+        raise click.ClickException(f"--type {message}")
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

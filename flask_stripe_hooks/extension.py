@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import callbacks, processing
+from . import callbacks, tracing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_RETRY_MAX": "1h",
     "STRIPE_HOOKS_PAUSED": False,
     "STRIPE_HOOKS_API_BASE": None,
+    "STRIPE_HOOKS_METRICS": False,
+    "STRIPE_HOOKS_METRICS_REGISTRY": None,
+    "STRIPE_HOOKS_TRACING": False,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
     "STRIPE_TEST_SECRET_KEY": None,
@@ -118,6 +121,10 @@ class StripeHooks:
 
             app.register_blueprint(create_admin(state))
         app.cli.add_command(cli, "stripe-hooks")
+        if config["STRIPE_HOOKS_METRICS"]:
+            from .metrics import init_metrics
+
+            init_metrics(app, config["STRIPE_HOOKS_METRICS_REGISTRY"])
 
     # -- handlers ---------------------------------------------------------------------
 
@@ -156,7 +163,7 @@ class StripeHooks:
         later); ``unavailable`` (the database could not be reached: retry later);
         ``missing`` (no such event stored). ``result.ok`` is true for the first two.
         """
-        return processing.process_stored(get_state(), event_id, force=force)
+        return tracing.process_stored(get_state(), event_id, force=force)
 
 
 def _at_least_one(config: dict[str, Any], key: str) -> int:

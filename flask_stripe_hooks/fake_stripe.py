@@ -532,7 +532,7 @@ class FakeStripe:
                 destination["updated"] = _now()
                 return 200, destination
             if method == "GET" and not action:
-                return 200, destination
+                return 200, self._shown(destination, request.query.get("include"))
             if method == "POST" and not action:
                 return 200, self._update_destination(destination, request.json or {})
             if method == "DELETE" and not action:
@@ -581,17 +581,19 @@ class FakeStripe:
             "type": "webhook_endpoint",
             "webhook_endpoint": {"signing_secret": None, "url": None},
         }
-        secret = "whsec_" + secrets.token_hex(16)
         self.destinations[destination["id"]] = destination
         self.destination_urls[destination["id"]] = url
-        self.secrets[destination["id"]] = secret
-        include = body.get("include") or []
-        answer = {**destination, "webhook_endpoint": dict(destination["webhook_endpoint"])}
-        if "webhook_endpoint.signing_secret" in include:
-            answer["webhook_endpoint"]["signing_secret"] = secret
-        if "webhook_endpoint.url" in include:
-            answer["webhook_endpoint"]["url"] = url
-        return answer
+        self.secrets[destination["id"]] = "whsec_" + secrets.token_hex(16)
+        return self._shown(destination, body.get("include"))
+
+    def _shown(self, destination: dict[str, Any], include: Any) -> dict[str, Any]:
+        """A destination with what ``include`` asks for (its secret, its URL) filled in."""
+        shown = {"signing_secret": self.secrets, "url": self.destination_urls}
+        webhook = {
+            key: values[destination["id"]] if f"webhook_endpoint.{key}" in (include or []) else None
+            for key, values in shown.items()
+        }
+        return {**destination, "webhook_endpoint": webhook}
 
     def _update_destination(
         self, destination: dict[str, Any], body: dict[str, Any]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import event_types, paging
+from . import event_types, paging, signals
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
@@ -37,7 +37,8 @@ from .models import (
     event_table,
 )
 from .outcomes import MISSING, UNAVAILABLE, Result
-from .processing import process_stored, store_event
+from .processing import store_event
+from .tracing import process_stored
 from .utils import StripeHooksError, format_duration, utcnow
 
 if TYPE_CHECKING:
@@ -309,11 +310,15 @@ class Missed:
     events: list[Event] = field(default_factory=list)
 
 
-def _list_params(since: timedelta, type_prefix: str | None) -> dict[str, Any]:
+def _list_params(
+    since: timedelta, type_prefix: str | None, undelivered: bool = False
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "created": {"gte": int((utcnow() - since).timestamp())},
         "limit": 100,
     }
+    if undelivered:  # events with a delivery Stripe still counts as failed
+        params["delivery_success"] = "false"
     prefix = event_types.normalize_prefix(type_prefix)
     if prefix:
         names = event_types.matching(prefix)
@@ -333,8 +338,12 @@ def find_missed(
     type_prefix: str | None = None,
     account: str = "",
     livemode: bool = False,
+    undelivered: bool = False,
 ) -> Missed:
     """Read ``GET /v1/events`` (every page) and keep the events not stored, oldest first.
+
+    With ``undelivered``, only events Stripe has not delivered successfully to some
+    endpoint (``delivery_success=false``): the ones worth reconciling on a schedule.
 
     Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
     """
@@ -347,7 +356,7 @@ def find_missed(
             "Stripe keeps events for 30 days; use --since 30d or less.", "since"
         )
     client = stripe_api.client_for(state, account=account, livemode=livemode)
-    params = _list_params(since, type_prefix)
+    params = _list_params(since, type_prefix, undelivered)
     prefix = event_types.normalize_prefix(type_prefix)
     missed = Missed()
     session = state.db.session
@@ -405,6 +414,30 @@ def store_missed(state: State, events: Iterable[Event]) -> Summary:
         with app.app_context():
             summary.add(store_event(state, event))
     return summary
+
+
+def reconcile(
+    state: State, *, since: timedelta = EVENTS_KEPT, account: str = "", livemode: bool = False
+) -> tuple[Missed, Summary]:
+    """Store and process the events Stripe has not delivered successfully
+    (``delivery_success=false``) and that are not stored here: ``fetch-missed
+    --undelivered``, and the Celery task on a schedule."""
+    missed = find_missed(state, since=since, account=account, livemode=livemode, undelivered=True)
+    summary = store_missed(state, missed.events)
+    reconciled(missed, summary, undelivered=True)
+    return missed, summary
+
+
+def reconciled(missed: Missed, summary: Summary, *, undelivered: bool) -> None:
+    """Send :data:`~flask_stripe_hooks.signals.events_reconciled` for a ``fetch-missed`` run."""
+    if signals.events_reconciled.receivers:
+        signals.events_reconciled.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            seen=missed.seen,
+            missing=len(missed.events),
+            counts=dict(summary.counts),
+            undelivered=undelivered,
+        )
 
 
 # -- prune ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ pipeline must not change its outcome.
 
 from __future__ import annotations
 
-from blinker import Namespace
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -52,3 +52,36 @@ duplicate_skipped = _signals.signal("duplicate-skipped")
 #: In queue mode, an event was stored as pending and handed to the callback.
 #: kwargs: ``event``.
 event_queued = _signals.signal("event-queued")
+
+#: The webhook view answered a delivery (every delivery, whatever its outcome).
+#: kwargs: ``result`` (:class:`~flask_stripe_hooks.processing.Result`), ``status`` (int, the
+#: HTTP status sent back).
+delivery_finished = _signals.signal("delivery-finished")
+
+#: ``flask stripe-hooks doctor`` (or the admin's Health page) found problems with an
+#: endpoint. kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
+#: ``findings`` (list of :class:`~flask_stripe_hooks.health.Finding`).
+endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
+
+#: ``fetch-missed`` stored events Stripe listed and this app did not have.
+#: kwargs: ``seen`` (int, events Stripe listed), ``missing`` (int, not stored here),
+#: ``counts`` (dict outcome -> int, what storing them came to), ``undelivered`` (bool).
+events_reconciled = _signals.signal("events-reconciled")
+
+#: The signals that carry an ``event``, by name, with the outcome each stands for (metrics
+#: and traces connect to them by name; the last four come with retries and ordering).
+EVENT_OUTCOMES = {
+    "event-processed": "processed",
+    "event-failed": "failed",
+    "duplicate-skipped": "duplicate",
+    "event-queued": "queued",
+    "event-retrying": "retrying",
+    "event-ignored": "ignored",
+    "event-dead": "dead",
+    "stale-skipped": "stale",
+}
+
+
+def by_name(name: str) -> NamedSignal:
+    """The signal named ``name`` (the same object wherever it is asked for)."""
+    return _signals.signal(name)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
+from . import signals, tracing
 from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
 from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE
-from .processing import receive
 
 if TYPE_CHECKING:
     from .state import State
@@ -36,6 +36,8 @@ STATUS = {
 def create_blueprint(state: State) -> Blueprint:
     bp = Blueprint("stripe_hooks_webhook", __name__, url_prefix=state.url_prefix or None)
     max_body = state.max_body
+    receive = tracing.receiver(state)  # the pipeline, in a span when tracing is on
+    finished = signals.delivery_finished
 
     def webhook(endpoint_uuid: uuid.UUID) -> Response:
         length = request.content_length
@@ -47,7 +49,11 @@ def create_blueprint(state: State) -> Blueprint:
         if len(body) > max_body:
             return _text(413, "body too large")
         result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
-        response = _text(STATUS[result.outcome], result.reason or result.outcome)
+        status = STATUS[result.outcome]
+        if finished.receivers:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            finished.send(app, result=result, status=status)
+        response = _text(status, result.reason or result.outcome)
         if result.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, round(result.retry_after)))
         return response

@@ -1,0 +1,470 @@
+"""Endpoint health and drift: the checks behind ``flask stripe-hooks doctor`` and the
+admin's Health page.
+
+Each check is a plain function that returns a list of :class:`Finding`. Against Stripe (with
+the endpoint's account and mode): the endpoint still exists, is enabled, points at this
+app's URL, is pinned to the API version stripe-python speaks, sends every type a handler
+listens to and nothing no handler wants. Here: signing secrets about to expire, failed
+deliveries and the last successful one in the last 24 hours, failed, retrying, dead and
+stuck pending events. Every query is bounded (a 24-hour window, or the few rows in a
+problem status), so the checks can run from cron.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import stripe
+from flask import current_app
+
+from . import event_types, signals, stripe_api
+from .models import (
+    DUPLICATE,
+    FAILED,
+    PENDING,
+    PROCESSED,
+    QUEUED,
+    WebhookEndpoint,
+    delivery_table,
+    event_table,
+)
+from .state import get_state
+from .utils import StripeHooksError, utcnow
+
+if TYPE_CHECKING:
+    from .state import State
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+#: A secret that expires sooner than this with no newer one to follow is reported.
+SECRET_WARNING = timedelta(days=7)
+#: The window of the delivery and failure checks.
+WINDOW = timedelta(hours=24)
+#: In queue mode, a pending event older than this means the workers are behind or down.
+PENDING_AGE = timedelta(minutes=15)
+#: Event statuses worth a look (``retrying`` and ``dead`` exist where retries are enabled).
+PROBLEM_STATUSES = (PENDING, FAILED, "retrying", "dead")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing found: ``endpoint`` is the endpoint's uuid (``""`` for the whole app),
+    ``severity`` ``error``, ``warning`` or ``note`` (a check that could not run, or
+    information: notes do not make the run fail), ``code`` a stable name, ``message``
+    what is wrong and ``fix`` how to fix it."""
+
+    endpoint: str
+    severity: str
+    code: str
+    message: str
+    fix: str = ""
+    #: What ``doctor --fix`` can do about it: ``("events", [names])`` or ``("enable", [])``.
+    action: tuple[str, tuple[str, ...]] | None = field(default=None, compare=False)
+
+    @property
+    def problem(self) -> bool:
+        return self.severity != NOTE
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["action"] = out["action"][0] if self.action else None
+        return out
+
+
+def check_all(state: State, *, notify: bool = False) -> list[Finding]:
+    """Every check, for every endpoint and for the app. With ``notify`` (``doctor`` does),
+    send :data:`~flask_stripe_hooks.signals.endpoint_unhealthy` for each endpoint with
+    problems."""
+    session = state.db.session
+    endpoints = list(session.scalars(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+    findings: list[Finding] = []
+    for endpoint in endpoints:
+        mine = check_endpoint(state, endpoint)
+        findings += mine
+        problems = [f for f in mine if f.problem]
+        if notify and problems and signals.endpoint_unhealthy.receivers:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            signals.endpoint_unhealthy.send(app, endpoint=endpoint, findings=problems)
+    findings += check_events(state)
+    session.rollback()
+    return findings
+
+
+def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """The checks of one endpoint: against Stripe, its secrets, its recent deliveries."""
+    if not endpoint.enabled:
+        return [
+            Finding(
+                str(endpoint.uuid),
+                NOTE,
+                "disabled",
+                "Disabled here: deliveries to it are refused.",
+                f"flask stripe-hooks update-endpoint {endpoint.uuid} --enable",
+            )
+        ]
+    now = utcnow()
+    return [
+        *check_remote(state, endpoint),
+        *check_secrets(endpoint, now),
+        *check_deliveries(state, endpoint, now),
+    ]
+
+
+# -- against Stripe --------------------------------------------------------------------------
+
+
+def retrieve(state: State, endpoint: WebhookEndpoint) -> dict[str, Any] | None:
+    """The endpoint as Stripe has it, v1-shaped (``status``, ``url``, ``api_version``,
+    ``enabled_events``, ``connect``); None when Stripe has no such endpoint."""
+    assert endpoint.stripe_id
+    client = stripe_api.client_for(state, account=endpoint.account, livemode=endpoint.livemode)
+    try:
+        if not endpoint.thin:
+            return client.v1.webhook_endpoints.retrieve(endpoint.stripe_id).to_dict()
+        remote = client.v2.core.event_destinations.retrieve(
+            endpoint.stripe_id, {"include": ["webhook_endpoint.url"]}
+        ).to_dict()
+    except stripe.StripeError as exc:
+        if stripe_api.is_missing(exc):
+            return None
+        raise stripe_api.translate(
+            exc, state, account=endpoint.account, livemode=endpoint.livemode
+        ) from None
+    return {
+        "status": remote.get("status"),
+        "url": (remote.get("webhook_endpoint") or {}).get("url"),
+        "api_version": None,  # thin events carry no API version
+        "enabled_events": remote.get("enabled_events") or [],
+        "connect": "@accounts" in (remote.get("events_from") or []),
+    }
+
+
+def expected_api_version(state: State) -> str:
+    """The API version payloads should have: ``STRIPE_API_VERSION``, else stripe-python's."""
+    return str(state.config.get("STRIPE_API_VERSION") or stripe.api_version)
+
+
+def check_remote(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    uuid = str(endpoint.uuid)
+    if not endpoint.stripe_id:
+        return [Finding(uuid, NOTE, "not-on-stripe", "No Stripe id: Stripe's side not checked.")]
+    try:
+        stripe_api.key_source(state, account=endpoint.account, livemode=endpoint.livemode)
+    except StripeHooksError as exc:  # no key for its account and mode: nothing to ask with
+        return [Finding(uuid, NOTE, "stripe-skipped", f"Stripe's side not checked: {exc}")]
+    try:
+        remote = retrieve(state, endpoint)
+    except StripeHooksError as exc:
+        return [
+            Finding(
+                uuid,
+                WARNING,
+                "stripe-error",
+                f"Stripe's side could not be checked: {exc}",
+                "Check the API key and the network, then run doctor again.",
+            )
+        ]
+    if remote is None:
+        return [
+            Finding(
+                uuid,
+                ERROR,
+                "deleted-on-stripe",
+                f"Stripe has no endpoint {endpoint.stripe_id} any more: nothing is sent here.",
+                "Create a new one with 'flask stripe-hooks create-endpoint', then"
+                f" 'flask stripe-hooks delete-endpoint {uuid} --keep-remote'.",
+            )
+        ]
+    found = []
+    if remote.get("status") != "enabled":
+        found.append(
+            Finding(
+                uuid,
+                ERROR,
+                "disabled-on-stripe",
+                f"Disabled on Stripe ({remote.get('status')}): Stripe disables an endpoint"
+                " that failed for days, and sends nothing to it.",
+                "Fix what made deliveries fail, then 'flask stripe-hooks doctor --fix"
+                f" --reenable' (or 'update-endpoint {uuid} --enable').",
+                ("enable", ()),
+            )
+        )
+    path = state.webhook_path(uuid)
+    url = remote.get("url")
+    if url is not None and not url.rstrip("/").endswith(path.rstrip("/")):
+        found.append(
+            Finding(
+                uuid,
+                ERROR,
+                "wrong-url",
+                f"Stripe posts to {url}, which is not this endpoint's path {path}.",
+                "Point it back in the Dashboard, or create a new endpoint with"
+                " 'flask stripe-hooks create-endpoint'.",
+            )
+        )
+    expected = expected_api_version(state)
+    version = remote.get("api_version")
+    if not endpoint.thin and version != expected:
+        shown = version or "the account's default"
+        found.append(
+            Finding(
+                uuid,
+                WARNING,
+                "api-version",
+                f"Payloads come in API version {shown}; stripe-python here speaks {expected}.",
+                f"flask stripe-hooks upgrade-endpoint {uuid} --api-version {expected}"
+                " (see docs/operations.md: a new endpoint, both running, then the old one off)",
+            )
+        )
+    found += check_types(state, endpoint, list(remote.get("enabled_events") or []))
+    if endpoint.thin and bool(remote.get("connect")) != endpoint.connect:
+        want = "connected accounts'" if endpoint.connect else "its own account's"
+        found.append(
+            Finding(
+                uuid,
+                WARNING,
+                "connect",
+                f"Recorded here for {want} events, but Stripe's destination says otherwise.",
+                "Recreate the endpoint with or without --connect to match.",
+            )
+        )
+    return found
+
+
+def subscribed(state: State, *, thin: bool) -> list[str]:
+    """Names some handler listens to (``*`` and prefixes included), of one payload style."""
+    names = [name for name, sig in state.registry._signals.items() if sig.receivers]
+    return [n for n in names if n == "*" or event_types.is_thin_name(n) == thin]
+
+
+def check_types(state: State, endpoint: WebhookEndpoint, enabled: list[str]) -> list[Finding]:
+    """Handlers an endpoint never triggers, and types it sends that no handler wants."""
+    uuid = str(endpoint.uuid)
+    names = subscribed(state, thin=endpoint.thin)
+    every = "*" in enabled
+    found = []
+    uncovered = [
+        n
+        for n in names
+        if not every and not any(n == "*" or event_types.in_prefix(t, n) for t in enabled)
+    ]
+    if uncovered:
+        listed = ", ".join(uncovered)
+        found.append(
+            Finding(
+                uuid,
+                ERROR,
+                "handler-not-covered",
+                f"Handlers listen to {listed}, which this endpoint does not send: they never run.",
+                f"flask stripe-hooks doctor --fix (enables {listed} on the endpoint)",
+                ("events", tuple(uncovered)),
+            )
+        )
+    if names and "*" not in names:
+        unused = [t for t in enabled if not any(event_types.in_prefix(t, n) for n in names)]
+        if unused:
+            message = (
+                f"Stripe sends every event type; handlers listen only to {', '.join(names)}:"
+                " the rest is stored, never used."
+                if every
+                else f"Stripe sends {', '.join(unused)} and no handler listens: stored, never used."
+            )
+            found.append(
+                Finding(
+                    uuid,
+                    WARNING,
+                    "unused-types",
+                    message,
+                    f"flask stripe-hooks update-endpoint {uuid} --events {' '.join(names)}",
+                )
+            )
+    return found
+
+
+# -- here ------------------------------------------------------------------------------------
+
+
+def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
+    """No valid secret, or every valid secret expiring within :data:`SECRET_WARNING`."""
+    uuid = str(endpoint.uuid)
+    ends = []
+    for item in endpoint.secrets or ():
+        expires = item.get("expires_at")
+        end = datetime.fromisoformat(expires) if expires else None
+        if end is None or end > now:
+            ends.append(end)
+    fix = f"flask stripe-hooks set-secret {uuid} whsec_... (the secret Stripe shows)"
+    if not ends:
+        return [
+            Finding(
+                uuid, ERROR, "no-secret", "No valid signing secret: every delivery is refused.", fix
+            )
+        ]
+    if None in ends:
+        return []
+    last = max(e for e in ends if e is not None)
+    if last - now > SECRET_WARNING:
+        return []
+    left = _human(last - now)
+    return [
+        Finding(
+            uuid, WARNING, "secret-expiring", f"The last signing secret expires in {left}.", fix
+        )
+    ]
+
+
+def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
+    """Failed deliveries and the last successful one, over the last 24 hours."""
+    uuid = str(endpoint.uuid)
+    ok = delivery_table.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
+    total, failed, last_ok = state.db.session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(delivery_table.c.outcome == FAILED),
+            sa.func.max(delivery_table.c.received_at).filter(ok),
+        ).where(
+            delivery_table.c.endpoint_id == endpoint.id,
+            delivery_table.c.received_at >= now - WINDOW,
+        )
+    ).one()
+    if not failed:
+        return []
+    rate = failed / total
+    when = "none in 24 hours" if last_ok is None else f"last at {_iso(last_ok)}"
+    return [
+        Finding(
+            uuid,
+            ERROR if last_ok is None else WARNING,
+            "failing-deliveries",
+            f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%});"
+            f" successful: {when}.",
+            "See the tracebacks: 'flask stripe-hooks events --status failed' or the admin,"
+            " fix the handler, then 'flask stripe-hooks reprocess --failed'.",
+        )
+    ]
+
+
+def check_events(state: State) -> list[Finding]:
+    """Failed, retrying, dead and (in queue mode) stuck pending events."""
+    session = state.db.session
+    counts = dict(
+        session.execute(
+            sa.select(event_table.c.status, sa.func.count())
+            .where(event_table.c.status.in_(PROBLEM_STATUSES))
+            .group_by(event_table.c.status)
+        ).all()
+    )
+    found = []
+    if counts.get(FAILED):
+        found.append(
+            Finding(
+                "",
+                WARNING,
+                "failed-events",
+                f"{counts[FAILED]} event(s) failed in their handlers.",
+                "flask stripe-hooks reprocess --failed (once the handler is fixed)",
+            )
+        )
+    if counts.get("dead"):
+        found.append(
+            Finding(
+                "",
+                ERROR,
+                "dead-events",
+                f"{counts['dead']} event(s) gave up retrying (dead).",
+                "Fix the handler, then 'flask stripe-hooks reprocess' them.",
+            )
+        )
+    if counts.get("retrying"):
+        found.append(
+            Finding("", NOTE, "retrying-events", f"{counts['retrying']} event(s) retrying.")
+        )
+    if counts.get(PENDING) and state.event_callback is not None:
+        oldest = session.execute(
+            sa.select(sa.func.min(event_table.c.received_at)).where(event_table.c.status == PENDING)
+        ).scalar()
+        age = utcnow() - _aware(oldest) if oldest is not None else timedelta(0)
+        if age > PENDING_AGE:
+            found.append(
+                Finding(
+                    "",
+                    WARNING,
+                    "pending-stuck",
+                    f"{counts[PENDING]} event(s) pending; the oldest for {_human(age)}.",
+                    "Check that the queue workers run; 'flask stripe-hooks process-pending'"
+                    " sweeps what their messages lost.",
+                )
+            )
+    return found
+
+
+# -- fixes -----------------------------------------------------------------------------------
+
+
+def apply_fix(finding: Finding) -> str:
+    """Do what ``finding.action`` says, through :mod:`flask_stripe_hooks.endpoints` (so
+    Stripe and the row change together). Returns a line saying what was done."""
+    from . import endpoints
+
+    assert finding.action is not None
+    what, names = finding.action
+    endpoint = endpoints.get_endpoint(finding.endpoint)
+    if what == "enable":
+        endpoints.update_endpoint(endpoint, enabled=True)
+        return f"{finding.endpoint}: enabled on Stripe"
+    remote = retrieve(get_state(), endpoint) or {}
+    enabled = list(remote.get("enabled_events") or endpoint.enabled_events)
+    endpoints.update_endpoint(endpoint, events=[*enabled, *names])
+    return f"{finding.endpoint}: now sends {', '.join(names)} too"
+
+
+def upgrade_endpoint(
+    old: WebhookEndpoint, *, api_version: str, base_url: str | None = None
+) -> WebhookEndpoint:
+    """A new endpoint like ``old`` (events, mode, account, Connect) pinned to
+    ``api_version``, at a new URL of this app; ``old`` keeps running until you disable it.
+    Events both receive run once (the event id is the gate)."""
+    from . import endpoints
+
+    if old.thin:
+        raise endpoints.EndpointError("Thin endpoints have no API version to upgrade.")
+    path = get_state().webhook_path(old.uuid)
+    base = base_url or (old.url[: -len(path)] if old.url.endswith(path) else "")
+    if not base:
+        raise endpoints.EndpointError(
+            f"Endpoint {old.uuid} has no URL of this app recorded; pass --base-url."
+        )
+    return endpoints.create_endpoint(
+        base_url=base,
+        events=list(old.enabled_events),
+        livemode=old.livemode,
+        account=old.account,
+        api_version=api_version,
+        description=f"{old.description} (API {api_version})".strip(),
+        connect=old.connect,
+    )
+
+
+def problems(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.problem]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime) -> str:
+    return _aware(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _human(delta: timedelta) -> str:
+    """``3 days``, ``5 hours``, ``12 minutes``: the largest whole unit, rounded down."""
+    seconds = int(delta.total_seconds())
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return f"{max(seconds, 0)} seconds"
