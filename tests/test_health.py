@@ -15,7 +15,7 @@ from flask_stripe_hooks.testing import FakeStripe, build_event, deliver
 from flask_stripe_hooks.utils import utcnow
 
 from admin_support import ADMIN, basic_auth
-from conftest import rows
+from helpers import rows
 
 TEST_KEY = "sk_test_doctor"
 

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import record
+from helpers import record
 
 EXPORTER = InMemorySpanExporter()
 

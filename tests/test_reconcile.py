@@ -12,7 +12,7 @@ from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
 import test_health
-from conftest import handled, record, rows
+from helpers import handled, record, rows
 
 # The fake Stripe API of the doctor's tests, and its key.
 stub_server, stub, TEST_KEY = test_health.stub_server, test_health.stub, test_health.TEST_KEY
