@@ -48,92 +48,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import event_types
+from .fake_stripe_wire import Recorded, StripeError, decode_form, not_found, now
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
 MAX_ENDPOINTS = 16
-_PART = re.compile(r"\[([^\]]*)\]")
-
-
-def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's form encoding back into nested values: ``a[0]=x`` → ``{"a": ["x"]}``,
-    ``m[k]=v`` → ``{"m": {"k": "v"}}``."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        base = key.split("[", 1)[0]
-        parts = [base, *_PART.findall(key[len(base) :])]
-        node: Any = out
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            nxt = None if last else parts[i + 1]
-            empty: Any = [] if nxt is not None and (nxt.isdigit() or nxt == "") else {}
-            if isinstance(node, list):
-                index = int(part) if part.isdigit() else len(node)
-                while len(node) <= index:
-                    node.append(None)
-                if last:
-                    node[index] = value
-                else:
-                    if node[index] is None:
-                        node[index] = empty
-                    node = node[index]
-            else:
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, empty)
-    return out
-
-
-@dataclass
-class Recorded:
-    """One request as it reached the fake."""
-
-    method: str
-    path: str
-    query: dict[str, Any]
-    headers: dict[str, str]
-    pairs: list[tuple[str, str]]
-    form: dict[str, Any]
-    #: The body as sent (JSON for ``/v2/...`` requests).
-    body: str = ""
-
-    @property
-    def api_key(self) -> str:
-        return self.headers.get("Authorization", "").removeprefix("Bearer ")
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-class StripeError(Exception):
-    """Raised inside the fake to answer with Stripe's error JSON and status code."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {
-            "error": {
-                "type": "invalid_request_error" if status < 500 else "api_error",
-                "message": message,
-                **({"param": param} if param else {}),
-                **({"code": code} if code else {}),
-            }
-        }
-
-
 _DESTINATION = re.compile(r"/v2/core/event_destinations/([^/]+)(?:/(enable|disable))?")
 _KEY = re.compile(r"(sk|rk)_(test|live)_\w+")
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-
-
-def _not_found(kind: str, object_id: str, code: str = "resource_missing") -> StripeError:
-    return StripeError(404, f"No such {kind}: '{object_id}'", param="id", code=code)
 
 
 @dataclass
@@ -330,12 +250,12 @@ class FakeStripe:
             for event in self.events:
                 if event["id"] == match.group(1) and event["livemode"] == livemode:
                     return 200, event
-            raise _not_found("event", match.group(1))
+            raise not_found("event", match.group(1))
         match = re.fullmatch(r"/v1/webhook_endpoints/([^/]+)", path)
         if match:
             endpoint = self.endpoints.get(match.group(1))
             if endpoint is None or endpoint["livemode"] != livemode:
-                raise _not_found("webhook endpoint", match.group(1))
+                raise not_found("webhook endpoint", match.group(1))
             if method == "GET":
                 return 200, endpoint
             if method == "POST":
@@ -516,20 +436,20 @@ class FakeStripe:
         if match and method == "GET":
             event = self.thin_events.get(match.group(1))
             if event is None or event["livemode"] != livemode:
-                raise _not_found("event", match.group(1), code="not_found")
+                raise not_found("event", match.group(1), code="not_found")
             return 200, event
         match = _DESTINATION.fullmatch(path)
         if match:
             destination = self.destinations.get(match.group(1))
             if destination is None or destination["livemode"] != livemode:
-                raise _not_found("event destination", match.group(1), code="not_found")
+                raise not_found("event destination", match.group(1), code="not_found")
             action = match.group(2)
             if method == "POST" and action:
                 destination["status"] = "enabled" if action == "enable" else "disabled"
                 destination["status_details"] = (
                     None if action == "enable" else {"disabled": {"reason": "user"}}
                 )
-                destination["updated"] = _now()
+                destination["updated"] = now()
                 return 200, destination
             if method == "GET" and not action:
                 return 200, self._shown(destination, request.query.get("include"))
@@ -566,8 +486,8 @@ class FakeStripe:
         destination = {
             "id": "ed_" + ("live_" if livemode else "test_") + secrets.token_hex(10),
             "object": "v2.core.event_destination",
-            "created": _now(),
-            "updated": _now(),
+            "created": now(),
+            "updated": now(),
             "description": body.get("description") or "",
             "enabled_events": body["enabled_events"],
             "event_payload": body["event_payload"],
@@ -605,7 +525,7 @@ class FakeStripe:
         if "webhook_endpoint" in body:
             url = self._check_url(body["webhook_endpoint"].get("url", ""))
             self.destination_urls[destination["id"]] = url
-        destination["updated"] = _now()
+        destination["updated"] = now()
         return destination
 
 
