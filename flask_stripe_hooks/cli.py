@@ -16,7 +16,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import cli_endpoints, event_types, recovery
+from . import cli_data, cli_endpoints, event_types, recovery
 from . import endpoints as endpoint_ops
 from .cli_support import DURATION, MODES, find_endpoint, refused, session, table
 from .models import EVENT_STATUSES, RETRYING, active_secrets
@@ -25,7 +25,7 @@ from .testing import event_for, send_event
 from .utils import format_duration, mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _command in cli_endpoints.COMMANDS:
+for _command in (*cli_endpoints.COMMANDS, *cli_data.COMMANDS):
     cli.add_command(_command)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, request
 
 from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
-from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE
+from .outcomes import BUSY, FORBIDDEN, MISSING, PAUSED, UNAVAILABLE
 from .processing import receive
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ STATUS = {
     DEAD: 200,
     RETRYING: 503,
     REJECTED: 400,
+    FORBIDDEN: 403,
     MISSING: 404,
     BUSY: 409,
     FAILED: 500,
