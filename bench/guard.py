@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import ingest  # noqa: E402
-import payloads  # noqa: E402
 
 #: What a redaction typically removes.
 PERSONAL = ("email", "name", "address", "phone", "shipping")
@@ -47,27 +46,25 @@ COMPARISONS = {
 }
 
 
+def compare(name: str, config: dict[str, Any], backend: str, *where: Any) -> str:
+    """One comparison, on against off, on one backend: its line of the report."""
+    contenders = {"off": ("fsh", {}), "on": ("fsh", config)}
+    rates, ratios = ingest.interleaved(contenders, backend, *where)
+    ratio, (low, high) = common.median(ratios), common.median_interval(ratios)
+    verdict = "PASS" if ratio <= 1.03 else "MISS"
+    return (
+        f"{backend:<10} {name:<32} on {rates['on']:6.0f}/s  off {rates['off']:6.0f}/s"
+        f"   time ratio {ratio:.3f}x (median of {len(ratios)} pairs, 95% interval"
+        f" {low:.3f}-{high:.3f})   {verdict} (target: at most 3% slower)"
+    )
+
+
 def main() -> None:
-    parser = ingest.run_arguments(__doc__)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    args = ingest.quick(parser.parse_args())
-    print(f"machine: {common.machine()}")
-    bodies = payloads.bodies(args.deliveries + args.warmup)
-    print(f"payloads: {payloads.describe(bodies)}")
+    args, bodies = ingest.prepare(__doc__, "sqlite,postgresql")
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             for name, config in COMPARISONS.items():
-                contenders = {"off": ("fsh", {}), "on": ("fsh", config)}
-                rates, ratios = ingest.interleaved(contenders, backend, pg_url, tmp, bodies, args)
-                ratio = common.median(ratios)
-                low, high = common.median_interval(ratios)
-                print(
-                    f"{backend:<10} {name:<32} on {rates['on']:6.0f}/s  off {rates['off']:6.0f}/s"
-                    f"   time ratio {ratio:.3f}x (median of {len(ratios)} pairs, 95% interval"
-                    f" {low:.3f}-{high:.3f})"
-                    f"   {'PASS' if ratio <= 1.03 else 'MISS'} (target: at most 3% slower)",
-                    flush=True,
-                )
+                print(compare(name, config, backend, pg_url, tmp, bodies, args), flush=True)
     if args.quick:
         print("(--quick: a smoke run; the numbers mean nothing)")
 

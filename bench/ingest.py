@@ -201,6 +201,18 @@ def quick(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def prepare(doc: str | None, backends: str) -> tuple[argparse.Namespace, list[str]]:
+    """A paired run's arguments (with ``--backends``) and payloads, with the machine and the
+    payloads described first."""
+    parser = run_arguments(doc)
+    parser.add_argument("--backends", default=backends)
+    args = quick(parser.parse_args())
+    print(f"machine: {common.machine()}")
+    bodies = payloads.bodies(args.deliveries + args.warmup)
+    print(f"payloads: {payloads.describe(bodies)}")
+    return args, bodies
+
+
 def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import cli_data, cli_endpoints, event_types, recovery
 from . import endpoints as endpoint_ops
@@ -26,6 +26,8 @@ from .utils import format_duration, mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
 for _command in (*cli_endpoints.COMMANDS, *cli_data.COMMANDS):
+    # As AppGroup.command does: the commands of other modules run in the app's context.
+    _command.callback = with_appcontext(_command.callback)  # type: ignore[arg-type, type-var]
     cli.add_command(_command)
 
 

@@ -8,14 +8,12 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
 
 from . import guard
 from .cli_support import session
 
 
 @click.command("update-ips")
-@with_appcontext
 @click.option(
     "--url", default=guard.IPS_URL, show_default=True, help="Where Stripe publishes the list."
 )
@@ -32,7 +30,6 @@ def update_ips(url: str) -> None:
 
 
 @click.command("erase")
-@with_appcontext
 @click.option("--customer", required=True, help="The customer's id (cus_...).")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 def erase(customer: str, dry_run: bool) -> None:

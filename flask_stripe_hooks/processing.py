@@ -475,15 +475,9 @@ def _enqueue(
         endpoint_id = delivery.endpoint.id
     try:
         try:
+            connection, pending = session.connection(), {"status": PENDING, "attempts": 0}
             new = _insert_event(
-                session.connection(),
-                event,
-                endpoint_id,
-                now,
-                delivery,
-                state.redact,
-                status=PENDING,
-                attempts=0,
+                connection, event, endpoint_id, now, delivery, state.redact, **pending
             )
         except IntegrityError:  # a database without ON CONFLICT: the transaction is over
             session.rollback()
