@@ -70,7 +70,7 @@ def create_fsh(db_url: str, *, unrelated: int = 0, **config: Any) -> Flask:
     from flask_stripe_hooks import StripeHooks
 
     app, db = _base_app(db_url)
-    app.config.update(config)
+    app.config.update(config)  # STRIPE_HOOKS_* settings
     hooks = StripeHooks(app)
 
     @hooks.on(*TYPES)

@@ -201,6 +201,18 @@ def quick(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def prepare(doc: str | None, backends: str) -> tuple[argparse.Namespace, list[str]]:
+    """A paired run's arguments (with ``--backends``) and payloads, with the machine and the
+    payloads described first."""
+    parser = run_arguments(doc)
+    parser.add_argument("--backends", default=backends)
+    args = quick(parser.parse_args())
+    print(f"machine: {common.machine()}")
+    bodies = payloads.bodies(args.deliveries + args.warmup)
+    print(f"payloads: {payloads.describe(bodies)}")
+    return args, bodies
+
+
 def switch(
     doc: str | None,
     on: tuple[str, Callable[[], Any]],
@@ -212,12 +224,7 @@ def switch(
     switched: ``on``/``off`` are ``(label, function that sets it)``. Prints, per backend, the
     median over the pairs of (time with it on) / (time with it off) and its 95% interval, and
     PASS/MISS against ``target`` (the highest ratio allowed) when given."""
-    parser = run_arguments(doc)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    args = quick(parser.parse_args())
-    print(f"machine: {common.machine()}")
-    bodies = payloads.bodies(args.deliveries + args.warmup)
-    print(f"payloads: {payloads.describe(bodies)}")
+    args, bodies = prepare(doc, "sqlite,postgresql")
     (on_label, set_on), (off_label, set_off) = on, off
     contenders = {off_label: ("fsh", {}), on_label: ("fsh", {})}
     before = {off_label: set_off, on_label: set_on}

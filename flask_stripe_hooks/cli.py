@@ -15,7 +15,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import cli_endpoints, cli_ops, event_types, recovery
+from . import cli_data, cli_endpoints, cli_ops, event_types, recovery
 from . import endpoints as endpoint_ops
 from .cli_support import (
     DRY_RUN,
@@ -33,7 +33,7 @@ from .testing import event_for, send_event
 from .utils import mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _module in (cli_endpoints, cli_ops):
+for _module in (cli_endpoints, cli_ops, cli_data):
     for _command in _module.commands.commands.values():
         cli.add_command(_command)
 

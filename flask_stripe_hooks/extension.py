@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import callbacks, tracing
+from . import callbacks, guard, tracing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_MAX_ATTEMPTS": 16,
     "STRIPE_HOOKS_RETRY_MAX": "1h",
     "STRIPE_HOOKS_PAUSED": False,
+    "STRIPE_HOOKS_ALLOWED_IPS": None,
+    "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE": 60,
+    "STRIPE_HOOKS_STORE_BODY": "always",
+    "STRIPE_HOOKS_REDACT": None,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_METRICS": False,
     "STRIPE_HOOKS_METRICS_REGISTRY": None,
@@ -91,6 +95,7 @@ class StripeHooks:
             app.config.setdefault(key, value.copy() if isinstance(value, dict) else value)
         config = {key: app.config[key] for key in DEFAULTS}
         prefix = "/" + config["STRIPE_HOOKS_URL_PREFIX"].strip("/")
+        redact = resolve_setting(config["STRIPE_HOOKS_REDACT"], "STRIPE_HOOKS_REDACT")
         state = State(
             hooks=self,
             db=db,
@@ -105,6 +110,14 @@ class StripeHooks:
             max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
             retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
             paused=bool(config["STRIPE_HOOKS_PAUSED"]),
+            allowed_ips=guard.parse_allowlist(
+                config["STRIPE_HOOKS_ALLOWED_IPS"], app.instance_path
+            ),
+            rejected_limit=guard.parse_rejected_limit(
+                config["STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"]
+            ),
+            keep_body=guard.parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
+            redact=redact,
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)

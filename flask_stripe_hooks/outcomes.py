@@ -18,6 +18,8 @@ MISSING = "missing"
 UNAVAILABLE = "unavailable"
 #: Another worker holds the stored event locked: try again later.
 BUSY = "busy"
+#: The request came from an address ``STRIPE_HOOKS_ALLOWED_IPS`` does not allow.
+FORBIDDEN = "forbidden"
 #: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume``.
 PAUSED = "paused"
 

@@ -38,6 +38,7 @@ from .callbacks import collecting, run, stop_collecting
 from .dispatch import Ignore, Retry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, endpoint_by_uuid
 from .events import Event
+from .guard import redacted
 from .models import (
     DEAD,
     DUPLICATE,
@@ -51,7 +52,7 @@ from .models import (
     RETRYING,
     event_table,
 )
-from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE, Result
+from .outcomes import BUSY, FORBIDDEN, MISSING, PAUSED, UNAVAILABLE, Result
 from .storage import (
     attempts_of,
     claim,
@@ -111,16 +112,17 @@ def _insert_event(
     endpoint_id: int | None,
     now: datetime,
     delivery: Delivery | None,
+    redact: Any = None,
     **columns: Any,
 ) -> bool:
     """The event row with ``columns`` (its status and counts), unless one with its id exists
-    (``False``); ``data`` is read from the delivery's body where the database can."""
-    return insert_event_row(
-        connection,
-        _event_values(event, endpoint_id, now) | columns,
-        delivery.body if delivery is not None else None,
-        thin=event.thin,
-    )
+    (``False``); ``data`` is read from the delivery's body where the database can, unless
+    ``redact`` (``STRIPE_HOOKS_REDACT``) gives what is stored of it."""
+    values = _event_values(event, endpoint_id, now) | columns
+    body = delivery.body if delivery is not None else None
+    if redact is not None:
+        values["data"], body = redacted(redact, event.data), None
+    return insert_event_row(connection, values, body, thin=event.thin)
 
 
 @dataclass(slots=True)
@@ -133,6 +135,8 @@ class Delivery:
     remote_addr: str | None
     received_at: datetime
     started: float
+    #: The outcomes whose body is kept (``STRIPE_HOOKS_STORE_BODY``); ``None``: all.
+    keep: frozenset[str] | None = None
 
     def values(
         self,
@@ -150,7 +154,7 @@ class Delivery:
             # client writes this value.
             "remote_addr": self.remote_addr[:64] if self.remote_addr else None,
             "headers": self.headers,
-            "body": self.body,
+            "body": self.body if self.keep is None or outcome in self.keep else b"",
             "valid": valid,
             "outcome": outcome,
             "error": error,
@@ -206,6 +210,7 @@ def _record(
                         endpoint_id,
                         now,
                         delivery,
+                        state.redact,
                         status=stored,
                         attempts=1,
                         last_error=error,
@@ -276,6 +281,7 @@ def _run_handlers(
                     endpoint_id,
                     now,
                     delivery,
+                    state.redact,
                     status=PROCESSED,
                     attempts=1,
                     processed_at=now,
@@ -359,6 +365,8 @@ def receive(
 ) -> Result:
     """Handle one HTTP delivery. Never raises for bad input; the result says what happened."""
     started = time.perf_counter()
+    if state.allowed_ips is not None and not state.allowed_ips(remote_addr):
+        return _reject(None, FORBIDDEN, "address not allowed")
     signature = headers.get("Stripe-Signature")
     if not signature:
         return _reject(None, REJECTED, "missing Stripe-Signature header")
@@ -381,6 +389,7 @@ def receive(
         remote_addr=remote_addr,
         received_at=datetime.now(timezone.utc),
         started=started,
+        keep=state.keep_body,
     )
     try:
         try:
@@ -400,10 +409,12 @@ def receive(
             delivery.endpoint = endpoint
             event = _verify(state, endpoint, body, signature)
     except Rejected as exc:
+        limit = state.rejected_limit  # a flood of bad signatures cannot fill the disk
         try:
-            insert_delivery(
-                session.connection(), delivery.values(REJECTED, valid=False, error=exc.reason)
-            )
+            if limit is None or limit.keep(delivery.endpoint.id):
+                insert_delivery(
+                    session.connection(), delivery.values(REJECTED, valid=False, error=exc.reason)
+                )
             session.commit()
         except OperationalError:
             session.rollback()
@@ -436,7 +447,7 @@ def _verify(state: State, endpoint: EndpointInfo, body: bytes, signature: str) -
 
 def _reject(endpoint: EndpointInfo | None, outcome: str, reason: str) -> Result:
     # The signal's documented ``status`` is what Stripe is answered.
-    status = 404 if outcome == MISSING else 400
+    status = {MISSING: 404, FORBIDDEN: 403}.get(outcome, 400)
     _notify(signals.delivery_rejected, endpoint=endpoint, status=status, reason=reason)
     return Result(outcome, reason)
 
@@ -463,8 +474,9 @@ def _enqueue(
         endpoint_id = delivery.endpoint.id
     try:
         try:
+            connection, pending = session.connection(), {"status": PENDING, "attempts": 0}
             new = _insert_event(
-                session.connection(), event, endpoint_id, now, delivery, status=PENDING, attempts=0
+                connection, event, endpoint_id, now, delivery, state.redact, **pending
             )
         except IntegrityError:  # a database without ON CONFLICT: the transaction is over
             session.rollback()

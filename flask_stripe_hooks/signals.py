@@ -17,7 +17,8 @@ _signals = Namespace()
 delivery_received = _signals.signal("delivery-received")
 
 #: A request was refused with a 4xx. kwargs: ``endpoint`` (EndpointInfo or None when the
-#: endpoint is unknown), ``status`` (int), ``reason`` (str, the text sent back).
+#: endpoint is unknown, or the sender's address is not allowed: 403), ``status`` (int),
+#: ``reason`` (str, the text sent back).
 delivery_rejected = _signals.signal("delivery-rejected")
 
 #: The handlers of an event ran and the transaction committed.

@@ -38,6 +38,14 @@ class State:
     retry_max: float = 3600.0
     #: ``STRIPE_HOOKS_PAUSED``: every endpoint of this app is paused.
     paused: bool = False
+    #: ``STRIPE_HOOKS_ALLOWED_IPS``, parsed (guard.py): ``check(remote_addr) -> bool``; None: off.
+    allowed_ips: Callable[[str | None], bool] | None = None
+    #: ``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE`` (``guard.RejectedLimit``); None: no limit.
+    rejected_limit: Any = None
+    #: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose body is kept; None: all.
+    keep_body: frozenset[str] | None = None
+    #: ``STRIPE_HOOKS_REDACT``: ``redact(data) -> data`` stored for each event; None: off.
+    redact: Callable[[Any], Any] | None = None
 
     @property
     def registry(self) -> Any:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import signals, tracing
 from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
-from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE
+from .outcomes import BUSY, FORBIDDEN, MISSING, PAUSED, UNAVAILABLE
 
 if TYPE_CHECKING:
     from .state import State
@@ -26,6 +26,7 @@ STATUS = {
     DEAD: 200,
     RETRYING: 503,
     REJECTED: 400,
+    FORBIDDEN: 403,
     MISSING: 404,
     BUSY: 409,
     FAILED: 500,

@@ -1,0 +1,299 @@
+"""Trust boundaries on the receiving path, each off by default: who may post (an allowlist
+of addresses, ``STRIPE_HOOKS_ALLOWED_IPS``), how many rejected deliveries an endpoint keeps
+(``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE``), and what of a delivery is kept
+(``STRIPE_HOOKS_STORE_BODY``, ``STRIPE_HOOKS_REDACT``).
+
+``init_app`` parses the settings once into :class:`~flask_stripe_hooks.state.State`; the
+pipeline asks here only when a setting is on.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .models import (
+    DEAD,
+    FAILED,
+    IGNORED,
+    REJECTED,
+    RETRYING,
+    delivery_table,
+    event_table,
+    object_table,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger("flask_stripe_hooks")
+
+#: The entry of ``STRIPE_HOOKS_ALLOWED_IPS`` that stands for Stripe's published list.
+STRIPE = "stripe"
+#: Stripe's list of webhook addresses: shipped with the package, refreshed by
+#: ``flask stripe-hooks update-ips`` into the app's instance folder (preferred when there).
+IPS_FILE = "stripe_webhook_ips.json"
+#: Where Stripe publishes it (``{"WEBHOOKS": [...]}``).
+IPS_URL = "https://stripe.com/files/ips/ips_webhooks.json"
+
+#: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose raw body is kept (``None``: all).
+STORE_BODY: dict[str, frozenset[str] | None] = {
+    "always": None,
+    "failed": frozenset({REJECTED, FAILED, RETRYING, IGNORED, DEAD}),
+    "never": frozenset(),
+}
+
+Check = Callable[[str | None], bool]
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Tally:
+    """A count logged at most once a minute, with how many happened since the last line:
+    a flood costs one log line a minute, not one a request."""
+
+    def __init__(self, message: str, every: float = 60.0) -> None:
+        self.message = message
+        self.every = every
+        self.total = 0
+        self._since = 0
+        self._logged = -every
+        self._lock = threading.Lock()
+
+    def add(self, detail: Any) -> None:
+        with self._lock:
+            self.total += 1
+            self._since += 1
+            now = time.monotonic()
+            if now - self._logged < self.every:
+                return
+            since, self._since, self._logged = self._since, 0, now
+        log.warning(self.message, since, detail)
+
+
+# -- the allowlist -------------------------------------------------------------------------
+
+
+def stripe_ips(instance_path: str | None = None) -> list[str]:
+    """Stripe's webhook addresses: the copy ``update-ips`` saved in the instance folder when
+    there is one, else the list shipped with the package."""
+    saved = Path(instance_path, IPS_FILE) if instance_path else None
+    if saved is not None and saved.is_file():
+        text = saved.read_text("utf-8")
+    else:
+        text = resources.files(__package__).joinpath("data").joinpath(IPS_FILE).read_text("utf-8")
+    return read_ips(text)
+
+
+def read_ips(text: str) -> list[str]:
+    """The addresses of Stripe's JSON list (``{"WEBHOOKS": [...]}``), each checked; a
+    ``ValueError`` says what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    ips = data.get("WEBHOOKS") if isinstance(data, dict) else None
+    if not isinstance(ips, list):
+        raise ValueError('no "WEBHOOKS" list')
+    if not ips:
+        raise ValueError('the "WEBHOOKS" list is empty')
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(f"{ip!r} is not an IP address") from None
+    return ips
+
+
+class Allowlist:
+    """Addresses and networks a delivery may come from; called with ``remote_addr``."""
+
+    def __init__(self, networks: Iterable[_Network]) -> None:
+        networks = list(networks)
+        single = {n for n in networks if n.num_addresses == 1}
+        #: Exact addresses, matched as strings first (the common case: Stripe's list).
+        self.addresses = frozenset(str(n.network_address) for n in single)
+        self.networks = [n for n in networks if n not in single]
+
+    def __call__(self, remote_addr: str | None) -> bool:
+        if remote_addr in self.addresses:
+            return True
+        try:
+            address = ipaddress.ip_address(remote_addr or "")
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:3.18.12.63, from a dual-stack socket
+        if address.compressed in self.addresses:
+            return True
+        return any(address in network for network in self.networks)
+
+
+class AddressGuard:
+    """The allowlist with its refusals counted and logged once a minute."""
+
+    def __init__(self, allows: Check) -> None:
+        self.allows = allows
+        self.refused = Tally(
+            "refused %d request(s) from addresses not in STRIPE_HOOKS_ALLOWED_IPS since the"
+            " last line (the latest from %s)"
+        )
+
+    def __call__(self, remote_addr: str | None) -> bool:
+        if self.allows(remote_addr):
+            return True
+        self.refused.add(remote_addr)
+        return False
+
+
+def parse_allowlist(value: Any, instance_path: str | None = None) -> AddressGuard | None:
+    """``STRIPE_HOOKS_ALLOWED_IPS`` as a check of ``remote_addr``; ``None``: off.
+
+    A callable ``(remote_addr) -> bool`` is used as it is; a string or a list holds
+    addresses, CIDR networks and ``"stripe"`` (Stripe's list). A bad entry raises
+    ``RuntimeError`` naming the key and the entry.
+    """
+    key = "STRIPE_HOOKS_ALLOWED_IPS"
+    if value is None:
+        return None
+    if callable(value):
+        return AddressGuard(value)
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple, set, frozenset)) or not entries:
+        raise RuntimeError(
+            f'{key} must be "stripe", a list of addresses or networks, or a callable,'
+            f" not {value!r}."
+        )
+    networks: list[_Network] = []
+    for entry in entries:
+        texts = stripe_ips(instance_path) if entry == STRIPE else [entry]
+        for text in texts:
+            try:
+                networks.append(ipaddress.ip_network(str(text).strip(), strict=False))
+            except ValueError:
+                raise RuntimeError(
+                    f'{key}: {entry!r} is not an address, a network (10.0.0.0/8) or "stripe".'
+                ) from None
+    return AddressGuard(Allowlist(networks))
+
+
+# -- rejected deliveries ---------------------------------------------------------------------
+
+
+class RejectedLimit:
+    """At most ``per_minute`` rejected deliveries stored per endpoint and minute; the rest
+    are counted (per process) and logged once a minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._minute = 0
+        self._stored: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.dropped = Tally(
+            "did not store %d rejected delivery(ies) over STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"
+            " since the last line (the latest to endpoint id %s)"
+        )
+
+    def keep(self, endpoint_id: int) -> bool:
+        """Whether to store this rejected delivery."""
+        minute = int(time.time() // 60)
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._stored = minute, {}
+            stored = self._stored.get(endpoint_id, 0)
+            if stored < self.per_minute:
+                self._stored[endpoint_id] = stored + 1
+                return True
+        self.dropped.add(endpoint_id)
+        return False
+
+
+def parse_rejected_limit(value: Any) -> RejectedLimit | None:
+    key = "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RuntimeError(f"{key} must be a whole number (0 or more) or None, not {value!r}.")
+    return RejectedLimit(value)
+
+
+# -- what is kept ------------------------------------------------------------------------------
+
+
+def parse_store_body(value: Any, redact: Any) -> frozenset[str] | None:
+    """``STRIPE_HOOKS_STORE_BODY`` as the outcomes whose body is kept (``None``: all). With
+    ``STRIPE_HOOKS_REDACT`` set, ``"always"`` keeps only the bodies of rejected and failed
+    deliveries: a processed delivery's body holds what the redaction removed."""
+    if value not in STORE_BODY:
+        raise RuntimeError(
+            f'STRIPE_HOOKS_STORE_BODY must be "always", "failed" or "never", not {value!r}.'
+        )
+    if redact is not None and value == "always":
+        value = "failed"
+    return STORE_BODY[value]
+
+
+def redacted(redact: Callable[[Any], Any], data: Any) -> Any:
+    """What ``STRIPE_HOOKS_REDACT`` keeps of an event's ``data`` (given a deep copy)."""
+    return redact(copy.deepcopy(data))
+
+
+def update_ips(instance_path: str, url: str = IPS_URL, timeout: float = 30) -> list[str]:
+    """Fetch Stripe's list of webhook addresses from ``url`` and save it in the instance
+    folder, where :func:`stripe_ips` prefers it. A failure (the network, bad JSON, no or an
+    empty ``WEBHOOKS`` list, an entry that is not an address) raises ``ValueError`` with the
+    reason and keeps the current list."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read(1024 * 1024).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:  # URLError, HTTPError, a timeout, a bad URL
+        raise ValueError(f"could not fetch {url}: {exc}") from None
+    try:
+        ips = read_ips(text)
+    except ValueError as exc:
+        raise ValueError(f"{url}: {exc}") from None
+    folder = Path(instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / (IPS_FILE + ".tmp")
+    temporary.write_text(json.dumps({"WEBHOOKS": ips}, indent=2) + "\n", "utf-8")
+    temporary.replace(folder / IPS_FILE)
+    return ips
+
+
+def erase_customer(session: Session, customer: str, *, dry_run: bool = False) -> tuple[int, int]:
+    """Delete, in one transaction, the events about ``customer`` (``data.object.id`` or
+    ``data.object.customer``), their deliveries and their rows in the object tracking table.
+    Returns ``(events, deliveries)``; ``dry_run`` counts them and deletes nothing."""
+    obj = event_table.c.data["object"]
+    about = sa.or_(obj["id"].as_string() == customer, obj["customer"].as_string() == customer)
+    ids = sa.select(event_table.c.id).where(about)
+    try:
+        events = session.execute(sa.select(sa.func.count()).select_from(ids.subquery())).scalar()
+        deliveries = session.execute(
+            sa.select(sa.func.count()).where(delivery_table.c.event_id.in_(ids))
+        ).scalar()
+        if dry_run:
+            session.rollback()
+        else:
+            session.execute(delivery_table.delete().where(delivery_table.c.event_id.in_(ids)))
+            session.execute(
+                object_table.delete().where(
+                    sa.or_(object_table.c.event_id.in_(ids), object_table.c.id == customer)
+                )
+            )
+            session.execute(event_table.delete().where(about))
+            session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return int(events or 0), int(deliveries or 0)
