@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -256,7 +257,10 @@ def update_ips(instance_path: str, url: str = IPS_URL, timeout: float = 30) -> l
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             text = response.read(1024 * 1024).decode("utf-8", "replace")
-    except (OSError, ValueError) as exc:  # URLError, HTTPError, a timeout, a bad URL
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the answer's connection
+        raise ValueError(f"could not fetch {url}: {exc}") from None
+    except (OSError, ValueError) as exc:  # URLError, a timeout, a bad URL
         raise ValueError(f"could not fetch {url}: {exc}") from None
     try:
         ips = read_ips(text)

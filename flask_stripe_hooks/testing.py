@@ -252,7 +252,8 @@ def post_event(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
+        with exc:  # it holds the answer's connection
+            return exc.code, exc.read().decode("utf-8", "replace")
     except OSError as exc:  # URLError, a refused connection, a timeout
         raise ConnectionError(f"Could not reach {url}: {exc}") from None
 
