@@ -14,18 +14,21 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
-from . import cli_endpoints, event_types, recovery
+from . import cli_endpoints, cli_security, event_types, recovery
 from . import endpoints as endpoint_ops
 from .cli_support import DURATION, MODES, find_endpoint, refused, session, table
+from .crypto import unseal
 from .models import EVENT_STATUSES, RETRYING, active_secrets
 from .state import get_state
 from .testing import event_for, send_event
 from .utils import format_duration, mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _command in cli_endpoints.COMMANDS:
+for _command in (*cli_endpoints.COMMANDS, *cli_security.COMMANDS):
+    # In an app context, as AppGroup.command gives its own (the test runner gives none).
+    _command.callback = with_appcontext(_command.callback)  # type: ignore[arg-type,type-var]
     cli.add_command(_command)
 
 
@@ -96,7 +99,7 @@ def send_test_event(
             endpoint = endpoint_ops.only_enabled_endpoint()
     with refused():
         event = event_for(endpoint, event_type, data)
-    secrets = active_secrets(endpoint.secrets, utcnow())
+    secrets = active_secrets(endpoint.secrets, utcnow(), unseal)
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
     app = current_app._get_current_object()  # type: ignore[attr-defined]

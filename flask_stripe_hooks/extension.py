@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import callbacks, processing
+from . import callbacks, crypto, processing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_MAX_ATTEMPTS": 16,
     "STRIPE_HOOKS_RETRY_MAX": "1h",
     "STRIPE_HOOKS_PAUSED": False,
+    "STRIPE_HOOKS_ENCRYPTION_KEY": None,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
@@ -87,6 +88,8 @@ class StripeHooks:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value.copy() if isinstance(value, dict) else value)
         config = {key: app.config[key] for key in DEFAULTS}
+        fernet = crypto.load_key(config["STRIPE_HOOKS_ENCRYPTION_KEY"])
+        crypto.open_api_keys(config, fernet)
         prefix = "/" + config["STRIPE_HOOKS_URL_PREFIX"].strip("/")
         state = State(
             hooks=self,
@@ -102,6 +105,7 @@ class StripeHooks:
             max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
             retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
             paused=bool(config["STRIPE_HOOKS_PAUSED"]),
+            fernet=fernet,
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)

@@ -38,6 +38,8 @@ class State:
     retry_max: float = 3600.0
     #: ``STRIPE_HOOKS_PAUSED``: every endpoint of this app is paused.
     paused: bool = False
+    #: ``STRIPE_HOOKS_ENCRYPTION_KEY`` as a ``MultiFernet`` (crypto.py), or ``None``.
+    fernet: Any = field(default=None, repr=False)
 
     @property
     def registry(self) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 import stripe
 
 from . import event_types
+from .crypto import unseal
 from .event_types import object_name
 from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
 from .state import get_state
@@ -294,7 +295,7 @@ def endpoint_parts(endpoint: Any, secret: str | None) -> tuple[str, str]:
         stored = endpoint.secrets
         if not stored:
             raise ValueError(f"{endpoint!r} has no signing secret.")
-        secret = stored[-1] if isinstance(stored[-1], str) else stored[-1]["secret"]
+        secret = stored[-1] if isinstance(stored[-1], str) else unseal(stored[-1]["secret"])
     return str(endpoint.uuid), secret  # type: ignore[return-value]
 
 
