@@ -25,7 +25,7 @@ from typing import Any
 import stripe
 
 from . import event_types
-from .crypto import unseal
+from .crypto import seal, unseal
 from .event_types import object_name
 from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
 from .state import get_state
@@ -331,12 +331,13 @@ def create_endpoint(
 ) -> Any:
     """Store a ``WebhookEndpoint`` with one signing secret (a new one by default) and commit.
 
-    Call it inside an app context. Returns the row; its uuid and secrets stay readable.
+    Call it inside an app context. Returns the row; its uuid and secrets stay readable
+    (encrypted with ``STRIPE_HOOKS_ENCRYPTION_KEY`` when it is set).
     """
     from .models import WebhookEndpoint
 
     endpoint = WebhookEndpoint(
-        secrets=[{"secret": secret or new_secret(), "expires_at": None}],
+        secrets=[{"secret": seal(secret or new_secret()), "expires_at": None}],
         livemode=livemode,
         **fields,
     )
