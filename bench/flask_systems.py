@@ -66,10 +66,11 @@ def user_handler(db: SQLAlchemy, event_id: str, event_type: str) -> None:
 # -- flask-stripe-hooks ------------------------------------------------------------------
 
 
-def create_fsh(db_url: str, *, unrelated: int = 0) -> Flask:
+def create_fsh(db_url: str, *, unrelated: int = 0, config: dict[str, Any] | None = None) -> Flask:
     from flask_stripe_hooks import StripeHooks
 
     app, db = _base_app(db_url)
+    app.config.update(config or {})
     hooks = StripeHooks(app)
 
     @hooks.on(*TYPES)
