@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flask_stripe_hooks import storage  # noqa: E402
 
-import common  # noqa: E402
 import ingest  # noqa: E402
-import payloads  # noqa: E402
 
 _READS_JSON = storage._reads_json
 
@@ -36,31 +33,17 @@ def _with_dumps() -> None:
     storage._reads_json = lambda dialect: False  # type: ignore[attr-defined]
 
 
+def line(rates: dict[str, float], ratio: float, low: float, high: float) -> str:
+    return (
+        f"data from the body {rates['body']:7.0f}/s   json.dumps {rates['dumps']:7.0f}/s"
+        f"   ratio {ratio:.3f}x, 95% interval {low:.3f}-{high:.3f}"
+    )
+
+
 def main() -> None:
-    parser = ingest.run_arguments(__doc__)
-    parser.add_argument("--backends", default="postgresql,sqlite")
-    args = ingest.quick(parser.parse_args())
-    print(f"machine: {common.machine()}")
-    bodies = payloads.bodies(args.deliveries + args.warmup)
-    print(f"payloads: {payloads.describe(bodies)}")
     contenders = {"body": ("fsh", {}), "dumps": ("fsh", {})}
     before = {"body": _from_body, "dumps": _with_dumps}
-    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            rates, ratios = ingest.interleaved(
-                contenders, backend, pg_url, tmp, bodies, args, before
-            )
-            _from_body()
-            ratio = common.median(ratios)
-            low, high = common.median_interval(ratios)
-            print(
-                f"{backend:<10} data from the body {rates['body']:7.0f}/s   json.dumps"
-                f" {rates['dumps']:7.0f}/s   ratio {ratio:.3f}x (median of {len(ratios)} pairs,"
-                f" 95% interval {low:.3f}-{high:.3f})",
-                flush=True,
-            )
-    if args.quick:
-        print("(--quick: a smoke run; the numbers mean nothing)")
+    ingest.paired_main(__doc__, contenders, line, before=before, backends="postgresql,sqlite")
 
 
 if __name__ == "__main__":

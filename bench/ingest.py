@@ -201,6 +201,35 @@ def quick(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def paired_main(
+    doc: str | None,
+    contenders: dict[str, tuple[str, dict[str, Any]]],
+    line: Callable[[dict[str, float], float, float, float], str],
+    *,
+    before: dict[str, Callable[[], Any]] | None = None,
+    backends: str = "sqlite,postgresql",
+) -> None:
+    """A script that pairs two contenders (:func:`interleaved`) on each backend and prints,
+    per backend, ``line(rates, median ratio, interval low, interval high)``."""
+    parser = run_arguments(doc)
+    parser.add_argument("--backends", default=backends)
+    args = quick(parser.parse_args())
+    print(f"machine: {common.machine()}")
+    bodies = payloads.bodies(args.deliveries + args.warmup)
+    print(f"payloads: {payloads.describe(bodies)}")
+    first = next(iter(contenders))
+    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
+            if before and first in before:
+                before[first]()  # the process left as the first contender has it
+            low, high = common.median_interval(ratios)
+            text = line(rates, common.median(ratios), low, high)
+            print(f"{backend:<10} {text} (median of {len(ratios)} pairs)", flush=True)
+    if args.quick:
+        print("(--quick: a smoke run; the numbers mean nothing)")
+
+
 def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flask_stripe_hooks import processing  # noqa: E402
 
-import common  # noqa: E402
 import ingest  # noqa: E402
-import payloads  # noqa: E402
 
 _TRACK = processing.track_newest
 
@@ -35,32 +32,20 @@ def _not_tracking() -> None:
     processing.track_newest = lambda *args: None  # type: ignore[attr-defined]
 
 
+def line(rates: dict[str, float], ratio: float, low: float, high: float) -> str:
+    return (
+        f"tracking {rates['with']:7.0f}/s   without {rates['without']:7.0f}/s   time ratio"
+        f" {ratio:.3f}x, 95% interval {low:.3f}-{high:.3f}; total rates"
+        f" {rates['without'] / rates['with']:.3f}x"
+        f"   {'PASS' if ratio <= 1.05 else 'MISS'} (target: at most 5% slower)"
+    )
+
+
 def main() -> None:
-    parser = ingest.run_arguments(__doc__)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    args = ingest.quick(parser.parse_args())
-    print(f"machine: {common.machine()}")
-    bodies = payloads.bodies(args.deliveries + args.warmup)
-    print(f"payloads: {payloads.describe(bodies)}")
     contenders = {"without": ("fsh", {}), "with": ("fsh", {})}
     before = {"without": _not_tracking, "with": _tracking}
-    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            rates, ratios = ingest.interleaved(
-                contenders, backend, pg_url, tmp, bodies, args, before
-            )
-            _tracking()
-            ratio = common.median(ratios)
-            low, high = common.median_interval(ratios)
-            print(
-                f"{backend:<10} tracking {rates['with']:7.0f}/s   without {rates['without']:7.0f}/s"
-                f"   time ratio {ratio:.3f}x (median of {len(ratios)} pairs, 95% interval"
-                f" {low:.3f}-{high:.3f}; total rates {rates['without'] / rates['with']:.3f}x)"
-                f"   {'PASS' if ratio <= 1.05 else 'MISS'} (target: at most 5% slower)",
-                flush=True,
-            )
-    if args.quick:
-        print("(--quick: a smoke run; the numbers mean nothing)")
+    ingest.paired_main(__doc__, contenders, line, before=before)
+    _tracking()
 
 
 if __name__ == "__main__":
