@@ -465,7 +465,7 @@ def set_secret(
             if unseal(item["secret"]) == secret or (expiry is not None and expiry <= now):
                 continue
             end = until if expiry is None else min(until, expiry)
-            kept.append({"secret": item["secret"], "expires_at": end.isoformat()})
+            kept.append({"secret": seal(item["secret"]), "expires_at": end.isoformat()})
     endpoint.secrets = [*kept, {"secret": seal(secret), "expires_at": None}]
     last = max((item["expires_at"] for item in kept), default=None)
     note = f"rotated, {len(kept)} kept" + (f" until {last}" if last else "")
