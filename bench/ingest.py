@@ -213,6 +213,30 @@ def prepare(doc: str | None, backends: str) -> tuple[argparse.Namespace, list[st
     return args, bodies
 
 
+def paired_main(
+    doc: str | None,
+    contenders: dict[str, tuple[str, dict[str, Any]]],
+    line: Callable[[dict[str, float], float, float, float], str],
+    *,
+    before: dict[str, Callable[[], Any]] | None = None,
+    backends: str = "sqlite,postgresql",
+) -> None:
+    """A script that pairs two contenders (:func:`interleaved`) on each backend and prints,
+    per backend, ``line(rates, median ratio, interval low, interval high)``."""
+    args, bodies = prepare(doc, backends)
+    first = next(iter(contenders))
+    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
+            if before and first in before:
+                before[first]()  # the process left as the first contender has it
+            low, high = common.median_interval(ratios)
+            text = line(rates, common.median(ratios), low, high)
+            print(f"{backend:<10} {text} (median of {len(ratios)} pairs)", flush=True)
+    if args.quick:
+        print("(--quick: a smoke run; the numbers mean nothing)")
+
+
 def switch(
     doc: str | None,
     on: tuple[str, Callable[[], Any]],
@@ -220,30 +244,22 @@ def switch(
     *,
     target: float | None = None,
 ) -> None:
-    """A paired run of one flask-stripe-hooks app against itself with a setting of the process
-    switched: ``on``/``off`` are ``(label, function that sets it)``. Prints, per backend, the
-    median over the pairs of (time with it on) / (time with it off) and its 95% interval, and
-    PASS/MISS against ``target`` (the highest ratio allowed) when given."""
-    args, bodies = prepare(doc, "sqlite,postgresql")
+    """:func:`paired_main` for one app against itself with a setting of the process switched:
+    ``on``/``off`` are ``(label, function that sets it)``; the ratio is (time with it on) /
+    (time with it off), PASS/MISS against ``target`` (the highest ratio allowed) when given."""
     (on_label, set_on), (off_label, set_off) = on, off
-    contenders = {off_label: ("fsh", {}), on_label: ("fsh", {})}
-    before = {off_label: set_off, on_label: set_on}
-    with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
-            set_on()
-            ratio = common.median(ratios)
-            low, high = common.median_interval(ratios)
-            verdict = ""
-            if target is not None:
-                verdict = f"   {'PASS' if ratio <= target else 'MISS'} (target <= {target:.2f}x)"
-            print(
-                f"{backend:<10} {on_label} {rates[on_label]:7.0f}/s   {off_label}"
-                f" {rates[off_label]:7.0f}/s   time ratio {ratio:.3f}x (median of {len(ratios)}"
-                f" pairs, 95% interval {low:.3f}-{high:.3f}; total rates"
-                f" {rates[off_label] / rates[on_label]:.3f}x){verdict}",
-                flush=True,
-            )
+
+    def line(rates: dict[str, float], ratio: float, low: float, high: float) -> str:
+        verdict = ""
+        if target is not None:
+            verdict = f"   {'PASS' if ratio <= target else 'MISS'} (target <= {target:.2f}x)"
+        return (
+            f"{on_label} {rates[on_label]:7.0f}/s   {off_label} {rates[off_label]:7.0f}/s"
+            f"   time ratio {ratio:.3f}x, 95% interval {low:.3f}-{high:.3f}{verdict}"
+        )
+
+    contenders = {off_label: ("fsh", {}), on_label: ("fsh", {})}  # the ratio: on / off
+    paired_main(doc, contenders, line, before={off_label: set_off, on_label: set_on})
 
 
 def summary(lines: list[str], args: argparse.Namespace) -> None:

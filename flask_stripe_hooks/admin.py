@@ -2,7 +2,8 @@
 
 Mounted at ``STRIPE_HOOKS_ADMIN_URL_PREFIX`` when ``STRIPE_HOOKS_ADMIN_ENABLED``. Every page
 asks ``STRIPE_HOOKS_ADMIN_AUTH`` first (a callable, or its dotted path, called with no
-arguments during the request): ``True`` lets the request through, a response (such as a
+arguments during the request): ``True`` lets the request through (a non-empty ``str`` too,
+naming the user for the audit trail of endpoint changes), a response (such as a
 redirect to a login page) is sent as is, anything else answers 403. Without it, every page
 answers 403 with a short page that says how to set it.
 
@@ -45,7 +46,8 @@ from werkzeug.wrappers import Response
 from wtforms import Form
 from wtforms.validators import ValidationError
 
-from . import endpoints, event_types, health, paging, recovery
+from . import audit, endpoints, event_types, health, paging, recovery
+from .crypto import UnreadableSecret, sealed, unseal
 from .events import Event
 from .forms import (
     CreateEndpointForm,
@@ -153,7 +155,11 @@ def guard() -> Any:
     allowed = auth()
     if isinstance(allowed, Response):
         return allowed
-    if allowed is not True:
+    if isinstance(allowed, str) and allowed:  # allowed, and this is who (the audit trail)
+        g.stripe_hooks_actor = allowed
+    elif allowed is True:
+        g.stripe_hooks_actor = "admin"
+    else:
         return _message(403, "message.html", title="Forbidden", text=_NOT_ALLOWED)
     if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
@@ -288,7 +294,7 @@ def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
     now = utcnow()
     active = set(active_secrets(endpoint.secrets, now))
     secrets = [
-        (mask(s["secret"]), s.get("expires_at"), s["secret"] in active)
+        (_masked(s["secret"]), s.get("expires_at"), s["secret"] in active)
         for s in reversed(endpoint.secrets or [])
     ]
     return render_template(
@@ -297,8 +303,18 @@ def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:
         url=endpoint_url(endpoint),
         secrets=secrets,
         deliveries=list(deliveries),
+        changes=audit.entries(_session(), endpoint.uuid, 20),
+        describe=audit.describe,
         **forms,
     ), status
+
+
+def _masked(stored: str) -> str:
+    try:
+        shown = mask(unseal(stored))
+    except UnreadableSecret:
+        return "cannot be decrypted with STRIPE_HOOKS_ENCRYPTION_KEY"
+    return shown + " (encrypted)" if sealed(stored) else shown
 
 
 def endpoint_detail(endpoint_uuid: uuid.UUID) -> Any:

@@ -15,7 +15,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import cli_data, cli_endpoints, cli_ops, event_types, recovery
+from . import cli_data, cli_endpoints, cli_ops, cli_security, event_types, recovery
 from . import endpoints as endpoint_ops
 from .cli_support import (
     DRY_RUN,
@@ -27,13 +27,14 @@ from .cli_support import (
     session,
     table,
 )
+from .crypto import unseal
 from .models import EVENT_STATUSES, RETRYING, active_secrets
 from .state import get_state
 from .testing import event_for, send_event
 from .utils import mode_name, utcnow
 
 cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _module in (cli_endpoints, cli_ops, cli_data):
+for _module in (cli_endpoints, cli_ops, cli_data, cli_security):
     for _command in _module.commands.commands.values():
         cli.add_command(_command)
 
@@ -105,7 +106,7 @@ def send_test_event(
             endpoint = endpoint_ops.only_enabled_endpoint()
     with refused():
         event = event_for(endpoint, event_type, data)
-    secrets = active_secrets(endpoint.secrets, utcnow())
+    secrets = active_secrets(endpoint.secrets, utcnow(), unseal)
     if not secrets:
         raise click.ClickException(f"Endpoint {endpoint.uuid} has no active secret.")
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ the expiry of one of their secrets. What keeps it honest:
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,13 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from .crypto import UnreadableSecret, opener
 from .models import WebhookEndpoint, active_secrets, endpoint_table, seconds_to_expiry
+from .state import get_state
 from .utils import mode_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from .state import State
+
+log = logging.getLogger("flask_stripe_hooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,14 @@ _select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindpar
 _select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
 
 
-def _info(row: Any) -> EndpointInfo:
+def _info(row: Any, state: State) -> EndpointInfo:
+    """The endpoint of ``row``, its secrets decrypted (:class:`~.crypto.UnreadableSecret`
+    when ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt them; logged, naming the key)."""
+    try:
+        secrets = active_secrets(row.secrets, datetime.now(timezone.utc), opener(state))
+    except UnreadableSecret as exc:
+        log.error("endpoint %s: %s Answering 503 until it is fixed.", row.uuid, exc)
+        raise
     return EndpointInfo(
         id=row.id,
         uuid=row.uuid,
@@ -82,7 +94,7 @@ def _info(row: Any) -> EndpointInfo:
         stripe_id=row.stripe_id,
         enabled=row.status == "enabled",
         tolerance=row.tolerance,
-        secrets=active_secrets(row.secrets, datetime.now(timezone.utc)),
+        secrets=secrets,
         payload=row.payload,
         paused=row.paused,
     )
@@ -91,7 +103,7 @@ def _info(row: Any) -> EndpointInfo:
 def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
     """The endpoint with this row id, read now (no cache)."""
     row = session.execute(_select_by_id, {"id": endpoint_id}).first()
-    return None if row is None else _info(row)
+    return None if row is None else _info(row, get_state())
 
 
 _generation = 0  # bumped by every endpoint write seen in this process
@@ -134,7 +146,7 @@ def endpoint_by_uuid(
     if row is None:
         cache.pop(endpoint_uuid, None)
         return None, False
-    info = _info(row)
+    info = _info(row, state)
     if ttl > 0 and info.enabled:
         life = ttl
         left = seconds_to_expiry(row.secrets, datetime.now(timezone.utc))

@@ -13,39 +13,32 @@ row, the change on Stripe is undone (a created endpoint is deleted again).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import uuid as uuid_mod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 import stripe
 
-from . import event_types, stripe_api
+from . import audit, event_types, stripe_api
+from .crypto import seal, unseal
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
-from .models import WebhookEndpoint, active_secrets, delivery_table, event_table
+from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table, event_table
+from .public_url import LISTEN_HINT, EndpointError, check_base_url
 from .state import get_state
 from .stripe_api import StripeAPIError, client_for, list_webhook_endpoints
-from .utils import StripeHooksError, utcnow
+from .utils import utcnow
+
+__all__ = ["LISTEN_HINT", "EndpointError", "check_base_url"]  # and the operations below
 
 log = logging.getLogger("flask_stripe_hooks")
 
 #: The metadata key, on Stripe, that ties an endpoint to its row here.
 METADATA_KEY = "flask_stripe_hooks_uuid"
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".test")
-LISTEN_HINT = (
-    "For local development run 'flask stripe-hooks listen': the Stripe CLI forwards events"
-    " to this app without a public URL."
-)
-
-
-class EndpointError(StripeHooksError, ValueError):
-    """Input that cannot become an endpoint; ``field`` names the form field it concerns."""
 
 
 @dataclass
@@ -119,51 +112,6 @@ def check_payload(payload: str) -> str:
             f"The payload style is 'snapshot' or 'thin', not {payload!r}.", "payload"
         )
     return payload
-
-
-def _is_private_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(_PRIVATE_SUFFIXES):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return "." not in host  # a single-label name is never public
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
-def check_base_url(url: str) -> str:
-    """The app's public base URL, normalised (no trailing slash); raises :class:`EndpointError`.
-
-    Only ``http``/``https``; localhost, loopback, private, link-local and other non-public
-    hosts are refused, with a pointer to ``flask stripe-hooks listen``: Stripe cannot reach
-    them.
-    """
-    text = (url or "").strip()
-    if not text:
-        raise EndpointError(
-            "Enter the public base URL of this app, e.g. https://example.com.", "url"
-        )
-    parts = urlsplit(text)
-    try:
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 -- raises ValueError on a bad port
-    except ValueError:
-        host = ""
-    if parts.scheme not in ("http", "https") or not host:
-        raise EndpointError(
-            f"{text!r} is not an http(s) URL; write it as https://example.com.", "url"
-        )
-    if parts.query or parts.fragment:
-        raise EndpointError("The base URL takes no query string or fragment.", "url")
-    if parts.username or parts.password:
-        raise EndpointError("The base URL takes no user name or password.", "url")
-    if _is_private_host(host):
-        raise EndpointError(
-            f"Stripe cannot reach {host}: it is not a public address. {LISTEN_HINT}", "url"
-        )
-    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
@@ -267,7 +215,7 @@ def register_endpoint(
     ):
         raise EndpointError(f"Endpoint {stripe_id} is registered already.", "stripe_id")
     endpoint = WebhookEndpoint(
-        secrets=[{"secret": secret, "expires_at": None}],
+        secrets=[{"secret": seal(secret), "expires_at": None}],
         livemode=livemode,
         stripe_id=stripe_id,
         account=account,
@@ -276,7 +224,7 @@ def register_endpoint(
         enabled_events=enabled_events or ["*"],
     )
     session.add(endpoint)
-    _commit("the new endpoint")
+    _commit("the new endpoint", endpoint, "created", _created(endpoint))
     return endpoint
 
 
@@ -285,9 +233,27 @@ def _on_stripe(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {"thin": endpoint.thin, "account": endpoint.account, "livemode": endpoint.livemode}
 
 
-def _commit(what: str) -> None:
+def _created(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "mode": endpoint.mode,
+        "stripe_id": endpoint.stripe_id,
+        "url": endpoint.url,
+        "enabled_events": list(endpoint.enabled_events),
+    }
+
+
+def _commit(
+    what: str,
+    endpoint: WebhookEndpoint | None = None,
+    action: str = "",
+    changes: dict[str, Any] | None = None,
+) -> None:
+    """Commit, with an audit row for ``action`` on ``endpoint`` in the same transaction."""
     session = _session()
     try:
+        if endpoint is not None:
+            session.flush()
+            audit.record(session, endpoint, action, changes)
         session.commit()
     except Exception as exc:
         session.rollback()
@@ -368,7 +334,7 @@ def create_endpoint(
         url=remote.get("url") or url,
         livemode=livemode,
         account=account,
-        secrets=[{"secret": secret, "expires_at": None}],
+        secrets=[{"secret": seal(secret), "expires_at": None}],
         api_version=remote.get("api_version") or version,
         enabled_events=list(remote.get("enabled_events") or enabled_events),
         description=description,
@@ -379,7 +345,7 @@ def create_endpoint(
     )
     _session().add(endpoint)
     try:
-        _commit("the new endpoint")
+        _commit("the new endpoint", endpoint, "created", _created(endpoint))
     except EndpointError as exc:
         undo()
         exc.message = exc.message.removesuffix(".") + "; it was deleted on Stripe again."
@@ -426,10 +392,12 @@ def update_endpoint(
     where = _on_stripe(endpoint)
     if stripe_id:
         stripe_api.update_endpoint(get_state(), stripe_id, remote, **where)
+    changes = audit.diff(_fields(endpoint, local), local)
+    action = "updated" if enabled is None else "enabled" if enabled else "disabled"
     for key, value in local.items():
         setattr(endpoint, key, value)
     try:
-        _commit("the change")
+        _commit("the change", endpoint, action, changes)
     except EndpointError:
         if stripe_id:
             undo = {key: before[key] for key in remote}
@@ -460,9 +428,14 @@ def delete_endpoint(endpoint: WebhookEndpoint, *, keep_remote: bool = False) -> 
         .where(event_table.c.endpoint_id == endpoint_id)
         .values(endpoint_id=None)
     )
+    session.execute(
+        audit_table.update()
+        .where(audit_table.c.endpoint_id == endpoint_id)
+        .values(endpoint_id=None)
+    )
     session.delete(endpoint)
     try:
-        _commit("the deletion")
+        _commit("the deletion", endpoint, "deleted", {"stripe_id": endpoint.stripe_id})
     except EndpointError as exc:
         if endpoint.stripe_id and not keep_remote:
             exc.message += (
@@ -489,12 +462,14 @@ def set_secret(
         for item in endpoint.secrets or ():
             expires = item.get("expires_at")
             expiry = datetime.fromisoformat(expires) if expires else None
-            if item["secret"] == secret or (expiry is not None and expiry <= now):
+            if unseal(item["secret"]) == secret or (expiry is not None and expiry <= now):
                 continue
             end = until if expiry is None else min(until, expiry)
-            kept.append({"secret": item["secret"], "expires_at": end.isoformat()})
-    endpoint.secrets = [*kept, {"secret": secret, "expires_at": None}]
-    _commit("the new secret")
+            kept.append({"secret": seal(item["secret"]), "expires_at": end.isoformat()})
+    endpoint.secrets = [*kept, {"secret": seal(secret), "expires_at": None}]
+    last = max((item["expires_at"] for item in kept), default=None)
+    note = f"rotated, {len(kept)} kept" + (f" until {last}" if last else "")
+    _commit("the new secret", endpoint, "secret-rotated", {"secret": note})
     log.info("new signing secret for endpoint %s (%d older kept)", endpoint.uuid, len(kept))
 
 
@@ -511,6 +486,10 @@ def _remote_fields(remote: dict[str, Any]) -> dict[str, Any]:
         "api_version": remote.get("api_version") or "",
         "metadata_": metadata,
     }
+
+
+def _fields(endpoint: WebhookEndpoint, names: Any) -> dict[str, Any]:
+    return {name: getattr(endpoint, name) for name in names}
 
 
 def _free_uuid(session: Any, value: str | None) -> uuid_mod.UUID:
@@ -555,17 +534,18 @@ def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
         endpoint = by_stripe_id.pop(remote["id"], None) or by_uuid.pop(tag or "", None)
         if endpoint is None:
             new_uuid = _free_uuid(session, tag)
-            session.add(
-                WebhookEndpoint(
-                    uuid=new_uuid,
-                    stripe_id=remote["id"],
-                    livemode=livemode,
-                    account=account,
-                    secrets=[],
-                    status="disabled",
-                    **fields,
-                )
+            imported = WebhookEndpoint(
+                uuid=new_uuid,
+                stripe_id=remote["id"],
+                livemode=livemode,
+                account=account,
+                secrets=[],
+                status="disabled",
+                **fields,
             )
+            session.add(imported)
+            session.flush()
+            audit.record(session, imported, "imported", _created(imported))
             result.imported += 1
             result.messages.append(
                 f"Imported {remote['id']} ({fields['url']}) as {new_uuid}, disabled: set its"
@@ -579,6 +559,10 @@ def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
             fields["status"] = "enabled"
         fields["stripe_id"] = remote["id"]
         changed = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
+        if changed:
+            audit.record(
+                session, endpoint, "synced", audit.diff(_fields(endpoint, changed), changed)
+            )
         for key, value in changed.items():
             setattr(endpoint, key, value)
         if changed:

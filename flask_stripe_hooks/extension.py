@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import callbacks, guard, tracing
+from . import callbacks, crypto, guard, tracing
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import watch_endpoint_writes
 from .models import attach_tables
@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE": 60,
     "STRIPE_HOOKS_STORE_BODY": "always",
     "STRIPE_HOOKS_REDACT": None,
+    "STRIPE_HOOKS_ENCRYPTION_KEY": None,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_METRICS": False,
     "STRIPE_HOOKS_METRICS_REGISTRY": None,
@@ -94,6 +95,8 @@ class StripeHooks:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value.copy() if isinstance(value, dict) else value)
         config = {key: app.config[key] for key in DEFAULTS}
+        fernet = crypto.load_key(config["STRIPE_HOOKS_ENCRYPTION_KEY"])
+        crypto.open_api_keys(config, fernet)
         prefix = "/" + config["STRIPE_HOOKS_URL_PREFIX"].strip("/")
         redact = resolve_setting(config["STRIPE_HOOKS_REDACT"], "STRIPE_HOOKS_REDACT")
         state = State(
@@ -118,6 +121,7 @@ class StripeHooks:
             ),
             keep_body=guard.parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
             redact=redact,
+            fernet=fernet,
         )
         app.extensions["stripe_hooks"] = state
         watch_endpoint_writes(db)

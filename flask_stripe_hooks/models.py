@@ -1,4 +1,5 @@
-"""The three tables: endpoints, deliveries (HTTP requests) and events (one per Stripe id).
+"""The tables: endpoints, deliveries (HTTP requests), events (one per Stripe id), the
+newest event per Stripe object, and the audit trail of endpoint changes.
 
 Tables only: no DDL runs as a side effect of ``create_all`` (the lz4 set-up of the large
 columns is an explicit call, :func:`flask_stripe_hooks.storage.compress_with_lz4`).
@@ -12,7 +13,7 @@ read, and every query runs on the app's own ``db.session``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,14 +129,22 @@ class WebhookEndpoint(Base):
         return f"<WebhookEndpoint {self.uuid} {self.mode} {self.status}>"
 
 
-def active_secrets(secrets: Sequence[Mapping[str, Any]], now: datetime) -> tuple[str, ...]:
-    """The secrets of an endpoint's ``secrets`` column that have not expired, newest first."""
+def active_secrets(
+    secrets: Sequence[Mapping[str, Any]],
+    now: datetime,
+    unseal: Callable[[str], str] | None = None,
+) -> tuple[str, ...]:
+    """The secrets of an endpoint's ``secrets`` column that have not expired, newest first.
+
+    ``unseal`` turns a stored value into the secret (decrypts it, :mod:`.crypto`); without
+    it the stored values are returned as they are.
+    """
     out = []
     for item in reversed(secrets or ()):
         expires = item.get("expires_at")
         if expires and datetime.fromisoformat(expires) <= now:
             continue
-        out.append(item["secret"])
+        out.append(item["secret"] if unseal is None else unseal(item["secret"]))
     return tuple(out)
 
 
@@ -248,10 +257,33 @@ class TrackedObject(Base):
         return f"<TrackedObject {self.id} {self.event_id}>"
 
 
+class AuditEntry(Base):
+    """One change of an endpoint: who (``actor``), from where (``source``: ``admin``,
+    ``cli`` or ``code``), ``action`` and ``changes`` (``{field: [old, new]}``; never a secret).
+    ``endpoint_uuid`` outlives the endpoint; ``endpoint_id`` is cleared when it is deleted."""
+
+    __tablename__ = "stripe_hooks_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("stripe_hooks_endpoint.id", ondelete="SET NULL")
+    )
+    endpoint_uuid: Mapped[uuid.UUID] = mapped_column(sa.Uuid(), nullable=False, index=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, nullable=False)
+    actor: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    source: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    action: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    changes: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict, nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<AuditEntry {self.id} {self.action} {self.endpoint_uuid}>"
+
+
 endpoint_table: sa.Table = WebhookEndpoint.__table__  # type: ignore[assignment]
 delivery_table: sa.Table = WebhookDelivery.__table__  # type: ignore[assignment]
 event_table: sa.Table = StripeEvent.__table__  # type: ignore[assignment]
 object_table: sa.Table = TrackedObject.__table__  # type: ignore[assignment]
+audit_table: sa.Table = AuditEntry.__table__  # type: ignore[assignment]
 
 
 def attach_tables(metadata: sa.MetaData) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import signals
 from .callbacks import collecting, run, stop_collecting
+from .crypto import UnreadableSecret
 from .dispatch import Ignore, Retry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, endpoint_by_uuid
 from .events import Event
@@ -373,7 +374,7 @@ def receive(
     session = state.db.session
     try:
         endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid)
-    except OperationalError:
+    except (OperationalError, UnreadableSecret):  # a secret the key cannot decrypt: 503 too
         session.rollback()
         log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
         return Result(UNAVAILABLE, _UNAVAILABLE_REASON)

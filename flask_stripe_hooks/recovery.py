@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import event_types, paging, signals
+from . import audit, event_types, paging, signals
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
@@ -294,9 +294,20 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
             session.rollback()
             raise ValueError(f"No endpoint {', '.join(missing)}.")
         where.append(endpoint_table.c.uuid.in_(wanted))
-    changed = session.execute(endpoint_table.update().where(*where).values(paused=paused))
+    rows = list(
+        session.execute(sa.select(endpoint_table.c.id, endpoint_table.c.uuid).where(*where))
+    )
+    if rows:
+        ids = [row.id for row in rows]
+        session.execute(
+            endpoint_table.update().where(endpoint_table.c.id.in_(ids)).values(paused=paused)
+        )
+    for row in rows:
+        audit.record(
+            session, row, "paused" if paused else "resumed", {"paused": [not paused, paused]}
+        )
     session.commit()
-    return int(changed.rowcount)  # type: ignore[attr-defined]
+    return len(rows)
 
 
 # -- fetch-missed --------------------------------------------------------------------------

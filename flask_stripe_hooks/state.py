@@ -46,6 +46,8 @@ class State:
     keep_body: frozenset[str] | None = None
     #: ``STRIPE_HOOKS_REDACT``: ``redact(data) -> data`` stored for each event; None: off.
     redact: Callable[[Any], Any] | None = None
+    #: ``STRIPE_HOOKS_ENCRYPTION_KEY`` as a ``MultiFernet`` (crypto.py), or ``None``.
+    fernet: Any = field(default=None, repr=False)
 
     @property
     def registry(self) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 import stripe
 
 from . import event_types
+from .crypto import seal, unseal
 from .event_types import object_name
 from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
 from .state import get_state
@@ -295,7 +296,7 @@ def endpoint_parts(endpoint: Any, secret: str | None) -> tuple[str, str]:
         stored = endpoint.secrets
         if not stored:
             raise ValueError(f"{endpoint!r} has no signing secret.")
-        secret = stored[-1] if isinstance(stored[-1], str) else stored[-1]["secret"]
+        secret = stored[-1] if isinstance(stored[-1], str) else unseal(stored[-1]["secret"])
     return str(endpoint.uuid), secret  # type: ignore[return-value]
 
 
@@ -331,12 +332,13 @@ def create_endpoint(
 ) -> Any:
     """Store a ``WebhookEndpoint`` with one signing secret (a new one by default) and commit.
 
-    Call it inside an app context. Returns the row; its uuid and secrets stay readable.
+    Call it inside an app context. Returns the row; its uuid and secrets stay readable
+    (encrypted with ``STRIPE_HOOKS_ENCRYPTION_KEY`` when it is set).
     """
     from .models import WebhookEndpoint
 
     endpoint = WebhookEndpoint(
-        secrets=[{"secret": secret or new_secret(), "expires_at": None}],
+        secrets=[{"secret": seal(secret or new_secret()), "expires_at": None}],
         livemode=livemode,
         **fields,
     )

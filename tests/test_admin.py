@@ -95,10 +95,11 @@ def test_auth_callable_can_refuse_or_answer_itself(app_factory):
     response = client.get(ADMIN + "/events/")
     assert response.status_code == 302 and response.location == "/login"
 
-    client = app_factory(STRIPE_HOOKS_ADMIN_AUTH=lambda: "yes").test_client()
-    response = client.get(ADMIN + "/")  # only True lets a request in
-    assert response.status_code == 403
-    assert "not allowed" in text(response)
+    for answer in ("", 1, None):  # only True or a user name lets a request in
+        client = app_factory(STRIPE_HOOKS_ADMIN_AUTH=lambda a=answer: a).test_client()
+        response = client.get(ADMIN + "/")
+        assert response.status_code == 403
+        assert "not allowed" in text(response)
 
 
 def test_auth_by_dotted_path_prefix_and_switch(app_factory):

@@ -1,0 +1,80 @@
+"""``flask stripe-hooks`` commands for secrets at rest and the audit trail: encrypt-secrets,
+rotate-encryption-key, check-encryption, audit. Each calls :mod:`flask_stripe_hooks.crypto` or
+:mod:`flask_stripe_hooks.audit`; none prints a secret."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import click
+from flask.cli import AppGroup
+
+from . import audit, crypto
+from .cli_support import session, table
+from .state import State, get_state
+
+#: These commands, in the app context; :mod:`flask_stripe_hooks.cli` adds them to its group.
+commands = AppGroup("security")
+
+
+def _migrate(operation: Callable[[State], tuple[int, int]], verb: str) -> None:
+    try:
+        rows, secrets = operation(get_state())
+    except crypto.UnreadableSecret as exc:
+        raise click.ClickException(f"{exc} Nothing was changed.") from None
+    click.echo(f"{verb} {secrets} secret(s) of {rows} endpoint(s).")
+
+
+@commands.command("encrypt-secrets")
+def encrypt_secrets() -> None:
+    """Encrypt every signing secret stored in the clear with STRIPE_HOOKS_ENCRYPTION_KEY.
+
+    Secrets encrypted already are left alone: running it again changes nothing."""
+    _migrate(crypto.encrypt_all, "Encrypted")
+
+
+@commands.command("rotate-encryption-key")
+def rotate_encryption_key() -> None:
+    """Re-encrypt every signing secret with the first key of STRIPE_HOOKS_ENCRYPTION_KEY.
+
+    Put the new key first and the old one after it, run this, then remove the old key."""
+    _migrate(crypto.rotate_all, "Re-encrypted")
+
+
+@commands.command("check-encryption")
+def check_encryption() -> None:
+    """Try to decrypt every stored signing secret; exit 1 naming the endpoints that fail."""
+    bad = crypto.unreadable(get_state())
+    if bad:
+        click.echo(
+            f"{crypto.KEY} cannot decrypt the secrets of {len(bad)} endpoint(s): " + ", ".join(bad),
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo("Every stored signing secret can be decrypted.")
+
+
+@commands.command("audit")
+@click.argument("endpoint_uuid", required=False, type=click.UUID)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+def audit_trail(endpoint_uuid: uuid.UUID | None, limit: int) -> None:
+    """The latest changes of endpoints (of ENDPOINT_UUID only, when given), newest first."""
+    rows = audit.entries(session(), endpoint_uuid, limit)
+    if not rows:
+        click.echo("No changes recorded.")
+        return
+    table(
+        ("at", "endpoint", "actor", "source", "action", "changes"),
+        [
+            (
+                row.at.strftime("%Y-%m-%d %H:%M:%S"),
+                str(row.endpoint_uuid),
+                row.actor,
+                row.source,
+                row.action,
+                audit.describe(row.changes),
+            )
+            for row in rows
+        ],
+    )
