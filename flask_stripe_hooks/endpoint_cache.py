@@ -114,6 +114,11 @@ def _endpoint_written(*args: Any) -> None:
     _generation += 1
 
 
+def forget() -> None:
+    """Empty every endpoint cache of this process (a change that must take effect at once)."""
+    _endpoint_written()
+
+
 for _name in ("after_insert", "after_update", "after_delete"):
     sa.event.listen(WebhookEndpoint, _name, _endpoint_written)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import audit, event_types, paging, signals
+from . import audit, endpoint_cache, event_types, paging, signals
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
@@ -307,6 +307,7 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
             session, row, "paused" if paused else "resumed", {"paused": [not paused, paused]}
         )
     session.commit()
+    endpoint_cache.forget()  # the pause takes effect in this process at once
     return len(rows)
 
 

