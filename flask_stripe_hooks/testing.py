@@ -335,10 +335,14 @@ def create_endpoint(
     Call it inside an app context. Returns the row; its uuid and secrets stay readable
     (encrypted with ``STRIPE_HOOKS_ENCRYPTION_KEY`` when it is set).
     """
+    from flask import current_app
+
     from .models import WebhookEndpoint
 
+    secret = secret or new_secret()
+    state = current_app.extensions.get("stripe_hooks")  # none: an app without the extension
     endpoint = WebhookEndpoint(
-        secrets=[{"secret": seal(secret or new_secret()), "expires_at": None}],
+        secrets=[{"secret": seal(secret, state) if state else secret, "expires_at": None}],
         livemode=livemode,
         **fields,
     )
