@@ -58,7 +58,7 @@ from .storage import (
     attempts_of,
     claim,
     insert_delivery,
-    insert_event_row,
+    insert_event,
     mark_stale,
     set_attempt,
     track_newest,
@@ -117,13 +117,11 @@ def _insert_event(
     **columns: Any,
 ) -> bool:
     """The event row with ``columns`` (its status and counts), unless one with its id exists
-    (``False``); ``data`` is read from the delivery's body where the database can, unless
-    ``redact`` (``STRIPE_HOOKS_REDACT``) gives what is stored of it."""
+    (``False``); ``redact`` (``STRIPE_HOOKS_REDACT``) gives what is stored of its data."""
     values = _event_values(event, endpoint_id, now) | columns
-    body = delivery.body if delivery is not None else None
     if redact is not None:
-        values["data"], body = redacted(redact, event.data), None
-    return insert_event_row(connection, values, body, thin=event.thin)
+        values["data"] = redacted(redact, event.data)
+    return bool(insert_event(connection, values))
 
 
 @dataclass(slots=True)

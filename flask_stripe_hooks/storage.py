@@ -9,14 +9,6 @@ construction of its parameters and its result, as much CPU as the round trip to 
 column's bind processing) and then runs it with ``Connection.exec_driver_sql``: the same
 transaction, the same error translation (``IntegrityError``, invalidated connections) and the
 same ``before_cursor_execute`` events as any other statement.
-
-The event's ``data`` is not serialised again in Python on PostgreSQL and SQLite: the server
-takes it from the delivery's body, which is sent anyway. PostgreSQL reads ``CAST(convert_from(
-body, 'UTF8') AS JSONB) -> 'data'``; SQLite (3.38 or later, where JSON is built in) the value of
-the last top-level ``data`` member that ``json_each`` lists, kept as Stripe wrote it, minified.
-The body has been parsed and checked by :func:`~.verification.parse_json` first, so the
-database accepts whatever Python accepted, and the data reads back as Python parsed it: the
-last of duplicate keys.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 
 from .models import FINAL_STATUSES, PROCESSED, delivery_table, event_table, object_table
 
@@ -130,68 +121,11 @@ class Insert:
         return int(result.rowcount)
 
 
-def _body() -> Any:
-    return sa.bindparam("body", type_=sa.LargeBinary)
-
-
-def _body_as_jsonb() -> Any:
-    text = sa.func.convert_from(_body(), sa.literal_column("'UTF8'"))
-    return sa.cast(text, JSONB)
-
-
-def _sqlite_body_data() -> Any:
-    """The text of the body's last top-level ``data`` member (the one Python keeps)."""
-    members = sa.func.json_each(sa.cast(_body(), sa.Text)).table_valued("key", "value", "id")
-    return (
-        sa.select(members.c.value)
-        .where(members.c.key == sa.literal_column("'data'"))
-        .order_by(members.c.id.desc())
-        .limit(sa.literal_column("1"))
-        .offset(sa.literal_column("0"))
-        .scalar_subquery()
-    )
-
-
 insert_delivery = Insert(delivery_table)
+#: The event row, unless one with its id exists (0 rows: it does). A conflict costs no rollback
+#: on PostgreSQL and SQLite; on other databases it raises ``IntegrityError`` and the
+#: transaction must be rolled back.
 insert_event = Insert(event_table, skip_existing=True)
-#: ``data`` read by the database from the body: ``(dialect name, thin)`` → the insert. A
-#: snapshot event stores the body's ``"data"`` member, a thin event its whole notification.
-_insert_event_from_body = {
-    ("postgresql", False): Insert(
-        event_table,
-        skip_existing=True,
-        data=_body_as_jsonb().op("->")(sa.literal_column("'data'")),
-    ),
-    ("postgresql", True): Insert(event_table, skip_existing=True, data=_body_as_jsonb()),
-    ("sqlite", False): Insert(event_table, skip_existing=True, data=_sqlite_body_data()),
-    ("sqlite", True): Insert(
-        event_table, skip_existing=True, data=sa.func.json(sa.cast(_body(), sa.Text))
-    ),
-}
-
-
-def _reads_json(dialect: sa.Dialect) -> bool:
-    if dialect.name == "postgresql":
-        return True
-    return dialect.name == "sqlite" and (dialect.server_version_info or ()) >= (3, 38)
-
-
-def insert_event_row(
-    connection: sa.Connection, values: dict[str, Any], body: bytes | None, *, thin: bool
-) -> bool:
-    """Insert an event row unless one with its id exists (``False``: it does). On PostgreSQL
-    and SQLite, ``data`` is read by the database from ``body`` (the verified delivery) when
-    there is one.
-
-    A conflict costs no rollback on PostgreSQL and SQLite; on other databases it raises
-    ``IntegrityError`` and the transaction must be rolled back.
-    """
-    dialect = connection.dialect
-    if body is None or not _reads_json(dialect):
-        return bool(insert_event(connection, values))
-    values = {key: value for key, value in values.items() if key != "data"}
-    values["body"] = body
-    return bool(_insert_event_from_body[dialect.name, thin](connection, values))
 
 
 track_object = Insert(object_table, newer_only="created")
