@@ -53,6 +53,8 @@ def take(folder: Path, browser: Any = None) -> list[Path]:
             finally:
                 browser.close()
 
+    from playwright.sync_api import Error as PlaywrightError
+
     folder.mkdir(parents=True, exist_ok=True)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log
     logging.getLogger("flask_stripe_hooks").setLevel(logging.CRITICAL)  # the failure is shown
@@ -69,23 +71,31 @@ def take(folder: Path, browser: Any = None) -> list[Path]:
             seeded = seed_history(app, base)
             log_in(page, base)
 
+            def capture(name: str, **kwargs: Any) -> None:
+                written.append(folder / name)
+                for attempt in range(3):  # a busy machine's Chromium may fail to capture once
+                    try:
+                        page.screenshot(path=str(written[-1]), **kwargs)
+                        return
+                    except PlaywrightError:
+                        if attempt == 2:
+                            raise
+                        page.wait_for_timeout(500)
+
             def shot(name: str, path: str, **kwargs: Any) -> None:
                 page.goto(base + ADMIN + path)
-                written.append(folder / name)
-                page.screenshot(path=str(written[-1]), **kwargs)
+                capture(name, **kwargs)
 
             shot("admin-endpoints.png", "/", clip={"x": 0, "y": 0, **DESKTOP, "height": 360})
             page.goto(base + ADMIN + "/endpoints/new")
             page.fill("#base_url", "https://shop.invalid")
             page.click("#submit")  # Stripe refuses it: the error under the field
             page.locator("#field-base_url").scroll_into_view_if_needed()
-            written.append(folder / "admin-add-endpoint.png")
-            page.screenshot(path=str(written[-1]))
+            capture("admin-add-endpoint.png")
             shot("admin-events.png", "/events/")
             page.goto(f"{base}{ADMIN}/events/{seeded['failed']}")
             page.click("input[value='Process again']")  # fails again: its traceback is shown
-            written.append(folder / "admin-event-failed.png")
-            page.screenshot(path=str(written[-1]))
+            capture("admin-event-failed.png")
             page.set_viewport_size(PHONE)
             shot("admin-events-phone.png", "/events/")
             shot("admin-endpoints-phone.png", "/")
