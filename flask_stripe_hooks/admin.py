@@ -110,7 +110,8 @@ SECURITY_HEADERS = {
 def create_blueprint(state: State) -> Blueprint:
     """A fresh admin blueprint for one ``init_app``; the views read the app's state."""
     prefix = "/" + state.config["STRIPE_HOOKS_ADMIN_URL_PREFIX"].strip("/")
-    resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)  # a bad path fails here
+    # Once: a bad dotted path fails here, and no request imports it again.
+    state.admin_auth = resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)
     bp = Blueprint(
         "stripe_hooks_admin",
         __name__,
@@ -149,7 +150,7 @@ def guard() -> Any:
     """``STRIPE_HOOKS_ADMIN_AUTH`` first, then the CSRF token of a POST."""
     if request.endpoint == "stripe_hooks_admin.static":
         return None
-    auth = resolve_setting(get_state().config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)
+    auth = get_state().admin_auth
     if auth is None:
         return _message(403, "forbidden_setup.html")
     allowed = auth()

@@ -370,15 +370,10 @@ def receive(
     if not signature:
         return _reject(None, REJECTED, "missing Stripe-Signature header")
     session = state.db.session
-    try:
-        endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid)
-    except (OperationalError, UnreadableSecret):  # a secret the key cannot decrypt: 503 too
-        session.rollback()
-        log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
-        return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
-    if endpoint is None or not endpoint.enabled:
-        session.rollback()
-        return _reject(None, MISSING, "unknown endpoint")
+    found = _load_endpoint(state, session, endpoint_uuid)
+    if isinstance(found, Result):
+        return found
+    endpoint, cached = found
     _notify(signals.delivery_received, endpoint=endpoint, remote_addr=remote_addr)
 
     delivery = Delivery(
@@ -397,14 +392,10 @@ def receive(
             if not cached:
                 raise
             # The cached row may be out of date (a rotated secret): read it and try again.
-            try:
-                endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid, fresh=True)
-            except OperationalError:
-                session.rollback()
-                return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
-            if endpoint is None or not endpoint.enabled:
-                session.rollback()
-                return _reject(None, MISSING, "unknown endpoint")
+            found = _load_endpoint(state, session, endpoint_uuid, fresh=True)
+            if isinstance(found, Result):
+                return found
+            endpoint, cached = found
             delivery.endpoint = endpoint
             event = _verify(state, endpoint, body, signature)
     except Rejected as exc:
@@ -426,6 +417,25 @@ def receive(
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
     return _run_handlers(state, session, event, endpoint, delivery)
+
+
+def _load_endpoint(
+    state: State, session: Session, endpoint_uuid: uuid.UUID, *, fresh: bool = False
+) -> tuple[EndpointInfo, bool] | Result:
+    """The enabled endpoint (and whether it came from the cache), or the result to answer."""
+    try:
+        endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid, fresh=fresh)
+    except OperationalError:
+        session.rollback()
+        log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
+        return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
+    except UnreadableSecret:  # logged where it is found, naming the key: 503, Stripe retries
+        session.rollback()
+        return Result(UNAVAILABLE, _UNAVAILABLE_REASON)
+    if endpoint is None or not endpoint.enabled:
+        session.rollback()
+        return _reject(None, MISSING, "unknown endpoint")
+    return endpoint, cached
 
 
 def _verify(state: State, endpoint: EndpointInfo, body: bytes, signature: str) -> Event:

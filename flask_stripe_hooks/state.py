@@ -36,6 +36,8 @@ class State:
     max_attempts: int = 16
     #: The longest wait, in seconds, before a ``Retry`` of an event is due.
     retry_max: float = 3600.0
+    #: ``STRIPE_HOOKS_ADMIN_AUTH``, resolved once by the admin blueprint.
+    admin_auth: Callable[[], Any] | None = None
     #: ``STRIPE_HOOKS_PAUSED``: every endpoint of this app is paused.
     paused: bool = False
     #: ``STRIPE_HOOKS_ALLOWED_IPS``, parsed (guard.py): ``check(remote_addr) -> bool``; None: off.
