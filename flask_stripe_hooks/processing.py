@@ -2,13 +2,15 @@
 on-commit callbacks.
 
 Every caller goes through here: the webhook view (:func:`receive`), the CLI, the admin and
-queue workers (:func:`process_stored`). The happy path is four statements and one commit:
+queue workers (:func:`process_stored`). The happy path is three statements and one commit
+(four where the first two are separate, on databases other than PostgreSQL):
 
 1. ``INSERT`` the event row, status ``processed``: the exactly-once gate. A second delivery of
    the same id is skipped by ``ON CONFLICT DO NOTHING`` (an ``IntegrityError`` on databases
    without it) with no ``SELECT`` first; on PostgreSQL a concurrent one waits for the first.
 2. Record the event as the newest applied to its object, unless a later one is (then the event
-   is stale, and ``latest_only`` handlers skip it); the object's row stays locked.
+   is stale, and ``latest_only`` handlers skip it); the object's row stays locked. On
+   PostgreSQL this is part of the event's ``INSERT`` (a data-modifying ``WITH``).
 3. The handlers, on the same ``db.session``, so their writes share the transaction.
 4. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
 
@@ -59,6 +61,7 @@ from .storage import (
     claim,
     insert_delivery,
     insert_event,
+    insert_tracked_event,
     mark_stale,
     set_attempt,
     track_newest,
@@ -107,21 +110,15 @@ def _event_values(event: Event, endpoint_id: int | None, now: datetime) -> dict[
     }
 
 
-def _insert_event(
-    connection: sa.Connection,
-    event: Event,
-    endpoint_id: int | None,
-    now: datetime,
-    delivery: Delivery | None,
-    redact: Any = None,
-    **columns: Any,
-) -> bool:
-    """The event row with ``columns`` (its status and counts), unless one with its id exists
-    (``False``); ``redact`` (``STRIPE_HOOKS_REDACT``) gives what is stored of its data."""
+def _event_row(
+    event: Event, endpoint_id: int | None, now: datetime, redact: Any = None, **columns: Any
+) -> dict[str, Any]:
+    """The event row's values with ``columns`` (its status and counts); ``redact``
+    (``STRIPE_HOOKS_REDACT``) gives what is stored of its data."""
     values = _event_values(event, endpoint_id, now) | columns
     if redact is not None:
         values["data"] = redacted(redact, event.data)
-    return bool(insert_event(connection, values))
+    return values
 
 
 @dataclass(slots=True)
@@ -203,12 +200,10 @@ def _record(
                 break
             try:
                 with session.begin_nested():
-                    new = _insert_event(
-                        session.connection(),
+                    row = _event_row(
                         event,
                         endpoint_id,
                         now,
-                        delivery,
                         state.redact,
                         status=stored,
                         attempts=1,
@@ -216,6 +211,7 @@ def _record(
                         last_traceback=traceback,
                         next_attempt_at=next_at,
                     )
+                    new = bool(insert_event(session.connection(), row))
                 if new:
                     break
             except IntegrityError:
@@ -265,26 +261,21 @@ def _run_handlers(
     endpoint_id = endpoint.id if endpoint is not None else None
     connection: sa.Connection | None = None
     try:
-        claimed = True
+        claimed, tracked, newer = True, False, None
+        object_id, created = event.object_id, event.created_at
         if stored:
             claimed = claim(session, event.id, now, skip=skip)
         else:
             try:
                 # Compiled once (storage.py) and run on the session's connection: the same
                 # transaction, without the ORM's per-statement work (handlers' objects are
-                # flushed by the commit).
+                # flushed by the commit). The newest event per object is recorded with it.
                 connection = session.connection()
-                new = _insert_event(
-                    connection,
-                    event,
-                    endpoint_id,
-                    now,
-                    delivery,
-                    state.redact,
-                    status=PROCESSED,
-                    attempts=1,
+                row = _event_row(
+                    event, endpoint_id, now, state.redact, status=PROCESSED, attempts=1,
                     processed_at=now,
-                )
+                )  # fmt: skip
+                new, tracked, newer = insert_tracked_event(connection, row, object_id)
             except IntegrityError:  # a database without ON CONFLICT: the transaction is over
                 session.rollback()
                 new = False
@@ -300,10 +291,9 @@ def _run_handlers(
             return Result(DUPLICATE, event_id=event.id)
         started = time.perf_counter()
         connection = session.connection()
-        object_id, created = event.object_id, event.created_at
-        if object_id is not None and created is not None:  # the newest event per object
+        if not tracked and object_id is not None and created is not None:  # a stored event
             newer = track_newest(connection, object_id, event.id, created)
-            object.__setattr__(event, "newer_event_id", newer)
+        object.__setattr__(event, "newer_event_id", newer)
         skipped = state.registry.dispatch(event, endpoint=endpoint)
         if skipped:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
@@ -484,9 +474,8 @@ def _enqueue(
     try:
         try:
             connection, pending = session.connection(), {"status": PENDING, "attempts": 0}
-            new = _insert_event(
-                connection, event, endpoint_id, now, delivery, state.redact, **pending
-            )
+            row = _event_row(event, endpoint_id, now, state.redact, **pending)
+            new = bool(insert_event(connection, row))
         except IntegrityError:  # a database without ON CONFLICT: the transaction is over
             session.rollback()
             new = False

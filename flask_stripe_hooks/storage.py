@@ -73,7 +73,7 @@ class Insert:
         self.expressions = expressions
         self._compiled: dict[tuple[type, tuple[str, ...], bool], _Compiled] = {}
 
-    def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
+    def _statement(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> Any:
         values: dict[str, Any] = {
             key: sa.bindparam(key, type_=self.table.c[key].type)
             for key in keys
@@ -91,7 +91,10 @@ class Insert:
             )
         elif self.skip_existing and _on_conflict and dialect.name in _ON_CONFLICT:
             statement = _ON_CONFLICT[dialect.name](self.table).on_conflict_do_nothing()
-        compiled = statement.inline().values(values).compile(dialect=dialect)
+        return statement.inline().values(values)
+
+    def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
+        compiled = self._statement(dialect, keys).compile(dialect=dialect)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(binds)
         missing = sorted(set(names) - set(keys))
@@ -104,6 +107,10 @@ class Insert:
 
     def __call__(self, connection: sa.Connection, values: Mapping[str, Any]) -> int:
         """Run it; the number of rows inserted (0: skipped, the key exists)."""
+        return int(self.execute(connection, values).rowcount)
+
+    def execute(self, connection: sa.Connection, values: Mapping[str, Any]) -> sa.CursorResult:
+        """Run it; the driver's result."""
         dialect = connection.dialect
         key = (type(dialect), tuple(values), _on_conflict)
         compiled = self._compiled.get(key)
@@ -115,10 +122,8 @@ class Insert:
             for name, processor in zip(names, processors, strict=True)
         ]
         if positional:
-            result = connection.exec_driver_sql(sql, tuple(params))
-        else:
-            result = connection.exec_driver_sql(sql, dict(zip(names, params, strict=True)))
-        return int(result.rowcount)
+            return connection.exec_driver_sql(sql, tuple(params))
+        return connection.exec_driver_sql(sql, dict(zip(names, params, strict=True)))
 
 
 insert_delivery = Insert(delivery_table)
@@ -129,6 +134,57 @@ insert_event = Insert(event_table, skip_existing=True)
 
 
 track_object = Insert(object_table, newer_only="created")
+
+
+class _EventAndObject(Insert):
+    """PostgreSQL: :data:`insert_event` and, in the same statement, the newest event of the
+    event's object (``object_id``), when the event row is new: one round trip for both. It
+    returns no row when the event's id exists, else the id of its object's newest event —
+    this one's, or a strictly later one's (this event is stale)."""
+
+    def _statement(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> Any:
+        event_keys = tuple(key for key in keys if key != "object_id")
+        inserted = (
+            super()
+            ._statement(dialect, event_keys)
+            .returning(event_table.c.id, event_table.c.created)
+            .cte("inserted")
+        )
+        object_id = sa.bindparam("object_id", type_=object_table.c.id.type)
+        upsert = postgresql.insert(object_table).from_select(
+            ["id", "event_id", "created"], sa.select(object_id, inserted.c.id, inserted.c.created)
+        )
+        # The stored row wins only when strictly later (same-second events are both newest).
+        stored, new = object_table.c, upsert.excluded
+        kept = stored.created > new.created
+        return upsert.on_conflict_do_update(
+            index_elements=[stored.id],
+            set_={
+                "event_id": sa.case((kept, stored.event_id), else_=new.event_id),
+                "created": sa.case((kept, stored.created), else_=new.created),
+            },
+        ).returning(stored.event_id)
+
+
+_event_and_object = _EventAndObject(event_table, skip_existing=True)
+
+
+def insert_tracked_event(
+    connection: sa.Connection, values: Mapping[str, Any], object_id: str | None
+) -> tuple[bool, bool, str | None]:
+    """:data:`insert_event`, and when the row is new and the event is about an object
+    (``object_id``), :func:`track_newest` in the same transaction — in the same statement on
+    PostgreSQL. Returns (inserted, tracked, the newer event's id when this one is stale)."""
+    if object_id is None or values["created"] is None:
+        return bool(insert_event(connection, values)), False, None
+    if connection.dialect.name == "postgresql" and _on_conflict:
+        row = _event_and_object.execute(connection, {**values, "object_id": object_id}).first()
+        if row is None:
+            return False, False, None
+        return True, True, None if row[0] == values["id"] else str(row[0])
+    if not insert_event(connection, values):
+        return False, False, None
+    return True, True, track_newest(connection, object_id, values["id"], values["created"])
 
 
 def track_newest(

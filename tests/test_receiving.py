@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import uuid
 from datetime import timedelta
@@ -289,7 +290,8 @@ def gate(request, monkeypatch):
     gates = []
 
     def spy(conn, cursor, statement, *args):
-        if statement.startswith("INSERT INTO stripe_hooks_event"):
+        # On PostgreSQL the event's INSERT leads a statement that also tracks its object.
+        if re.match(r"(WITH \w+ AS \s*\()?INSERT INTO stripe_hooks_event ", statement):
             gates.append("ON CONFLICT" in statement)
 
     sa.event.listen(sa.Engine, "before_cursor_execute", spy)
