@@ -64,6 +64,8 @@ class Metrics:
             registry=registry,
         )
         self.app = app
+        self._deliveries: dict[str, Any] = {}
+        self._durations: dict[str, Any] = {}
         self.receivers = [(signals.delivery_finished, self.on_delivery)] + [
             (signals.by_name(name), self._on_event(outcome))
             for name, outcome in signals.EVENT_OUTCOMES.items()
@@ -80,15 +82,29 @@ class Metrics:
         for signal, receiver in self.receivers:
             signal.disconnect(receiver, sender=self.app)
 
+    # The labelled children are kept by label: ``labels()`` costs more than the increment.
+
     def on_delivery(self, sender: Any, result: Any, **kwargs: Any) -> None:
-        self.deliveries.labels(result.outcome).inc()
+        counter = self._deliveries.get(result.outcome)
+        if counter is None:
+            counter = self._deliveries[result.outcome] = self.deliveries.labels(result.outcome)
+        counter.inc()
 
     def _on_event(self, outcome: str) -> Any:
+        counters: dict[str, Any] = {}
+        durations = self._durations
+
         def receiver(sender: Any, event: Any, **kwargs: Any) -> None:
-            self.events.labels(event.type, outcome).inc()
+            counter = counters.get(event.type)
+            if counter is None:
+                counter = counters[event.type] = self.events.labels(event.type, outcome)
+            counter.inc()
             duration_ms = kwargs.get("duration_ms")
             if duration_ms is not None:
-                self.duration.labels(event.type).observe(duration_ms / 1000)
+                histogram = durations.get(event.type)
+                if histogram is None:
+                    histogram = durations[event.type] = self.duration.labels(event.type)
+                histogram.observe(duration_ms / 1000)
 
         return receiver
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from . import processing, signals
 from .models import FAILED
 
 try:
-    from opentelemetry import trace
+    from opentelemetry import context, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError:  # the extra is not installed
     trace = None  # type: ignore[assignment]
@@ -37,9 +36,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_stripe_hooks")
 
-#: The span of the delivery or run in progress (so signals can add the event to it).
-_span: ContextVar[Any] = ContextVar("stripe_hooks_span", default=None)
+#: What the signals tell of the delivery or run in progress: set on its span when it ends.
+_run: ContextVar[_Run | None] = ContextVar("stripe_hooks_traced", default=None)
 _BROKEN = (FAILED, processing.UNAVAILABLE)
+
+
+class _Run:
+    __slots__ = ("type", "exception")
+
+    def __init__(self) -> None:
+        self.type: str | None = None
+        self.exception: BaseException | None = None
 
 
 def enabled(state: State) -> bool:
@@ -62,25 +69,45 @@ ATTRIBUTES = {
 }
 
 
-@contextmanager
-def consumer_span(**attributes: str) -> Iterator[Any]:
-    """A ``process stripe`` consumer span, current while the block runs."""
-    with _tracer().start_as_current_span(
-        "process stripe", kind=SpanKind.CONSUMER, attributes={**ATTRIBUTES, **attributes}
-    ) as span:
-        token = _span.set(span)
-        try:
-            yield span
-        finally:
-            _span.reset(token)
+def _traced(attributes: dict[str, str], call: Callable[..., Result], *args: Any) -> Result:
+    """``call(*args)`` in a ``process stripe`` consumer span, current while it runs (a child
+    of the current span). Written out rather than with ``start_as_current_span``, and what is
+    learnt while it runs is set once, at the end: the span's cost is part of every
+    delivery's."""
+    span = _tracer().start_span("process stripe", kind=SpanKind.CONSUMER, attributes=attributes)
+    run = _Run()
+    token, context_token = _run.set(run), context.attach(trace.set_span_in_context(span))
+    try:
+        result = call(*args)
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    else:
+        ended = {"stripe.outcome": result.outcome}
+        if result.event_id:
+            ended["messaging.message.id"] = result.event_id
+        if run.type is not None:
+            ended["messaging.destination.name"] = run.type
+            span.update_name(f"process {run.type}")
+        span.set_attributes(ended)
+        if run.exception is not None:
+            span.record_exception(run.exception)
+        if result.outcome in _BROKEN:
+            span.set_status(Status(StatusCode.ERROR, result.reason or result.outcome))
+        return result
+    finally:
+        context.detach(context_token)
+        _run.reset(token)
+        span.end()
 
 
 def receive(
     state: State, endpoint_uuid: uuid.UUID, body: bytes, headers: Any, remote_addr: str | None
 ) -> Result:
     """:func:`flask_stripe_hooks.processing.receive` in a span (the webhook view)."""
-    with consumer_span(**{"stripe.endpoint": str(endpoint_uuid)}) as span:
-        return _finish(span, processing.receive(state, endpoint_uuid, body, headers, remote_addr))
+    attributes = {**ATTRIBUTES, "stripe.endpoint": str(endpoint_uuid)}
+    return _traced(attributes, processing.receive, state, endpoint_uuid, body, headers, remote_addr)
 
 
 def process_stored(
@@ -89,28 +116,21 @@ def process_stored(
     """:func:`flask_stripe_hooks.processing.process_stored`, in a span when tracing is on."""
     if not enabled(state):
         return processing.process_stored(state, event_id, force=force, dead=dead)
-    with consumer_span(**{"messaging.message.id": event_id}) as span:
-        return _finish(span, processing.process_stored(state, event_id, force=force, dead=dead))
-
-
-def _finish(span: Any, result: Result) -> Result:
-    attributes = {"stripe.outcome": result.outcome}
-    if result.event_id:
-        attributes["messaging.message.id"] = result.event_id
-    span.set_attributes(attributes)
-    if result.outcome in _BROKEN:
-        span.set_status(Status(StatusCode.ERROR, result.reason or result.outcome))
-    return result
+    return _traced(
+        {**ATTRIBUTES, "messaging.message.id": event_id},
+        functools.partial(processing.process_stored, force=force, dead=dead),
+        state,
+        event_id,
+    )
 
 
 def _on_event(sender: Any, event: Any, **kwargs: Any) -> None:
-    span = _span.get()
-    if span is not None:
-        span.set_attribute("messaging.destination.name", event.type)
-        span.update_name(f"process {event.type}")
+    run = _run.get()
+    if run is not None:
+        run.type = event.type
         exc = kwargs.get("exception")
         if exc is not None:
-            span.record_exception(exc)
+            run.exception = exc
 
 
 def receiver(state: State) -> Any:
