@@ -181,3 +181,30 @@ def test_with_tracing_off_the_view_calls_the_pipeline_itself(app: Flask) -> None
 
     state = app.extensions["stripe_hooks"]
     assert tracing.receiver(state) is processing.receive
+
+
+def test_an_error_out_of_the_pipeline_is_recorded_on_its_span(
+    app_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a handler's failure (that is an outcome) but the pipeline itself raising: the span
+    still ends, as an error, with the exception, and no span stays current."""
+    from flask_stripe_hooks import processing
+
+    app = app_factory(STRIPE_HOOKS_TRACING=True)
+    secret = new_secret()
+    with app.app_context():
+        endpoint = create_endpoint(app.extensions["sqlalchemy"], secret=secret)
+
+    def broken(*args: Any) -> Any:
+        raise LookupError("pipeline broke")
+
+    monkeypatch.setattr(processing, "receive", broken)
+    EXPORTER.clear()
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = deliver(app.test_client(), endpoint, build_event("customer.created"), secret=secret)
+    assert response.status_code == 500
+    (span,) = [s for s in EXPORTER.get_finished_spans() if s.name.startswith("process")]
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["stripe.endpoint"] == str(endpoint.uuid)
+    assert [e.attributes["exception.type"] for e in span.events] == ["LookupError"]
+    assert not trace.get_current_span().get_span_context().is_valid

@@ -124,6 +124,60 @@ def test_same_second_events_are_never_stale(app, client, endpoint, state):
     assert state[first["data"]["object"]["id"]] == first["data"]["object"]["status"]
 
 
+def test_an_event_that_failed_is_judged_when_it_is_delivered_again(app, client, endpoint, hooks):
+    """A failed attempt records nothing; the redelivery that processes the event is judged
+    against what was applied meanwhile."""
+    seen: list[tuple[str, bool]] = []
+    broken = {"on": True}
+
+    @hooks.on("customer.subscription")
+    def look(event: Any, **kwargs: Any) -> None:
+        if broken["on"]:
+            raise RuntimeError("down")
+        seen.append((event.id, event.is_stale))
+
+    older, newer, newest = lifecycle("subscription")[1:4]
+    assert deliver(client, endpoint, older).status_code == 500
+    assert deliver(client, endpoint, newest).status_code == 500
+    broken["on"] = False
+    assert deliver(client, endpoint, newer).status_code == 200
+    assert deliver(client, endpoint, older).status_code == 200  # older than what was applied
+    assert deliver(client, endpoint, newest).status_code == 200  # newer: not stale
+    assert seen == [(newer["id"], False), (older["id"], True), (newest["id"], False)]
+    stored = {e.id: e.stale for e in rows(app, StripeEvent)}
+    assert stored[older["id"]] is None  # no latest_only handler skipped it
+    assert [e.status for e in rows(app, StripeEvent)] == ["processed"] * 3
+
+
+def test_the_object_is_tracked_by_the_events_own_statement_on_postgresql(
+    app, db, client, endpoint, database_url
+):
+    """On PostgreSQL one statement inserts the event and records its object: tracking adds
+    no round trip. Elsewhere it is a statement of its own."""
+    statements: list[str] = []
+
+    def spy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    item = lifecycle("invoice")[0]
+    sa.event.listen(sa.Engine, "before_cursor_execute", spy)
+    try:
+        assert deliver(client, endpoint, item).status_code == 200
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", spy)
+    writes = [s for s in statements if "INSERT INTO" in s]
+    tracking = [s for s in writes if "INSERT INTO stripe_hooks_object" in s]
+    assert len(tracking) == 1
+    if database_url.startswith("postgresql"):
+        assert "INSERT INTO stripe_hooks_event" in tracking[0]
+        assert len(writes) == 2  # the event with its object, and the delivery
+    else:
+        assert len(writes) == 3
+    with app.app_context():
+        tracked = db.session.execute(sa.text("SELECT id, event_id FROM stripe_hooks_object"))
+        assert tracked.all() == [(item["data"]["object"]["id"], item["id"])]
+
+
 def test_fetch_object_asks_stripe_once_per_delivery(app_factory, hooks):
     with FakeStripe() as fake:
         app = app_factory(STRIPE_TEST_SECRET_KEY="sk_test_fake", STRIPE_HOOKS_API_BASE=fake.url)
