@@ -26,8 +26,8 @@ import ingest  # noqa: E402
 _TRACKED = processing.insert_tracked_event, processing.track_newest
 
 
-def _untracked(connection: Any, values: Any, object_id: Any) -> tuple[bool, bool, None]:
-    return bool(processing.insert_event(connection, values)), False, None
+def _untracked(connection: Any, values: Any, object_id: Any) -> tuple[bool, None]:
+    return bool(processing.insert_event(connection, values)), None
 
 
 def _tracking() -> None:

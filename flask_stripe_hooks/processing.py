@@ -261,7 +261,7 @@ def _run_handlers(
     endpoint_id = endpoint.id if endpoint is not None else None
     connection: sa.Connection | None = None
     try:
-        claimed, tracked, newer = True, False, None
+        claimed, new, newer = True, False, None
         object_id, created = event.object_id, event.created_at
         if stored:
             claimed = claim(session, event.id, now, skip=skip)
@@ -272,10 +272,15 @@ def _run_handlers(
                 # flushed by the commit). The newest event per object is recorded with it.
                 connection = session.connection()
                 row = _event_row(
-                    event, endpoint_id, now, state.redact, status=PROCESSED, attempts=1,
+                    event,
+                    endpoint_id,
+                    now,
+                    state.redact,
+                    status=PROCESSED,
+                    attempts=1,
                     processed_at=now,
-                )  # fmt: skip
-                new, tracked, newer = insert_tracked_event(connection, row, object_id)
+                )
+                new, newer = insert_tracked_event(connection, row, object_id)
             except IntegrityError:  # a database without ON CONFLICT: the transaction is over
                 session.rollback()
                 new = False
@@ -291,7 +296,7 @@ def _run_handlers(
             return Result(DUPLICATE, event_id=event.id)
         started = time.perf_counter()
         connection = session.connection()
-        if not tracked and object_id is not None and created is not None:  # a stored event
+        if not new and object_id is not None and created is not None:  # stored before
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
         skipped = state.registry.dispatch(event, endpoint=endpoint)

@@ -171,20 +171,21 @@ _event_and_object = _EventAndObject(event_table, skip_existing=True)
 
 def insert_tracked_event(
     connection: sa.Connection, values: Mapping[str, Any], object_id: str | None
-) -> tuple[bool, bool, str | None]:
+) -> tuple[bool, str | None]:
     """:data:`insert_event`, and when the row is new and the event is about an object
     (``object_id``), :func:`track_newest` in the same transaction — in the same statement on
-    PostgreSQL. Returns (inserted, tracked, the newer event's id when this one is stale)."""
+    PostgreSQL. Returns whether the row is new, and the newer event's id when this one is
+    stale."""
     if object_id is None or values["created"] is None:
-        return bool(insert_event(connection, values)), False, None
+        return bool(insert_event(connection, values)), None
     if connection.dialect.name == "postgresql" and _on_conflict:
         row = _event_and_object.execute(connection, {**values, "object_id": object_id}).first()
         if row is None:
-            return False, False, None
-        return True, True, None if row[0] == values["id"] else str(row[0])
+            return False, None
+        return True, None if row[0] == values["id"] else str(row[0])
     if not insert_event(connection, values):
-        return False, False, None
-    return True, True, track_newest(connection, object_id, values["id"], values["created"])
+        return False, None
+    return True, track_newest(connection, object_id, values["id"], values["created"])
 
 
 def track_newest(
