@@ -93,32 +93,25 @@ def _notify(signal: Any, **kwargs: Any) -> None:
 # -- rows --------------------------------------------------------------------------------
 
 
-def _event_values(event: Event, endpoint_id: int | None, now: datetime) -> dict[str, Any]:
-    created = event.created_at
+def _event_row(
+    event: Event, endpoint_id: int | None, now: datetime, redact: Any = None, **columns: Any
+) -> dict[str, Any]:
+    """The event row's values with ``columns`` (its status and counts); ``redact``
+    (``STRIPE_HOOKS_REDACT``) gives what is stored of its data."""
     return {
         "id": event.id,
         "type": event.type,
         "livemode": event.livemode,
         "account": event.account,
         "api_version": event.api_version,
-        "created": created,
-        "data": event.data,
+        "created": event.created_at,
+        "data": event.data if redact is None else redacted(redact, event.data),
         "request_id": event.request_id,
         "idempotency_key": event.idempotency_key,
         "endpoint_id": endpoint_id,
         "received_at": now,
+        **columns,
     }
-
-
-def _event_row(
-    event: Event, endpoint_id: int | None, now: datetime, redact: Any = None, **columns: Any
-) -> dict[str, Any]:
-    """The event row's values with ``columns`` (its status and counts); ``redact``
-    (``STRIPE_HOOKS_REDACT``) gives what is stored of its data."""
-    values = _event_values(event, endpoint_id, now) | columns
-    if redact is not None:
-        values["data"] = redacted(redact, event.data)
-    return values
 
 
 @dataclass(slots=True)
@@ -407,7 +400,7 @@ def receive(
         return _reject(endpoint, REJECTED, exc.reason)
 
     _bind(state, event, endpoint)
-    if state.paused or endpoint.paused:
+    if _paused(state, endpoint):
         return _enqueue(state, session, event, delivery, hold=True)
     if state.event_callback is not None:
         return _enqueue(state, session, event, delivery)
@@ -515,6 +508,11 @@ def _enqueue(
     return Result(QUEUED, event_id=event.id)
 
 
+def _paused(state: State, endpoint: EndpointInfo | None) -> bool:
+    """The app (``STRIPE_HOOKS_PAUSED``) or the endpoint is paused: store, run on resume."""
+    return state.paused or (endpoint is not None and endpoint.paused)
+
+
 def _unavailable(exc: BaseException) -> bool:
     """The database could not be reached (or dropped the connection): try again later."""
     return isinstance(exc, OperationalError) or (
@@ -532,7 +530,7 @@ def store_event(state: State, event: Event, endpoint: EndpointInfo | None = None
     session = state.db.session
     _bind(state, event, endpoint)
     endpoint_id = endpoint.id if endpoint else None
-    if state.paused or (endpoint is not None and endpoint.paused):
+    if _paused(state, endpoint):
         return _enqueue(state, session, event, None, endpoint_id, hold=True)
     if state.event_callback is not None:
         return _enqueue(state, session, event, None, endpoint_id)
@@ -575,7 +573,7 @@ def process_stored(
         endpoint = None
         if row.endpoint_id is not None:
             endpoint = endpoint_by_id(session, row.endpoint_id)
-        if not force and (state.paused or (endpoint is not None and endpoint.paused)):
+        if not force and _paused(state, endpoint):
             session.rollback()
             return Result(PAUSED, "paused: it runs on resume", event_id)
     except DBAPIError as exc:
