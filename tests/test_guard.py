@@ -105,13 +105,18 @@ def test_refusal_stores_nothing_even_unsigned(app_factory, endpoint_of):
     assert rows(app, WebhookDelivery) == [] and rows(app, StripeEvent) == []
 
 
-def test_ipv4_mapped_ipv6_and_callable(app_factory, endpoint_of, tmp_path):
+def test_ipv4_mapped_ipv6_and_callable(app_factory, endpoint_of):
     allows = guard.parse_allowlist(["stripe"])
     assert allows("::ffff:3.18.12.63") and not allows("::ffff:8.8.8.8")
     assert not allows(None) and not allows("")
-    app = app_factory(STRIPE_HOOKS_ALLOWED_IPS=lambda addr: addr == "127.0.0.1")
+    asked = []
+    app = app_factory(STRIPE_HOOKS_ALLOWED_IPS=lambda addr: asked.append(addr) or True)
     endpoint = endpoint_of(app)
     assert deliver(app.test_client(), endpoint, build_event("customer.created")).status_code == 200
+    assert asked == ["127.0.0.1"]
+    refusing = app_factory(STRIPE_HOOKS_ALLOWED_IPS=lambda addr: False)
+    event = build_event("customer.created")
+    assert deliver(refusing.test_client(), endpoint, event).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -268,6 +273,9 @@ def test_flood_limit_per_endpoint_on_each_database(app_factory, endpoint_of):
     # No limit: every rejected delivery is kept.
     unlimited = app_factory(STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None)
     assert unlimited.extensions["stripe_hooks"].rejected_limit is None
+    third = endpoint_of(unlimited)
+    assert flood(unlimited, third, 20) == {400}
+    assert sum(d.endpoint_id == third.id for d in rows(unlimited, WebhookDelivery)) == 20
 
 
 # -- what is kept --------------------------------------------------------------------------------
@@ -352,6 +360,19 @@ def test_redaction_in_queue_mode_and_on_failure(app_factory, endpoint_of, hooks)
     assert queued == [event["id"]]
     (stored,) = rows(app, StripeEvent)
     assert stored.status == "pending" and "email" not in stored.data["object"]
+    (delivery,) = rows(app, WebhookDelivery)
+    assert delivery.body == b""
+
+    @hooks.on("invoice")
+    def broken(event, **kwargs):
+        raise RuntimeError("down")
+
+    failing = app_factory(STRIPE_HOOKS_REDACT=strip_personal, STRIPE_HOOKS_EVENT_CALLBACK=None)
+    invoice = build_event("invoice.paid", {"email": "a@example.com", "name": "A"})
+    assert deliver(failing.test_client(), endpoint, invoice).status_code == 500
+    (failed,) = [e for e in rows(failing, StripeEvent) if e.id == invoice["id"]]
+    assert failed.status == "failed"
+    assert {"email", "name"}.isdisjoint(failed.data["object"])
 
 
 def test_authorization_and_cookie_are_never_stored(app, client, endpoint):

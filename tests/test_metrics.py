@@ -181,6 +181,13 @@ def test_with_tracing_off_the_view_calls_the_pipeline_itself(app: Flask) -> None
 
     state = app.extensions["stripe_hooks"]
     assert tracing.receiver(state) is processing.receive
+    secret = new_secret()
+    with app.app_context():
+        endpoint = create_endpoint(app.extensions["sqlalchemy"], secret=secret)
+    EXPORTER.clear()
+    event = build_event("customer.created")
+    assert deliver(app.test_client(), endpoint, event, secret=secret).status_code == 200
+    assert [s.name for s in EXPORTER.get_finished_spans() if s.name.startswith("process")] == []
 
 
 def test_an_error_out_of_the_pipeline_is_recorded_on_its_span(

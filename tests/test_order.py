@@ -108,6 +108,17 @@ def test_every_handler_can_read_is_stale_and_the_signal_names_the_skipped(
         deliver(client, endpoint, old)
         assert seen == [(new["id"], False, None), (old["id"], True, new["id"])]
         assert skipped == []  # no latest_only handler here: nothing was skipped
+
+        @hooks.on("customer.subscription", latest_only=True)
+        def newest(event: Any, **kwargs: Any) -> None:
+            pass
+
+        oldest = lifecycle("subscription")[0]
+        oldest["data"]["object"]["id"] = new["data"]["object"]["id"]
+        deliver(client, endpoint, oldest)
+        assert seen[-1] == (oldest["id"], True, new["id"])
+        qualname = "test_every_handler_can_read_is_stale_and_the_signal_names_the_skipped"
+        assert skipped == [[f"{__name__}.{qualname}.<locals>.newest"]]
     finally:
         signals.stale_skipped.receivers.clear()
 

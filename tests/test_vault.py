@@ -18,7 +18,7 @@ from flask_stripe_hooks import audit, endpoints
 from flask_stripe_hooks.models import AuditEntry, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, deliver, new_secret
 
-from helpers import rows
+from helpers import missing, rows
 from pgserver import find_bindir
 
 ADMIN = "/stripe-hooks/admin"
@@ -52,7 +52,7 @@ def pg_dump(url: str) -> str | None:
         return None
     binary = os.path.join(bindir, "pg_dump")
     if not os.access(binary, os.X_OK):
-        return None
+        missing("pg_dump", f"install PostgreSQL's client programs beside {bindir}/postgres")
     plain = url.replace("postgresql+psycopg://", "postgresql://")
     return subprocess.run(
         [binary, "--data-only", plain], check=True, capture_output=True, text=True
