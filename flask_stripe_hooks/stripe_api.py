@@ -191,7 +191,7 @@ def translate(
             f"Could not reach the Stripe API at {api_base(state)}; check the network"
             " (or STRIPE_HOOKS_API_BASE)."
         )
-    if status == 404 and exc.code != "resource_missing":  # no such API, not no such object
+    if status == 404 and not is_missing(exc):  # no such API, not no such object
         return StripeAPIError(
             f"{api_base(state)} answered 404 Not Found to {call or 'a request'}"
             + (f" ({raw})" if raw else "")
@@ -228,11 +228,13 @@ def _calling(state: State, account: str, livemode: bool, call: str) -> Iterator[
         raise translate(exc, state, account=account, livemode=livemode, call=call) from None
 
 
+#: The codes of Stripe's "no such object" (v1, v2); a 404 without one is a path with no API.
+_MISSING = ("resource_missing", "not_found")
+
+
 def is_missing(exc: stripe.StripeError) -> bool:
-    """Stripe answered "no such webhook endpoint"."""
-    return isinstance(exc, stripe.InvalidRequestError) and (
-        exc.code == "resource_missing" or exc.http_status == 404
-    )
+    """Stripe answered "no such object" (a webhook endpoint, an event destination)."""
+    return isinstance(exc, stripe.InvalidRequestError) and exc.code in _MISSING
 
 
 # -- webhook endpoints ---------------------------------------------------------------------

@@ -198,3 +198,23 @@ def test_event_for_says_what_is_wrong(app: Flask) -> None:
         with pytest.raises(InvalidTestEvent) as caught:
             event_for(endpoint, event_type, data)
         assert message in caught.value.message
+
+
+def test_no_such_object_is_one_rule_for_v1_and_v2(app: Flask) -> None:
+    """A missing webhook endpoint (v1) or event destination (v2) is "gone"; a 404 without
+    Stripe's code is a base URL with no such API, never taken for a deleted object."""
+    import stripe
+
+    def error(code: str | None) -> stripe.InvalidRequestError:
+        return stripe.InvalidRequestError("No such thing", None, code=code, http_status=404)
+
+    v1, v2, no_api = error("resource_missing"), error("not_found"), error(None)
+    assert stripe_api.is_missing(v1) and stripe_api.is_missing(v2)
+    assert not stripe_api.is_missing(no_api)
+    with app.app_context():
+        state = get_state()
+        for gone in (v1, v2):
+            assert "answered 404" not in str(stripe_api.translate(gone, state, call="GET x"))
+        assert "answered 404 Not Found to GET x" in str(
+            stripe_api.translate(no_api, state, call="GET x")
+        )
