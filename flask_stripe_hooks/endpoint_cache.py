@@ -8,7 +8,8 @@ the expiry of one of their secrets. What keeps it honest:
   with ``fresh=True``), so a new secret (a rotation) or a changed mode or tolerance takes
   effect on the first delivery;
 - any write to an endpoint in this process (ORM, or an UPDATE/DELETE through the session, as
-  the CLI, the admin and tests do) empties every cache at once;
+  the CLI, the admin and tests do) empties every cache at once, and again when its
+  transaction ends;
 - a change made by another process (disabling an endpoint, removing a secret) takes effect
   within the cache's lifetime.
 """
@@ -106,34 +107,53 @@ def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
     return None if row is None else _info(row, get_state())
 
 
-_generation = 0  # bumped by every endpoint write seen in this process
+_generation = 0  # bumped by every endpoint write seen in this process, and by its commit
+_WRITTEN = "stripe_hooks_endpoint_written"  # session.info: this transaction wrote one
 
 
-def _endpoint_written(*args: Any) -> None:
+def _bump() -> None:
     global _generation
     _generation += 1
 
 
-def forget() -> None:
-    """Empty every endpoint cache of this process (a change that must take effect at once)."""
-    _endpoint_written()
+def _written(session: Any) -> None:
+    """An endpoint write: empty the caches now, and again when its transaction ends (a
+    delivery reading the row in between still sees the old one, and would keep it)."""
+    _bump()
+    if session is not None:
+        session.info[_WRITTEN] = True
+
+
+def _on_flush(mapper: Any, connection: Any, target: Any) -> None:
+    _written(sa.orm.object_session(target))
 
 
 for _name in ("after_insert", "after_update", "after_delete"):
-    sa.event.listen(WebhookEndpoint, _name, _endpoint_written)
+    sa.event.listen(WebhookEndpoint, _name, _on_flush)
 
 
 def _on_execute(context: Any) -> None:
     if context.is_update or context.is_delete:
         table = getattr(context.statement, "table", None)
         if getattr(table, "name", None) == endpoint_table.name:
-            _endpoint_written()
+            _written(context.session)
+
+
+def _on_end(session: Any, *args: Any) -> None:
+    if session.info.pop(_WRITTEN, False):
+        _bump()
 
 
 def watch_endpoint_writes(db: Any) -> None:
-    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``."""
-    if not sa.event.contains(db.session, "do_orm_execute", _on_execute):
-        sa.event.listen(db.session, "do_orm_execute", _on_execute)
+    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``, and
+    again when the transaction that wrote an endpoint commits or rolls back."""
+    for name, listener in (
+        ("do_orm_execute", _on_execute),
+        ("after_commit", _on_end),
+        ("after_rollback", _on_end),
+    ):
+        if not sa.event.contains(db.session, name, listener):
+            sa.event.listen(db.session, name, listener)
 
 
 def endpoint_by_uuid(

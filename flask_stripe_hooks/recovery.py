@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import audit, endpoint_cache, event_types, paging, signals
+from . import audit, event_types, paging, signals
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
@@ -282,21 +282,15 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
     except ValueError:
         raise ValueError(f"Not endpoint uuids: {' '.join(map(str, uuids))}.") from None
     session = state.db.session
-    where = [endpoint_table.c.paused.is_(not paused)]
+    query = sa.select(endpoint_table.c.id, endpoint_table.c.uuid, endpoint_table.c.paused)
     if wanted:
-        found = set(
-            session.execute(
-                sa.select(endpoint_table.c.uuid).where(endpoint_table.c.uuid.in_(wanted))
-            ).scalars()
-        )
-        missing = [str(u) for u in wanted if u not in found]
-        if missing:
-            session.rollback()
-            raise ValueError(f"No endpoint {', '.join(missing)}.")
-        where.append(endpoint_table.c.uuid.in_(wanted))
-    rows = list(
-        session.execute(sa.select(endpoint_table.c.id, endpoint_table.c.uuid).where(*where))
-    )
+        query = query.where(endpoint_table.c.uuid.in_(wanted))
+    found = list(session.execute(query))
+    missing = [str(u) for u in wanted if u not in {row.uuid for row in found}]
+    if missing:
+        session.rollback()
+        raise ValueError(f"No endpoint {', '.join(missing)}.")
+    rows = [row for row in found if row.paused != paused]
     if rows:
         ids = [row.id for row in rows]
         session.execute(
@@ -307,7 +301,6 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
             session, row, "paused" if paused else "resumed", {"paused": [not paused, paused]}
         )
     session.commit()
-    endpoint_cache.forget()  # the pause takes effect in this process at once
     return len(rows)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask_stripe_hooks.endpoint_cache import endpoint_by_uuid
 from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
@@ -104,6 +105,31 @@ def test_disabled_in_this_process_is_404_at_once(app, db, client, endpoint, reco
         db.session.commit()
     assert deliver(client, endpoint, build_event("customer.created")).status_code == 404
     assert len(handled(app)) == 1
+
+
+@pytest.mark.parametrize("how", ["orm", "update"])
+def test_a_read_before_the_write_commits_is_not_kept(app, db, endpoint, how):
+    """A delivery reading the row while a write in this process is not committed yet sees
+    the old row; once the write commits, the next delivery reads the row again."""
+    state = app.extensions["stripe_hooks"]
+    with app.app_context():
+        if how == "orm":
+            db.session.get(WebhookEndpoint, endpoint.id).status = "disabled"
+            db.session.flush()
+        else:
+            db.session.execute(
+                sa.update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == endpoint.id)
+                .values(status="disabled")
+            )
+        with app.app_context():  # a delivery meanwhile, on its own session
+            info, _ = endpoint_by_uuid(state, db.session, endpoint.uuid)
+            assert info is not None and info.enabled
+            db.session.rollback()
+        db.session.commit()
+    with app.app_context():
+        info, cached = endpoint_by_uuid(state, db.session, endpoint.uuid)
+        assert not cached and info is not None and not info.enabled
 
 
 def test_disabled_elsewhere_is_404_within_the_lifetime(
