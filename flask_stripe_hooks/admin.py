@@ -267,14 +267,10 @@ def endpoint_create() -> Any:
 
 
 def load(endpoint_uuid: uuid.UUID) -> WebhookEndpoint:
-    endpoint = (
-        _session()
-        .execute(sa.select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_uuid))
-        .scalar_one_or_none()
-    )
-    if endpoint is None:
+    try:
+        return endpoints.get_endpoint(endpoint_uuid)
+    except endpoints.EndpointError:
         abort(404, "No such endpoint.")
-    return endpoint
 
 
 def detail(endpoint: WebhookEndpoint, status: int = 200, **forms: Any) -> Any:

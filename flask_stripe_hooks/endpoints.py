@@ -296,7 +296,7 @@ def create_endpoint(
         raise EndpointError(
             "Thin events have no API version; leave it empty for a thin endpoint.", "api_version"
         )
-    version = api_version or state.config.get("STRIPE_API_VERSION") or stripe.api_version
+    version = api_version or stripe_api.api_version(state)
     version = "" if thin else _check_api_version(version)
     description = (description or "").strip()
     client_for(state, account=account, livemode=livemode)  # a missing key fails here, first

@@ -144,7 +144,7 @@ def retrieve(state: State, endpoint: WebhookEndpoint) -> dict[str, Any] | None:
 
 def expected_api_version(state: State) -> str:
     """The API version payloads should have: ``STRIPE_API_VERSION``, else stripe-python's."""
-    return str(state.config.get("STRIPE_API_VERSION") or stripe.api_version)
+    return stripe_api.api_version(state)
 
 
 def check_remote(state: State, endpoint: WebhookEndpoint) -> list[Finding]:

@@ -130,10 +130,7 @@ def client_for(state: State, *, account: str = "", livemode: bool = False) -> st
         return client  # type: ignore[no-any-return]
     key, _ = key_source(state, account=account, livemode=livemode)
     settings = _account_config(state, account) if account else {}
-    options: dict[str, Any] = {}
-    version = settings.get("api_version") or state.config.get("STRIPE_API_VERSION")
-    if version:
-        options["stripe_version"] = version
+    options: dict[str, Any] = {"stripe_version": api_version(state, account)}
     if settings.get("stripe_account"):
         options["stripe_account"] = settings["stripe_account"]
     api_base = state.config.get("STRIPE_HOOKS_API_BASE")
@@ -142,6 +139,14 @@ def client_for(state: State, *, account: str = "", livemode: bool = False) -> st
     client = stripe.StripeClient(key, **options)
     state.clients[cache_key] = client
     return client
+
+
+def api_version(state: State, account: str = "") -> str:
+    """The API version of this app's requests for ``account``: the account's ``api_version``,
+    else ``STRIPE_API_VERSION``, else the one stripe-python is pinned to."""
+    settings = _account_config(state, account) if account else {}
+    version = settings.get("api_version") or state.config.get("STRIPE_API_VERSION")
+    return str(version or stripe.api_version)
 
 
 def api_base(state: State) -> str:
