@@ -134,7 +134,6 @@ def opened(
 def _rewrite(state: State, change: Callable[[str], str]) -> tuple[int, int]:
     """Apply ``change`` to every stored secret in one transaction: (rows, secrets) changed."""
     session = state.db.session
-    rows = secrets = 0
     try:
         rows, secrets = _rewrite_rows(session, change)
     except Exception:

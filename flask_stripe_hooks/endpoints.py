@@ -559,16 +559,13 @@ def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
             fields["status"] = "enabled"
         fields["stripe_id"] = remote["id"]
         changed = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
-        if changed:
-            audit.record(
-                session, endpoint, "synced", audit.diff(_fields(endpoint, changed), changed)
-            )
+        if not changed:
+            result.unchanged += 1
+            continue
+        audit.record(session, endpoint, "synced", audit.diff(_fields(endpoint, changed), changed))
         for key, value in changed.items():
             setattr(endpoint, key, value)
-        if changed:
-            result.updated += 1
-        else:
-            result.unchanged += 1
+        result.updated += 1
     for endpoint in by_stripe_id.values():
         result.missing += 1
         result.messages.append(

@@ -21,13 +21,15 @@ import sqlalchemy as sa
 import stripe
 from flask import current_app
 
-from . import event_types, signals, stripe_api
+from . import endpoints, event_types, signals, stripe_api
 from .models import (
+    DEAD,
     DUPLICATE,
     FAILED,
     PENDING,
     PROCESSED,
     QUEUED,
+    RETRYING,
     WebhookEndpoint,
     delivery_table,
     event_table,
@@ -46,7 +48,7 @@ WINDOW = timedelta(hours=24)
 #: In queue mode, a pending event older than this means the workers are behind or down.
 PENDING_AGE = timedelta(minutes=15)
 #: Event statuses worth a look (``retrying`` and ``dead`` exist where retries are enabled).
-PROBLEM_STATUSES = (PENDING, FAILED, "retrying", "dead")
+PROBLEM_STATUSES = (PENDING, FAILED, RETRYING, DEAD)
 
 
 @dataclass(frozen=True)
@@ -368,17 +370,17 @@ def check_events(state: State) -> list[Finding]:
                 "flask stripe-hooks reprocess --failed (once the handler is fixed)",
             )
         )
-    if counts.get("dead"):
+    if counts.get(DEAD):
         found.append(
             Finding(
                 "",
                 ERROR,
                 "dead-events",
-                f"{counts['dead']} event(s) gave up retrying (dead).",
+                f"{counts[DEAD]} event(s) gave up retrying (dead).",
                 "Fix the handler, then 'flask stripe-hooks reprocess' them.",
             )
         )
-    if counts.get("retrying"):
+    if counts.get(RETRYING):
         found.append(
             Finding("", NOTE, "retrying-events", f"{counts['retrying']} event(s) retrying.")
         )
@@ -407,8 +409,6 @@ def check_events(state: State) -> list[Finding]:
 def apply_fix(finding: Finding) -> str:
     """Do what ``finding.action`` says, through :mod:`flask_stripe_hooks.endpoints` (so
     Stripe and the row change together). Returns a line saying what was done."""
-    from . import endpoints
-
     assert finding.action is not None
     what, names = finding.action
     endpoint = endpoints.get_endpoint(finding.endpoint)
@@ -427,8 +427,6 @@ def upgrade_endpoint(
     """A new endpoint like ``old`` (events, mode, account, Connect) pinned to
     ``api_version``, at a new URL of this app; ``old`` keeps running until you disable it.
     Events both receive run once (the event id is the gate)."""
-    from . import endpoints
-
     if old.thin:
         raise endpoints.EndpointError("Thin endpoints have no API version to upgrade.")
     path = get_state().webhook_path(old.uuid)

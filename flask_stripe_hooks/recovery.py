@@ -19,12 +19,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+import stripe
 from flask import current_app
 
-from . import audit, event_types, paging, signals
+from . import audit, event_types, paging, signals, stripe_api
 from .events import Event, NotAnEvent
 from .models import (
     DEAD,
+    DUPLICATE,
     EVENT_STATUSES,
     FAILED,
     IGNORED,
@@ -36,7 +38,7 @@ from .models import (
     endpoint_table,
     event_table,
 )
-from .outcomes import MISSING, UNAVAILABLE, Result
+from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE, Result
 from .processing import store_event
 from .tracing import process_stored
 from .utils import StripeHooksError, format_duration, utcnow
@@ -88,13 +90,13 @@ class Summary:
     def line(self) -> str:
         """``12 processed, 1 failed`` (outcomes with a count only), or ``nothing to do``."""
         order = (
-            "processed",
+            PROCESSED,
             QUEUED,
-            "paused",
-            "duplicate",
+            PAUSED,
+            DUPLICATE,
             RETRYING,
             IGNORED,
-            "busy",
+            BUSY,
             FAILED,
             DEAD,
             MISSING,
@@ -352,10 +354,6 @@ def find_missed(
 
     Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
     """
-    import stripe
-
-    from . import stripe_api
-
     if since > EVENTS_KEPT:
         raise stripe_api.StripeAPIError(
             "Stripe keeps events for 30 days; use --since 30d or less.", "since"
