@@ -240,35 +240,33 @@ def enqueue_events(state: State, event_ids: Iterable[str]) -> Summary:
         raise RuntimeError(
             "No queue: STRIPE_HOOKS_EVENT_CALLBACK is not set, so events run in-process."
         )
-    session = state.db.session
     summary = Summary()
     for event_id in event_ids:
-        done = session.execute(
-            event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
-        ).rowcount  # type: ignore[attr-defined]
-        session.commit()
-        if not done:
-            summary.add(Result(MISSING, f"no stored event {event_id}", event_id))
-            continue
-        try:
-            state.event_callback(event_id)
-        except Exception as exc:
-            log.exception("event callback failed for %s; it stays pending", event_id)
-            summary.add(Result(UNAVAILABLE, f"queue unavailable: {exc}", event_id))
-            continue
-        summary.add(Result(QUEUED, event_id=event_id))
+        summary.add(_enqueue_one(state, event_id))
     return summary
+
+
+def _enqueue_one(state: State, event_id: str) -> Result:
+    """Mark one event pending, commit, and hand it to the queue callback."""
+    session = state.db.session
+    done = session.execute(
+        event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    if not done:
+        return Result(MISSING, f"no stored event {event_id}", event_id)
+    try:
+        state.event_callback(event_id)  # type: ignore[misc]
+    except Exception as exc:
+        log.exception("event callback failed for %s; it stays pending", event_id)
+        return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {exc}", event_id)
+    return Result(QUEUED, event_id=event_id)
 
 
 def process_again(state: State, event_id: str) -> Result:
     """The admin's "process again": through the queue in queue mode, otherwise now."""
     if state.event_callback is not None:
-        summary = enqueue_events(state, [event_id])
-        if summary.counts.get(QUEUED):
-            return Result(QUEUED, event_id=event_id)
-        if summary.counts.get(MISSING):
-            return Result(MISSING, f"no stored event {event_id}", event_id)
-        return Result(UNAVAILABLE, "the queue did not take the event; it stays pending", event_id)
+        return _enqueue_one(state, event_id)
     return process_stored(state, event_id, force=True)
 
 
