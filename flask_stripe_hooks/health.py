@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-import stripe
 from flask import current_app
 
 from . import endpoints, event_types, signals, stripe_api
@@ -119,29 +118,15 @@ def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
 
 
 def retrieve(state: State, endpoint: WebhookEndpoint) -> dict[str, Any] | None:
-    """The endpoint as Stripe has it, v1-shaped (``status``, ``url``, ``api_version``,
-    ``enabled_events``, ``connect``); None when Stripe has no such endpoint."""
+    """The endpoint as Stripe has it, v1-shaped; None when Stripe has no such endpoint."""
     assert endpoint.stripe_id
-    client = stripe_api.client_for(state, account=endpoint.account, livemode=endpoint.livemode)
-    try:
-        if not endpoint.thin:
-            return client.v1.webhook_endpoints.retrieve(endpoint.stripe_id).to_dict()
-        remote = client.v2.core.event_destinations.retrieve(
-            endpoint.stripe_id, {"include": ["webhook_endpoint.url"]}
-        ).to_dict()
-    except stripe.StripeError as exc:
-        if stripe_api.is_missing(exc):
-            return None
-        raise stripe_api.translate(
-            exc, state, account=endpoint.account, livemode=endpoint.livemode
-        ) from None
-    return {
-        "status": remote.get("status"),
-        "url": (remote.get("webhook_endpoint") or {}).get("url"),
-        "api_version": None,  # thin events carry no API version
-        "enabled_events": remote.get("enabled_events") or [],
-        "connect": "@accounts" in (remote.get("events_from") or []),
-    }
+    return stripe_api.retrieve_endpoint(
+        state,
+        endpoint.stripe_id,
+        thin=endpoint.thin,
+        account=endpoint.account,
+        livemode=endpoint.livemode,
+    )
 
 
 def expected_api_version(state: State) -> str:

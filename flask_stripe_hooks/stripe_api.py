@@ -269,26 +269,6 @@ def update_webhook_endpoint(
         return endpoint.to_dict()
 
 
-def delete_webhook_endpoint(
-    state: State, stripe_id: str, *, account: str = "", livemode: bool = False
-) -> bool:
-    """``DELETE /v1/webhook_endpoints/{id}``; False when Stripe has no such endpoint."""
-    client = client_for(state, account=account, livemode=livemode)
-    try:
-        client.v1.webhook_endpoints.delete(stripe_id)
-    except stripe.StripeError as exc:
-        if is_missing(exc):
-            return False
-        raise translate(
-            exc,
-            state,
-            account=account,
-            livemode=livemode,
-            call=f"DELETE /v1/webhook_endpoints/{stripe_id}",
-        ) from None
-    return True
-
-
 def list_webhook_endpoints(
     state: State, *, account: str = "", livemode: bool = False
 ) -> list[dict[str, Any]]:
@@ -336,26 +316,6 @@ def update_event_destination(
     return answer
 
 
-def delete_event_destination(
-    state: State, stripe_id: str, *, account: str = "", livemode: bool = False
-) -> bool:
-    """``DELETE /v2/core/event_destinations/{id}``; False when Stripe has no such destination."""
-    client = client_for(state, account=account, livemode=livemode)
-    try:
-        client.v2.core.event_destinations.delete(stripe_id)
-    except stripe.StripeError as exc:
-        if is_missing(exc):
-            return False
-        raise translate(
-            exc,
-            state,
-            account=account,
-            livemode=livemode,
-            call=f"DELETE /v2/core/event_destinations/{stripe_id}",
-        ) from None
-    return True
-
-
 # -- either: the endpoint functions endpoints.py calls ---------------------------------------
 
 
@@ -389,15 +349,44 @@ def create_endpoint(
     if params.get("connect"):
         body["events_from"] = ["@accounts"]  # the connected accounts' events
     remote = create_event_destination(state, body, account=account, livemode=livemode)
-    webhook = remote.get("webhook_endpoint") or {}
+    secret = (remote.get("webhook_endpoint") or {}).get("signing_secret")
+    return {**_as_webhook_endpoint(remote), "secret": secret}
+
+
+def _as_webhook_endpoint(destination: dict[str, Any]) -> dict[str, Any]:
+    """A v2 event destination in the shape of a v1 webhook endpoint."""
     return {
-        "id": remote["id"],
-        "secret": webhook.get("signing_secret"),
-        "url": webhook.get("url"),
-        "enabled_events": remote.get("enabled_events"),
-        "status": remote.get("status"),
+        "id": destination.get("id"),
+        "url": (destination.get("webhook_endpoint") or {}).get("url"),
+        "enabled_events": destination.get("enabled_events") or [],
+        "status": destination.get("status"),
         "api_version": None,  # thin events carry no API version
+        "connect": "@accounts" in (destination.get("events_from") or []),
     }
+
+
+def _service(client: stripe.StripeClient, thin: bool) -> tuple[Any, str]:
+    """The service of an endpoint's API, and its path."""
+    if thin:
+        return client.v2.core.event_destinations, "/v2/core/event_destinations"
+    return client.v1.webhook_endpoints, "/v1/webhook_endpoints"
+
+
+def retrieve_endpoint(
+    state: State, stripe_id: str, *, thin: bool, account: str = "", livemode: bool = False
+) -> dict[str, Any] | None:
+    """The endpoint as Stripe has it, v1-shaped (``status``, ``url``, ``api_version``,
+    ``enabled_events``; ``connect`` for a thin one); None when Stripe has no such one."""
+    service, path = _service(client_for(state, account=account, livemode=livemode), thin)
+    params = {"include": ["webhook_endpoint.url"]} if thin else None
+    try:
+        remote = service.retrieve(stripe_id, params).to_dict()
+    except stripe.StripeError as exc:
+        if is_missing(exc):
+            return None
+        call = f"GET {path}/{stripe_id}"
+        raise translate(exc, state, account=account, livemode=livemode, call=call) from None
+    return _as_webhook_endpoint(remote) if thin else remote
 
 
 def update_endpoint(
@@ -419,5 +408,12 @@ def delete_endpoint(
     state: State, stripe_id: str, *, thin: bool, account: str = "", livemode: bool = False
 ) -> bool:
     """Delete an endpoint on whichever API serves it; False when Stripe has no such one."""
-    delete = delete_event_destination if thin else delete_webhook_endpoint
-    return delete(state, stripe_id, account=account, livemode=livemode)
+    service, path = _service(client_for(state, account=account, livemode=livemode), thin)
+    try:
+        service.delete(stripe_id)
+    except stripe.StripeError as exc:
+        if is_missing(exc):
+            return False
+        call = f"DELETE {path}/{stripe_id}"
+        raise translate(exc, state, account=account, livemode=livemode, call=call) from None
+    return True
