@@ -24,7 +24,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ from .models import (
 from .outcomes import MISSING
 from .state import get_state
 from .utils import StripeHooksError, mask, parse_duration, resolve_setting, utcnow
+from .utils import fmt_time as utc_time
 
 if TYPE_CHECKING:
     from .state import State
@@ -518,9 +519,7 @@ def fmt_time(value: datetime | str | None) -> str:
         return "—"
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc_time(value)
 
 
 def keyset(query: sa.Select[Any], model: Any) -> paging.Page:

@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from .utils import aware
+
 SNAPSHOT, THIN = "snapshot", "thin"
 #: An endpoint's payload style (``WebhookEndpoint.payload``).
 PAYLOAD_STYLES = (SNAPSHOT, THIN)
@@ -217,9 +219,7 @@ class Event:
         """
         if row.data.get("object") == THIN_OBJECT:
             return ThinEvent.from_row(row, endpoint)
-        created = row.created
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+        created = None if row.created is None else aware(row.created)
         return cls(
             id=row.id,
             type=row.type,

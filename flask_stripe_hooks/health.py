@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ from .models import (
     event_table,
 )
 from .state import get_state
-from .utils import StripeHooksError, utcnow
+from .utils import StripeHooksError, aware, fmt_time, utcnow
 
 if TYPE_CHECKING:
     from .state import State
@@ -320,7 +320,7 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
     if not failed:
         return []
     rate = failed / total
-    when = "none in 24 hours" if last_ok is None else f"last at {_iso(last_ok)}"
+    when = "none in 24 hours" if last_ok is None else f"last at {fmt_time(last_ok)}"
     return [
         Finding(
             uuid,
@@ -373,7 +373,7 @@ def check_events(state: State) -> list[Finding]:
         oldest = session.execute(
             sa.select(sa.func.min(event_table.c.received_at)).where(event_table.c.status == PENDING)
         ).scalar()
-        age = utcnow() - _aware(oldest) if oldest is not None else timedelta(0)
+        age = utcnow() - aware(oldest) if oldest is not None else timedelta(0)
         if age > PENDING_AGE:
             found.append(
                 Finding(
@@ -433,14 +433,6 @@ def upgrade_endpoint(
 
 def problems(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.problem]
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _iso(value: datetime) -> str:
-    return _aware(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _human(delta: timedelta) -> str:

@@ -25,7 +25,7 @@ from flask import Flask
 from . import signals
 from .models import PENDING, event_table
 from .state import get_state
-from .utils import utcnow
+from .utils import aware, utcnow
 
 try:
     import prometheus_client
@@ -136,9 +136,7 @@ class PendingCollector:
             return
         age = 0.0
         if oldest is not None:
-            if oldest.tzinfo is None:  # SQLite gives naive UTC
-                oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-            age = max((utcnow() - oldest).total_seconds(), 0.0)
+            age = max((utcnow() - aware(oldest)).total_seconds(), 0.0)
         pending, oldest_age = self.describe()
         pending.add_metric([], count)
         oldest_age.add_metric([], age)

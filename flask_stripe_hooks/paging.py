@@ -19,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .utils import aware
+
 #: Counts stop here: the page shows "1,000+" rather than scanning every row.
 COUNT_CAP = 1000
 
@@ -58,9 +60,7 @@ def capped_count(session: Any, query: sa.Select[Any], column: Any, cap: int = CO
 
 def cursor(received_at: datetime, row_id: Any) -> str:
     """``2026-11-28T18:15:33.123456+00:00_evt_1``: a row's place in a list."""
-    if received_at.tzinfo is None:  # SQLite gives back naive UTC
-        received_at = received_at.replace(tzinfo=timezone.utc)
-    return f"{received_at.astimezone(timezone.utc).isoformat()}_{row_id}"
+    return f"{aware(received_at).astimezone(timezone.utc).isoformat()}_{row_id}"
 
 
 def parse_cursor(text: str, id_column: Any) -> tuple[datetime, Any]:
@@ -72,7 +72,7 @@ def parse_cursor(text: str, id_column: Any) -> tuple[datetime, Any]:
         key: Any = int(row_id) if isinstance(id_column.type, sa.Integer) else row_id
     except ValueError:
         raise BadCursor("This page link is not valid; start again from the newest page.") from None
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)), key
+    return aware(at), key
 
 
 def keyset_page(

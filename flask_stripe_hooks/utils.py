@@ -33,6 +33,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(value: datetime) -> datetime:
+    """``value`` with UTC as its zone when it has none (SQLite gives back naive UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def fmt_time(value: datetime) -> str:
+    """``2026-11-28 18:15:33 UTC``."""
+    return aware(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def mode_name(livemode: bool) -> str:
     """``"live"`` or ``"test"``: the word Stripe's Dashboard uses for a mode."""
     return "live" if livemode else "test"
