@@ -41,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import event_types
 from .fake_stripe_wire import Recorded, StripeError, decode_form, not_found, now
+from .utils import mode_name
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
 MAX_ENDPOINTS = 16
@@ -302,8 +303,11 @@ class FakeStripe:
     def _new(self, livemode: bool, form: dict[str, Any]) -> dict[str, Any]:
         mine = [e for e in self.endpoints.values() if e["livemode"] == livemode]
         if len(mine) >= MAX_ENDPOINTS:
-            mode = "live" if livemode else "test"
-            raise StripeError(400, f"You have reached the maximum of 16 {mode} webhook endpoints.")
+            raise StripeError(
+                400,
+                f"You have reached the maximum of {MAX_ENDPOINTS} {mode_name(livemode)} webhook"
+                " endpoints.",
+            )
         endpoint: dict[str, Any] = {
             "id": self.next_id or "we_" + secrets.token_hex(12),
             "object": "webhook_endpoint",
@@ -389,42 +393,11 @@ class FakeStripe:
                 return False
             return not wanted_types or event["type"] in wanted_types
 
-        found = sorted(
-            (e for e in self.events if keep(e)), key=lambda e: (e["created"], e["id"]), reverse=True
-        )
-        after = query.get("starting_after")
-        if after:
-            ids = [e["id"] for e in found]
-            found = found[ids.index(after) + 1 :] if after in ids else []
-        limit = int(query.get("limit") or 10)
-        if not 1 <= limit <= 100:
-            raise StripeError(
-                400, "Invalid integer: limit must be between 1 and 100.", param="limit"
-            )
-        return {
-            "object": "list",
-            "data": found[:limit],
-            "has_more": len(found) > limit,
-            "url": "/v1/events",
-        }
+        return _page((e for e in self.events if keep(e)), query, "/v1/events")
 
     def _list(self, livemode: bool, query: dict[str, Any]) -> dict[str, Any]:
-        mine = sorted(
-            (e for e in self.endpoints.values() if e["livemode"] == livemode),
-            key=lambda e: (e["created"], e["id"]),
-            reverse=True,
-        )
-        after = query.get("starting_after")
-        if after:
-            ids = [e["id"] for e in mine]
-            mine = mine[ids.index(after) + 1 :] if after in ids else []
-        limit = int(query.get("limit") or 10)
-        return {
-            "object": "list",
-            "data": mine[:limit],
-            "has_more": len(mine) > limit,
-            "url": "/v1/webhook_endpoints",
-        }
+        mine = (e for e in self.endpoints.values() if e["livemode"] == livemode)
+        return _page(mine, query, "/v1/webhook_endpoints")
 
     def _answer_v2(
         self, request: Recorded, livemode: bool, path: str
@@ -527,6 +500,19 @@ class FakeStripe:
             self.destination_urls[destination["id"]] = url
         destination["updated"] = now()
         return destination
+
+
+def _page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> dict[str, Any]:
+    """One page of a v1 list, newest first: ``starting_after`` and ``limit`` (1-100)."""
+    found = sorted(objects, key=lambda o: (o["created"], o["id"]), reverse=True)
+    after = query.get("starting_after")
+    if after:
+        ids = [o["id"] for o in found]
+        found = found[ids.index(after) + 1 :] if after in ids else []
+    limit = int(query.get("limit") or 10)
+    if not 1 <= limit <= 100:
+        raise StripeError(400, "Invalid integer: limit must be between 1 and 100.", param="limit")
+    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
