@@ -11,11 +11,9 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
-import test_health
 from helpers import handled, record, rows
 
-# The fake Stripe API of the doctor's tests, and its key.
-stub_server, stub, TEST_KEY = test_health.stub_server, test_health.stub, test_health.TEST_KEY
+TEST_KEY = "sk_test_stub"  # one of the keys conftest's fake Stripe API (``stub``) accepts
 
 
 def config(stub: FakeStripe) -> dict[str, Any]:
