@@ -83,7 +83,7 @@ def create_fsh(db_url: str, *, unrelated: int = 0, **config: Any) -> Flask:
 
 
 def seed_fsh(app: Flask) -> None:
-    from flask_stripe_hooks.storage import compress_with_lz4
+    from flask_stripe_hooks.models import compress_with_lz4
     from flask_stripe_hooks.testing import create_endpoint
 
     db = app.extensions["sqlalchemy"]

@@ -133,8 +133,8 @@ def ingest(args: argparse.Namespace, pg_url: str, tmp: str) -> list[str]:
 
 def dispatch_only(rounds: int, per_round: int) -> list[str]:
     """ns per ``Registry.dispatch`` call with 1 vs 1,000 unrelated subscriptions."""
-    from flask_stripe_hooks.dispatch import Registry
     from flask_stripe_hooks.events import Event
+    from flask_stripe_hooks.pipeline.dispatch import Registry
 
     events = [
         Event(id=f"evt_{i}", type=t, livemode=False, data={"object": {}})

@@ -72,7 +72,7 @@ def login() -> Any:
     return render_template("login.html", form=form, failed=failed), status
 
 
-@bp.route("/logout", methods=["GET", "POST"])  # STRIPE_HOOKS_ADMIN_LOGOUT_URL: a link
+@bp.route("/logout", methods=["GET", "POST"])  # linked from the admin's header (templates/)
 def logout() -> Any:
     session.clear()
     return redirect(url_for("auth.login"))

@@ -41,9 +41,10 @@ from contextlib import contextmanager
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
+from .errors import EventNotProcessed
 from .outcomes import BUSY, MISSING
+from .pipeline import process_stored
 from .state import get_state
-from .tracing import process_stored
 from .utils import parse_duration
 
 log = logging.getLogger("flask_stripe_hooks")
@@ -54,10 +55,6 @@ SWEEP_TASK_NAME = "flask_stripe_hooks.process_pending"
 RECONCILE_TASK_NAME = "flask_stripe_hooks.reconcile"
 
 _FLASK_APP = "flask_stripe_hooks_app"
-
-
-class EventNotProcessed(Exception):
-    """The event's handlers failed (or the database was away); the task retries."""
 
 
 def init_celery(celery_app: Celery, flask_app: Flask) -> Celery:

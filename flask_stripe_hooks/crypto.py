@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from .errors import UnreadableSecret
 from .models import WebhookEndpoint
 from .state import get_state
 
@@ -27,10 +28,6 @@ _MAKE_ONE = (
     'make one with: python -c "from cryptography.fernet import Fernet;'
     ' print(Fernet.generate_key().decode())"'
 )
-
-
-class UnreadableSecret(RuntimeError):
-    """A stored secret that the configured key cannot decrypt (or no key is set)."""
 
 
 def load_key(value: Any) -> Any:

@@ -25,9 +25,10 @@ import stripe
 
 from . import audit, event_types, stripe_api
 from .crypto import seal, unseal
+from .errors import EndpointError
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table, event_table
-from .public_url import LISTEN_HINT, EndpointError, check_base_url
+from .public_url import LISTEN_HINT, check_base_url
 from .state import get_state
 from .stripe_api import StripeAPIError, client_for, list_webhook_endpoints
 from .utils import utcnow

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from .errors import NotAnEvent
 from .utils import aware
 
 SNAPSHOT, THIN = "snapshot", "thin"
@@ -39,10 +40,6 @@ THIN_OBJECT = "v2.core.event"
 
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799
-
-
-class NotAnEvent(ValueError):
-    """A JSON body that is not a Stripe event; the message says what is missing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,20 +21,11 @@ import sqlalchemy as sa
 from flask import current_app
 
 from . import endpoints, event_types, signals, stripe_api
-from .models import (
-    DEAD,
-    DUPLICATE,
-    FAILED,
-    PENDING,
-    PROCESSED,
-    QUEUED,
-    RETRYING,
-    WebhookEndpoint,
-    delivery_table,
-    event_table,
-)
+from .errors import StripeHooksError
+from .models import WebhookEndpoint, delivery_table, event_table
+from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
 from .state import get_state
-from .utils import StripeHooksError, aware, fmt_time, utcnow
+from .utils import aware, fmt_time, utcnow
 
 if TYPE_CHECKING:
     from .state import State

@@ -19,14 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .errors import BadCursor
 from .utils import aware
 
 #: Counts stop here: the page shows "1,000+" rather than scanning every row.
 COUNT_CAP = 1000
-
-
-class BadCursor(ValueError):
-    """A ``before=`` or ``after=`` value that is not a cursor of this list."""
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Recovery and retention: the work behind ``process-pending``, ``reprocess --failed``,
-``fetch-missed``, ``prune`` and the admin's counts and "process again".
+"""Recovery: the work behind ``process-pending``, ``reprocess``, ``pause`` and ``resume``,
+``fetch-missed``, and the admin's counts and "process again".
 
 The CLI and the admin are thin callers of these functions, and these are thin callers of
-:mod:`flask_stripe_hooks.processing`: nothing here runs a handler any other way.
+:mod:`flask_stripe_hooks.pipeline`: nothing here runs a handler any other way.
 
 Functions that work through many events take an iterable of ids (the CLI passes a
 ``click.progressbar``) and process each in a fresh app context, so one event's rollback
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,25 +23,27 @@ import stripe
 from flask import current_app
 
 from . import audit, event_types, paging, signals, stripe_api
-from .events import Event, NotAnEvent
-from .models import (
+from .errors import NotAnEvent
+from .events import Event
+from .models import endpoint_table, event_table
+from .outcomes import (
+    BUSY,
     DEAD,
     DUPLICATE,
     EVENT_STATUSES,
     FAILED,
     IGNORED,
+    MISSING,
+    PAUSED,
     PENDING,
     PROCESSED,
     QUEUED,
     RETRYING,
-    delivery_table,
-    endpoint_table,
-    event_table,
+    UNAVAILABLE,
+    Result,
 )
-from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE, Result
-from .processing import store_event
-from .tracing import process_stored
-from .utils import StripeHooksError, format_duration, utcnow
+from .pipeline import process_stored, store_event
+from .utils import utcnow
 
 if TYPE_CHECKING:
     from .state import State
@@ -50,12 +52,6 @@ log = logging.getLogger("flask_stripe_hooks")
 
 #: Stripe keeps events for 30 days; ``fetch-missed`` cannot look further back.
 EVENTS_KEPT = timedelta(days=30)
-#: Stripe retries a delivery for up to 3 days; an event pruned sooner could run twice.
-STRIPE_RETRIES_FOR = timedelta(days=3)
-#: Rows deleted (or cleared) per transaction by :func:`prune`.
-PRUNE_BATCH = 2000
-#: ``prune --dry-run`` counts each kind of row up to this (and shows "100,000+").
-PRUNE_COUNT_CAP = 100_000
 
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
@@ -439,143 +435,3 @@ def reconciled(missed: Missed, summary: Summary, *, undelivered: bool) -> None:
             counts=dict(summary.counts),
             undelivered=undelivered,
         )
-
-
-# -- prune ---------------------------------------------------------------------------------
-
-
-def prune_options(
-    older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
-) -> dict[str, Any]:
-    """Check ``prune``'s ages (raising :class:`~.utils.StripeHooksError` with what to
-    change) and return them as its keyword arguments."""
-    if older_than < STRIPE_RETRIES_FOR:
-        raise StripeHooksError(
-            "Stripe retries a delivery for up to 3 days; pruning events younger than that"
-            " lets a late retry run its handlers again. Use --older-than 3d or more."
-        )
-    if bodies_older_than is not None and bodies_older_than > older_than:
-        raise StripeHooksError(
-            "--bodies-older-than is longer than --older-than: those rows are deleted whole"
-            " before their bodies would be cleared. Use a shorter age, such as 7d."
-        )
-    return {
-        "older_than": older_than,
-        "bodies_older_than": bodies_older_than,
-        "keep_failed": keep_failed,
-    }
-
-
-def prune_line(found: dict[str, int], options: dict[str, Any], dry_run: bool) -> str:
-    """``prune: deleted 3 delivery(ies) and 1 event(s) received more than 30d ago``."""
-
-    def n(name: str) -> str:
-        return paging.count_label(found[name], PRUNE_COUNT_CAP) if dry_run else str(found[name])
-
-    line = (
-        f"prune: {'would delete' if dry_run else 'deleted'} {n('deliveries')} delivery(ies)"
-        f" and {n('events')} event(s) received more than"
-        f" {format_duration(options['older_than'])} ago"
-    )
-    if options.get("bodies_older_than") is not None:
-        line += (
-            f"; {'would clear' if dry_run else 'cleared'} the body of {n('bodies')} delivery(ies)"
-            f" received more than {format_duration(options['bodies_older_than'])} ago"
-        )
-    return line
-
-
-def prune(
-    state: State,
-    *,
-    older_than: timedelta,
-    keep_failed: bool = False,
-    bodies_older_than: timedelta | None = None,
-    dry_run: bool = False,
-    batch: int | None = None,
-    progress: Callable[[int], Any] | None = None,
-) -> dict[str, int]:
-    """Delete deliveries and finished events received more than ``older_than`` ago, and
-    clear the ``body`` and ``headers`` of deliveries older than ``bodies_older_than``.
-
-    Pending and retrying events are never deleted (their handlers have not run), nor their
-    deliveries; with ``keep_failed``, failed and dead events and their deliveries stay
-    too. Returns ``{"deliveries": n, "events": n, "bodies": n}``.
-
-    Rows go in batches of ``batch`` (:data:`PRUNE_BATCH`), walked in ``(received_at, id)``
-    order, one short transaction each, so no lock is held for long and a table of millions
-    is never read whole at once; ``progress(n)`` is called after each batch. With
-    ``dry_run`` nothing changes and each figure is a capped count: :data:`PRUNE_COUNT_CAP`
-    + 1 means "more".
-    """
-    now = utcnow()
-    cutoff = now - older_than
-    # Pending and retrying events have handlers still to run; failed and dead ones may be
-    # wanted for a re-run (--keep-failed).
-    kept = [PENDING, RETRYING, FAILED, DEAD] if keep_failed else [PENDING, RETRYING]
-    gone = [PROCESSED, IGNORED] if keep_failed else [PROCESSED, IGNORED, FAILED, DEAD]
-    d, e = delivery_table, event_table
-    work: dict[str, tuple[sa.Table, list[Any], Any]] = {
-        "deliveries": (
-            d,
-            [
-                d.c.received_at < cutoff,
-                ~sa.exists().where(e.c.id == d.c.event_id, e.c.status.in_(kept)),
-            ],
-            d.delete(),
-        ),
-        "events": (e, [e.c.received_at < cutoff, e.c.status.in_(gone)], e.delete()),
-    }
-    if bodies_older_than is not None:
-        work["bodies"] = (
-            d,
-            [d.c.received_at < now - bodies_older_than, sa.func.length(d.c.body) > 0],
-            d.update().values(body=b"", headers={}),
-        )
-    found = {"deliveries": 0, "events": 0, "bodies": 0}
-    for name, (table, where, change) in work.items():
-        if dry_run:
-            # In index order, as the prune walks: the planner then stops at the cap.
-            query = sa.select(table.c.id).where(*where).order_by(*_key_order(table))
-            found[name] = paging.capped_count(state.db.session, query, table.c.id, PRUNE_COUNT_CAP)
-        else:
-            size = batch or PRUNE_BATCH
-            found[name] = _in_batches(state, table, where, change, size, progress)
-    state.db.session.rollback()
-    return found
-
-
-def _in_batches(
-    state: State,
-    table: sa.Table,
-    where: list[Any],
-    change: Any,
-    batch: int,
-    progress: Callable[[int], Any] | None,
-) -> int:
-    """Apply ``change`` (a DELETE or UPDATE) to the rows matching ``where``, ``batch`` rows
-    at a time in ``(received_at, id)`` order; one commit per batch."""
-    session = state.db.session
-    order = _key_order(table)
-    key = sa.tuple_(*order)
-    last: tuple[Any, Any] | None = None
-    total = 0
-    while True:
-        query = sa.select(*order).where(*where).order_by(*order).limit(batch)
-        if last is not None:
-            query = query.where(key > last)
-        rows = session.execute(query).all()
-        if not rows:
-            return total
-        ids = [row.id for row in rows]
-        # The conditions again: an event reprocessed meanwhile (pending again) stays.
-        session.execute(change.where(table.c.id.in_(ids), *where))
-        session.commit()
-        last = (rows[-1].received_at, rows[-1].id)
-        total += len(ids)
-        if progress is not None:
-            progress(len(ids))
-
-
-def _key_order(table: sa.Table) -> tuple[Any, Any]:
-    return (table.c.received_at, table.c.id)

@@ -38,26 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from .utils import StripeHooksError
-from .utils import mode_name as mode_name  # importable from here, as it always was
+from .errors import StripeAPIError
+from .utils import mode_name
 
 if TYPE_CHECKING:
     from .state import State
 
 _SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*_]+|\bwhsec_[A-Za-z0-9*_\-]+")
 _LIMIT = re.compile(r"maximum (?:number )?of (\d+)", re.IGNORECASE)
-
-
-class StripeAPIError(StripeHooksError):
-    """Stripe (or the configuration to reach it) refused a request.
-
-    ``message`` and ``field`` as in :class:`~flask_stripe_hooks.utils.StripeHooksError`;
-    ``status`` is Stripe's HTTP status when there was a response.
-    """
-
-    def __init__(self, message: str, field: str | None = None, *, status: int | None = None):
-        super().__init__(message, field)
-        self.status = status
 
 
 def scrub(text: str) -> str:
@@ -75,7 +63,7 @@ def _key_mode(key: str) -> bool | None:
 
 
 def _account_config(state: State, account: str) -> dict[str, Any]:
-    accounts = state.config.get("STRIPE_HOOKS_ACCOUNTS") or {}
+    accounts = state.accounts
     if account not in accounts:
         known = ", ".join(repr(name) for name in accounts) or "none"
         raise StripeAPIError(
@@ -105,7 +93,7 @@ def key_source(state: State, *, account: str = "", livemode: bool = False) -> tu
         shared_source = f"{prefix}['secret_key']"
     else:
         hint = f"STRIPE_{mode.upper()}_SECRET_KEY"
-        own, shared = state.config.get(hint), state.config.get("STRIPE_SECRET_KEY")
+        own, shared = getattr(state, f"{mode}_secret_key"), state.secret_key
         shared_source = "STRIPE_SECRET_KEY"
     if own:
         key = str(own).strip()
@@ -133,9 +121,8 @@ def client_for(state: State, *, account: str = "", livemode: bool = False) -> st
     options: dict[str, Any] = {"stripe_version": api_version(state, account)}
     if settings.get("stripe_account"):
         options["stripe_account"] = settings["stripe_account"]
-    api_base = state.config.get("STRIPE_HOOKS_API_BASE")
-    if api_base:
-        options["base_addresses"] = {"api": str(api_base).rstrip("/")}
+    if state.api_base:
+        options["base_addresses"] = {"api": str(state.api_base).rstrip("/")}
     client = stripe.StripeClient(key, **options)
     state.clients[cache_key] = client
     return client
@@ -145,12 +132,12 @@ def api_version(state: State, account: str = "") -> str:
     """The API version of this app's requests for ``account``: the account's ``api_version``,
     else ``STRIPE_API_VERSION``, else the one stripe-python is pinned to."""
     settings = _account_config(state, account) if account else {}
-    version = settings.get("api_version") or state.config.get("STRIPE_API_VERSION")
+    version = settings.get("api_version") or state.api_version
     return str(version or stripe.api_version)
 
 
 def api_base(state: State) -> str:
-    return str(state.config.get("STRIPE_HOOKS_API_BASE") or stripe.DEFAULT_API_BASE).rstrip("/")
+    return str(state.api_base or stripe.DEFAULT_API_BASE).rstrip("/")
 
 
 def _field(param: str | None) -> str | None:

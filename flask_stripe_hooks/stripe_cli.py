@@ -12,8 +12,8 @@ import shutil
 import signal
 import subprocess
 
+from .errors import StripeHooksError
 from .stripe_api import scrub
-from .utils import StripeHooksError
 
 #: How ``stripe listen`` ends when stopped on purpose: by itself, or by Ctrl-C / a signal.
 STOPPED = (0, None, 130, -signal.SIGINT, -signal.SIGTERM)

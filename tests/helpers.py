@@ -163,7 +163,7 @@ def stored_text(app: Flask, event_id: str) -> str:
 
 def lz4_columns(engine: sa.Engine) -> list[tuple[str, str]]:
     """``(table, column)`` of every column compressed with lz4 (none on SQLite)."""
-    from flask_stripe_hooks.storage import compress_with_lz4
+    from flask_stripe_hooks.models import compress_with_lz4
 
     with engine.connect() as conn:
         if engine.dialect.name != "postgresql":

@@ -22,8 +22,9 @@ import pytest
 from flask import Flask
 from flask_stripe_hooks import StripeHooks, event_types
 from flask_stripe_hooks import endpoints as endpoint_ops
+from flask_stripe_hooks.errors import StripeAPIError
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
-from flask_stripe_hooks.stripe_api import StripeAPIError, client_for
+from flask_stripe_hooks.stripe_api import client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 

@@ -283,7 +283,7 @@ def gate(request, monkeypatch):
     as on a database without it, the primary key's ``IntegrityError`` and a rollback."""
     from contextlib import nullcontext
 
-    from flask_stripe_hooks import storage
+    from flask_stripe_hooks.pipeline import storage
 
     integrity_error = request.param == "integrity error"
     switch = storage.without_on_conflict() if integrity_error else nullcontext()

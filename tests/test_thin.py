@@ -23,12 +23,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_stripe_hooks import event_types
-from flask_stripe_hooks.dispatch import UnknownEventTypeWarning
+from flask_stripe_hooks.errors import StripeAPIError, UnknownEventTypeWarning
 from flask_stripe_hooks.events import ThinEvent
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
-from flask_stripe_hooks.processing import process_stored
-from flask_stripe_hooks.stripe_api import StripeAPIError
+from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import (
     FakeStripe,
     build_event,

@@ -10,11 +10,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_stripe_hooks import StripeHooksError, event_types, recovery, stripe_api, utils
-from flask_stripe_hooks.endpoints import EndpointError
+from flask_stripe_hooks.errors import EndpointError, InvalidTestEvent, StripeAPIError
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import event_table
-from flask_stripe_hooks.stripe_api import StripeAPIError
-from flask_stripe_hooks.testing import InvalidTestEvent, build_event, create_endpoint, event_for
+from flask_stripe_hooks.testing import build_event, create_endpoint, event_for
 
 from helpers import missing
 

@@ -1,6 +1,6 @@
-"""The pipeline's SQL: its INSERTs compiled once per database dialect and run on the
-session's connection, claiming a stored event, marking one failed, and the lz4 set-up of the
-large columns.
+"""All of the pipeline's SQL: its INSERTs compiled once per database dialect and run on the
+session's connection, tracking the newest event per object, claiming, locking and marking a
+stored event.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result, as much CPU as the round trip to the database
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .models import FINAL_STATUSES, PROCESSED, delivery_table, event_table, object_table
+from ..models import delivery_table, event_table, object_table
+from ..outcomes import FINAL_STATUSES, PROCESSED
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -288,34 +289,21 @@ def set_attempt(
     )
 
 
-# -- lz4 ---------------------------------------------------------------------------------------
-
-#: The large columns: the raw body of every delivery and the data of every event. On
-#: PostgreSQL 14 and later (built with lz4, as Debian's, PGDG's and the official images are)
-#: they can be compressed with lz4 instead of the default pglz: less database CPU per
-#: delivery, for about the same size on disk (docs/performance.md has the figures).
-LZ4_COLUMNS = {"stripe_hooks_delivery": "body", "stripe_hooks_event": "data"}
-
-
-def compress_with_lz4(connection: sa.Connection) -> bool:
-    """Switch :data:`LZ4_COLUMNS` to lz4 where the server supports it; ``False`` elsewhere
-    (SQLite, PostgreSQL before 14 or without lz4). Call it from a migration::
-
-        from flask_stripe_hooks.storage import compress_with_lz4
-
-        def upgrade():
-            ...
-            compress_with_lz4(op.get_bind())
-
-    or once after ``db.create_all()``. Only rows written afterwards are compressed with lz4.
-    """
-    if connection.dialect.name != "postgresql":
-        return False
-    values = connection.exec_driver_sql(
-        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+def status_of(session: Session, event_id: str) -> str | None:
+    """A stored event's status; ``None``: not stored."""
+    return session.execute(
+        sa.select(event_table.c.status).where(event_table.c.id == event_id)
     ).scalar()
-    if not (isinstance(values, list) and "lz4" in values):
-        return False
-    for table, column in LZ4_COLUMNS.items():
-        connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
-    return True
+
+
+def lock_stored(session: Session, event_id: str) -> tuple[Any, bool]:
+    """The stored event's row, locked for this transaction (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL), and whether another transaction holds it (``busy``); ``(None, False)``: not
+    stored."""
+    query = sa.select(event_table).where(event_table.c.id == event_id)
+    if session.get_bind().dialect.name != "postgresql":
+        return session.execute(query).first(), False
+    row = session.execute(query.with_for_update(skip_locked=True)).first()
+    if row is None and status_of(session, event_id) is not None:
+        return None, True
+    return row, False

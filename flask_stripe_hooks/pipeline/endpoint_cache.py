@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .crypto import UnreadableSecret, opener
-from .models import WebhookEndpoint, active_secrets, endpoint_table, seconds_to_expiry
-from .state import get_state
-from .utils import mode_name
+from ..crypto import opener
+from ..errors import UnreadableSecret
+from ..models import WebhookEndpoint, active_secrets, endpoint_table, seconds_to_expiry
+from ..state import get_state
+from ..utils import mode_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .state import State
+    from ..state import State
 
 log = logging.getLogger("flask_stripe_hooks")
 

@@ -47,9 +47,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import event_types
-from .fake_stripe_wire import Recorded, StripeError, decode_form, not_found, now
-from .utils import mode_name
+from .. import event_types
+from ..utils import mode_name
+from ._wire import Recorded, StripeError, decode_form, not_found, now
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
 MAX_ENDPOINTS = 16

@@ -1,6 +1,7 @@
 """``flask stripe-hooks`` commands for what the extension trusts and keeps: refresh Stripe's
 list of webhook addresses (``update-ips``), erase one customer's events (``erase``). Each
-parses its arguments and calls :mod:`flask_stripe_hooks.guard`, which does the work."""
+parses its arguments and calls :mod:`flask_stripe_hooks.ips` or
+:mod:`flask_stripe_hooks.retention`, which do the work."""
 
 from __future__ import annotations
 
@@ -8,32 +9,29 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
-from . import guard
-from .cli_support import session
-
-#: These commands, in the app context; :mod:`flask_stripe_hooks.cli` adds them to its group.
-commands = AppGroup("data")
+from .. import ips, retention
+from . import cli
+from ._support import session
 
 
-@commands.command("update-ips")
+@cli.command("update-ips")
 @click.option(
-    "--url", default=guard.IPS_URL, show_default=True, help="Where Stripe publishes the list."
+    "--url", default=ips.IPS_URL, show_default=True, help="Where Stripe publishes the list."
 )
 def update_ips(url: str) -> None:
     """Refresh Stripe's list of webhook addresses (STRIPE_HOOKS_ALLOWED_IPS = "stripe") into
     the instance folder; the app reads it when it starts."""
     try:
-        ips = guard.update_ips(current_app.instance_path, url)
+        saved = ips.update_ips(current_app.instance_path, url)
     except ValueError as exc:
         click.echo(f"Error: {exc}; the current list is kept.", err=True)
         sys.exit(1)
-    click.echo(f"Saved {len(ips)} addresses to {current_app.instance_path}/{guard.IPS_FILE}.")
+    click.echo(f"Saved {len(saved)} addresses to {current_app.instance_path}/{ips.IPS_FILE}.")
     click.echo("Restart the app to use them.")
 
 
-@commands.command("erase")
+@cli.command("erase")
 @click.option("--customer", required=True, help="The customer's id (cus_...).")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 def erase(customer: str, dry_run: bool) -> None:
@@ -41,6 +39,6 @@ def erase(customer: str, dry_run: bool) -> None:
     their deliveries, in one transaction."""
     if not customer.strip():
         raise click.BadParameter("give the customer's id (cus_...)", param_hint="--customer")
-    events, deliveries = guard.erase_customer(session(), customer.strip(), dry_run=dry_run)
+    events, deliveries = retention.erase_customer(session(), customer.strip(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {events} event(s) and {deliveries} delivery(ies) of {customer.strip()}.")

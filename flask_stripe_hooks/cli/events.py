@@ -1,9 +1,6 @@
-"""``flask stripe-hooks ...``: look at events, send test events, recover, pause; the endpoint
-commands live in :mod:`flask_stripe_hooks.cli_endpoints` and are added to the same group.
-
-Commands run inside the app context Flask's CLI provides; errors end in a
-``click.ClickException`` with a message to act on. No command prints a secret.
-"""
+"""Commands for events: ``events``, ``event-types``, ``send-test-event``, ``reprocess``,
+``process-pending``, ``pause``, ``resume`` and ``prune``. :mod:`flask_stripe_hooks.recovery`
+and :mod:`flask_stripe_hooks.retention` do the work."""
 
 from __future__ import annotations
 
@@ -13,11 +10,16 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
-from . import cli_data, cli_endpoints, cli_ops, cli_security, event_types, recovery
-from . import endpoints as endpoint_ops
-from .cli_support import (
+from .. import endpoints as endpoint_ops
+from .. import event_types, recovery, retention
+from ..crypto import unseal
+from ..models import active_secrets
+from ..outcomes import EVENT_STATUSES, RETRYING
+from ..state import get_state
+from ..utils import mode_name, utcnow
+from . import cli
+from ._support import (
     DRY_RUN,
     DURATION,
     check_type,
@@ -27,16 +29,6 @@ from .cli_support import (
     session,
     table,
 )
-from .crypto import unseal
-from .models import EVENT_STATUSES, RETRYING, active_secrets
-from .state import get_state
-from .testing import event_for, send_event
-from .utils import mode_name, utcnow
-
-cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
-for _module in (cli_endpoints, cli_ops, cli_data, cli_security):
-    for _command in _module.commands.commands.values():
-        cli.add_command(_command)
 
 
 @cli.command("events")
@@ -99,6 +91,8 @@ def send_test_event(
     event_type: str, endpoint_id: str | None, data: str | None, url: str | None
 ) -> None:
     """Build, sign and deliver a realistic event of EVENT_TYPE to an endpoint."""
+    from ..testing import event_for, send_event  # test helpers: loaded only when asked for
+
     if endpoint_id:
         endpoint = find_endpoint(endpoint_id)
     else:
@@ -257,10 +251,10 @@ def prune(
 ) -> None:
     """Delete old deliveries and processed events; pending events are always kept."""
     with refused():
-        options = recovery.prune_options(older_than, bodies_older_than, keep_failed)
+        options = retention.prune_options(older_than, bodies_older_than, keep_failed)
     state = get_state()
-    found = recovery.prune(state, **options, dry_run=True)
+    found = retention.prune(state, **options, dry_run=True)
     if not dry_run and any(found.values()):
         with progress(None, "Pruning", length=sum(found.values())) as bar:
-            found = recovery.prune(state, **options, progress=bar.update)
-    click.echo(recovery.prune_line(found, options, dry_run))
+            found = retention.prune(state, **options, progress=bar.update)
+    click.echo(retention.prune_line(found, options, dry_run))

@@ -11,18 +11,15 @@ import json
 from datetime import timedelta
 
 import click
-from flask.cli import AppGroup
 
-from . import health, recovery
-from .cli_endpoints import describe
-from .cli_support import DRY_RUN, DURATION, MODES, check_type, find_endpoint, progress, refused
-from .state import get_state
-
-#: These commands, in the app context; :mod:`flask_stripe_hooks.cli` adds them to its group.
-commands = AppGroup("ops")
+from .. import health, recovery
+from ..state import get_state
+from . import cli
+from ._support import DRY_RUN, DURATION, MODES, check_type, find_endpoint, progress, refused
+from .endpoints import describe
 
 
-@commands.command("doctor")
+@cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--fix", is_flag=True, help="Offer the safe fixes, one question each.")
 @click.option(
@@ -68,7 +65,7 @@ def _print_findings(findings: list[health.Finding]) -> None:
             click.echo(f"          fix: {finding.fix}")
 
 
-@commands.command("fetch-missed")
+@cli.command("fetch-missed")
 @click.option("--since", type=DURATION, default="3d", show_default=True, help="At most 30d.")
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option(
@@ -118,7 +115,7 @@ def fetch_missed(
         )
 
 
-@commands.command("upgrade-endpoint")
+@cli.command("upgrade-endpoint")
 @click.argument("endpoint_id")
 @click.option("--api-version", required=True, help="The API version of the new endpoint.")
 @click.option("--base-url", help="Base URL of this app (default: the old endpoint's URL).")

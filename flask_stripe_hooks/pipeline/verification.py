@@ -22,17 +22,9 @@ from typing import Any, TypeVar
 
 import stripe
 
-from .events import THIN_OBJECT, Event, NotAnEvent, ThinEvent
-from .utils import mode_name
-
-
-class Rejected(Exception):
-    """A delivery that must not be processed; ``reason`` is short and safe to send back."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
+from ..errors import NotAnEvent, Rejected
+from ..events import THIN_OBJECT, Event, ThinEvent
+from ..utils import mode_name
 
 
 def _timestamp(header: str) -> int:

@@ -8,14 +8,11 @@ import uuid
 from collections.abc import Callable
 
 import click
-from flask.cli import AppGroup
 
-from . import audit, crypto
-from .cli_support import session, table
-from .state import State, get_state
-
-#: These commands, in the app context; :mod:`flask_stripe_hooks.cli` adds them to its group.
-commands = AppGroup("security")
+from .. import audit, crypto
+from ..state import State, get_state
+from . import cli
+from ._support import session, table
 
 
 def _migrate(operation: Callable[[State], tuple[int, int]], verb: str) -> None:
@@ -26,7 +23,7 @@ def _migrate(operation: Callable[[State], tuple[int, int]], verb: str) -> None:
     click.echo(f"{verb} {secrets} secret(s) of {rows} endpoint(s).")
 
 
-@commands.command("encrypt-secrets")
+@cli.command("encrypt-secrets")
 def encrypt_secrets() -> None:
     """Encrypt every signing secret stored in the clear with STRIPE_HOOKS_ENCRYPTION_KEY.
 
@@ -34,7 +31,7 @@ def encrypt_secrets() -> None:
     _migrate(crypto.encrypt_all, "Encrypted")
 
 
-@commands.command("rotate-encryption-key")
+@cli.command("rotate-encryption-key")
 def rotate_encryption_key() -> None:
     """Re-encrypt every signing secret with the first key of STRIPE_HOOKS_ENCRYPTION_KEY.
 
@@ -42,7 +39,7 @@ def rotate_encryption_key() -> None:
     _migrate(crypto.rotate_all, "Re-encrypted")
 
 
-@commands.command("check-encryption")
+@cli.command("check-encryption")
 def check_encryption() -> None:
     """Try to decrypt every stored signing secret; exit 1 naming the endpoints that fail."""
     bad = crypto.unreadable(get_state())
@@ -55,7 +52,7 @@ def check_encryption() -> None:
     click.echo("Every stored signing secret can be decrypted.")
 
 
-@commands.command("audit")
+@cli.command("audit")
 @click.argument("endpoint_uuid", required=False, type=click.UUID)
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 def audit_trail(endpoint_uuid: uuid.UUID | None, limit: int) -> None:

@@ -1,7 +1,7 @@
-"""Trust boundaries on the receiving path, each off by default: who may post (an allowlist
-of addresses, ``STRIPE_HOOKS_ALLOWED_IPS``), how many rejected deliveries an endpoint keeps
-(``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE``), and what of a delivery is kept
-(``STRIPE_HOOKS_STORE_BODY``, ``STRIPE_HOOKS_REDACT``).
+"""Guards of the receiving path: who may post (an allowlist of addresses,
+``STRIPE_HOOKS_ALLOWED_IPS``, off by default), how many rejected deliveries an endpoint keeps
+(``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE``, 60 by default), and what of a delivery is kept
+(``STRIPE_HOOKS_STORE_BODY`` and ``STRIPE_HOOKS_REDACT``, which keep everything by default).
 
 ``init_app`` parses the settings once into :class:`~flask_stripe_hooks.state.State`; the
 pipeline asks here only when a setting is on.
@@ -10,42 +10,19 @@ pipeline asks here only when a setting is on.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
-
-from .models import (
-    DEAD,
-    FAILED,
-    IGNORED,
-    REJECTED,
-    RETRYING,
-    delivery_table,
-    event_table,
-    object_table,
-)
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+from ..ips import stripe_ips
+from ..outcomes import DEAD, FAILED, IGNORED, REJECTED, RETRYING
 
 log = logging.getLogger("flask_stripe_hooks")
 
 #: The entry of ``STRIPE_HOOKS_ALLOWED_IPS`` that stands for Stripe's published list.
 STRIPE = "stripe"
-#: Stripe's list of webhook addresses: shipped with the package, refreshed by
-#: ``flask stripe-hooks update-ips`` into the app's instance folder (preferred when there).
-IPS_FILE = "stripe_webhook_ips.json"
-#: Where Stripe publishes it (``{"WEBHOOKS": [...]}``).
-IPS_URL = "https://stripe.com/files/ips/ips_webhooks.json"
 
 #: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose raw body is kept (``None``: all).
 STORE_BODY: dict[str, frozenset[str] | None] = {
@@ -82,37 +59,6 @@ class Tally:
 
 
 # -- the allowlist -------------------------------------------------------------------------
-
-
-def stripe_ips(instance_path: str | None = None) -> list[str]:
-    """Stripe's webhook addresses: the copy ``update-ips`` saved in the instance folder when
-    there is one, else the list shipped with the package."""
-    saved = Path(instance_path, IPS_FILE) if instance_path else None
-    if saved is not None and saved.is_file():
-        text = saved.read_text("utf-8")
-    else:
-        text = resources.files(__package__).joinpath("data").joinpath(IPS_FILE).read_text("utf-8")
-    return read_ips(text)
-
-
-def read_ips(text: str) -> list[str]:
-    """The addresses of Stripe's JSON list (``{"WEBHOOKS": [...]}``), each checked; a
-    ``ValueError`` says what is wrong with it."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    ips = data.get("WEBHOOKS") if isinstance(data, dict) else None
-    if not isinstance(ips, list):
-        raise ValueError('no "WEBHOOKS" list')
-    if not ips:
-        raise ValueError('the "WEBHOOKS" list is empty')
-    for ip in ips:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise ValueError(f"{ip!r} is not an IP address") from None
-    return ips
 
 
 class Allowlist:
@@ -231,15 +177,24 @@ def parse_rejected_limit(value: Any) -> RejectedLimit | None:
 
 
 def parse_store_body(value: Any, redact: Any) -> frozenset[str] | None:
-    """``STRIPE_HOOKS_STORE_BODY`` as the outcomes whose body is kept (``None``: all). With
-    ``STRIPE_HOOKS_REDACT`` set, ``"always"`` keeps only the bodies of rejected and failed
-    deliveries: a processed delivery's body holds what the redaction removed."""
+    """``STRIPE_HOOKS_STORE_BODY`` as the outcomes whose body is kept (``None``: all).
+
+    Unset (``None``), it is ``"always"``, or ``"failed"`` when ``STRIPE_HOOKS_REDACT`` is set:
+    a processed delivery's body holds what the redaction removes. ``"always"`` together with
+    ``STRIPE_HOOKS_REDACT`` is refused at start-up for that reason.
+    """
+    if value is None:
+        value = "always" if redact is None else "failed"
     if value not in STORE_BODY:
         raise RuntimeError(
             f'STRIPE_HOOKS_STORE_BODY must be "always", "failed" or "never", not {value!r}.'
         )
     if redact is not None and value == "always":
-        value = "failed"
+        raise RuntimeError(
+            'STRIPE_HOOKS_STORE_BODY = "always" keeps every raw body, which holds what'
+            ' STRIPE_HOOKS_REDACT removes from the stored event. Set it to "failed" or'
+            ' "never", or leave it unset (then it is "failed" while STRIPE_HOOKS_REDACT is set).'
+        )
     return STORE_BODY[value]
 
 
@@ -257,57 +212,3 @@ def _copy(value: Any) -> Any:
     if kind is list:
         return [_copy(item) for item in value]
     return value
-
-
-def update_ips(instance_path: str, url: str = IPS_URL, timeout: float = 30) -> list[str]:
-    """Fetch Stripe's list of webhook addresses from ``url`` and save it in the instance
-    folder, where :func:`stripe_ips` prefers it. A failure (the network, bad JSON, no or an
-    empty ``WEBHOOKS`` list, an entry that is not an address) raises ``ValueError`` with the
-    reason and keeps the current list."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            text = response.read(1024 * 1024).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        exc.close()  # it holds the answer's connection
-        raise ValueError(f"could not fetch {url}: {exc}") from None
-    except (OSError, ValueError) as exc:  # URLError, a timeout, a bad URL
-        raise ValueError(f"could not fetch {url}: {exc}") from None
-    try:
-        ips = read_ips(text)
-    except ValueError as exc:
-        raise ValueError(f"{url}: {exc}") from None
-    folder = Path(instance_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / (IPS_FILE + ".tmp")
-    temporary.write_text(json.dumps({"WEBHOOKS": ips}, indent=2) + "\n", "utf-8")
-    temporary.replace(folder / IPS_FILE)
-    return ips
-
-
-def erase_customer(session: Session, customer: str, *, dry_run: bool = False) -> tuple[int, int]:
-    """Delete, in one transaction, the events about ``customer`` (``data.object.id`` or
-    ``data.object.customer``), their deliveries and their rows in the object tracking table.
-    Returns ``(events, deliveries)``; ``dry_run`` counts them and deletes nothing."""
-    obj = event_table.c.data["object"]
-    about = sa.or_(obj["id"].as_string() == customer, obj["customer"].as_string() == customer)
-    ids = sa.select(event_table.c.id).where(about)
-    try:
-        events = session.execute(sa.select(sa.func.count()).select_from(ids.subquery())).scalar()
-        deliveries = session.execute(
-            sa.select(sa.func.count()).where(delivery_table.c.event_id.in_(ids))
-        ).scalar()
-        if dry_run:
-            session.rollback()
-        else:
-            session.execute(delivery_table.delete().where(delivery_table.c.event_id.in_(ids)))
-            session.execute(
-                object_table.delete().where(
-                    sa.or_(object_table.c.event_id.in_(ids), object_table.c.id == customer)
-                )
-            )
-            session.execute(event_table.delete().where(about))
-            session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    return int(events or 0), int(deliveries or 0)

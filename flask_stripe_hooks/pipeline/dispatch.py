@@ -13,53 +13,14 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from blinker import Signal
 
-from . import event_types
-from .utils import parse_duration
+from .. import event_types
+from ..errors import UnknownEventTypeWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Retry(Exception):
-    """Raise from a handler for an event that cannot be handled yet (say, the object it is
-    about is not stored yet): the handlers' writes roll back and the event runs again later.
-
-    ``after`` is the first wait (``"30s"``, ``"5m"``, seconds, or a ``timedelta``); each
-    further retry of the same event waits twice as long, up to ``STRIPE_HOOKS_RETRY_MAX``.
-    In a request, Stripe is answered ``503`` with ``Retry-After`` and retries; in queue mode
-    the event is queued again with that delay. ``reason`` is kept on the event.
-    """
-
-    def __init__(self, reason: str = "", *, after: str | float | timedelta = "1m") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        if isinstance(after, str):
-            after = parse_duration(after)
-        self.after = after.total_seconds() if isinstance(after, timedelta) else float(after)
-
-    def delay(self, retries: int, cap: float) -> float:
-        """Seconds before retry number ``retries`` (1 for the first): doubling from
-        ``after``, at most ``cap``."""
-        return min(cap, self.after * 2 ** max(0, retries - 1))
-
-
-class Ignore(Exception):
-    """Raise from a handler for an event that needs nothing done, ever (say, it is about an
-    object of another app sharing the account): the handlers' writes roll back, the event is
-    recorded as ``ignored`` with ``reason``, Stripe is answered ``200``, and it is not run
-    again."""
-
-    def __init__(self, reason: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UnknownEventTypeWarning(UserWarning):
-    """A handler subscribed to a name that is no Stripe event type nor a prefix of one."""
 
 
 class _OrderedSet(dict[Any, None]):

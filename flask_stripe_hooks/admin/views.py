@@ -1,22 +1,5 @@
-"""The admin pages: endpoints (created and changed on Stripe), events and deliveries.
-
-Mounted at ``STRIPE_HOOKS_ADMIN_URL_PREFIX`` when ``STRIPE_HOOKS_ADMIN_ENABLED``. Every page
-asks ``STRIPE_HOOKS_ADMIN_AUTH`` first (a callable, or its dotted path, called with no
-arguments during the request): ``True`` lets the request through (a non-empty ``str`` too,
-naming the user for the audit trail of endpoint changes), a response (such as a
-redirect to a login page) is sent as is, anything else answers 403. Without it, every page
-answers 403 with a short page that says how to set it.
-
-Every POST needs a valid CSRF token, whether or not the app set up ``CSRFProtect``. The
-views are thin: endpoints are changed by :mod:`.endpoints`, events are processed again by
-:func:`.recovery.process_again` (through the queue in queue mode). Templates live in
-``templates/stripe_hooks/admin/``; an app overrides one by putting a file at the same path in
-its own templates folder.
-
-As in Flask-Security's ``views.py``, the views are module-level functions that read the app's
-state through :func:`.extension.get_state`; :func:`create_blueprint` makes a fresh blueprint for
-each ``init_app`` and wires them.
-"""
+"""The admin's pages: endpoints, events, deliveries and health. Wired by
+:func:`flask_stripe_hooks.admin.create_blueprint`."""
 
 from __future__ import annotations
 
@@ -29,26 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import (
-    Blueprint,
     abort,
-    current_app,
     flash,
-    g,
     make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_wtf.csrf import validate_csrf
-from werkzeug.routing import BuildError
-from werkzeug.wrappers import Response
 from wtforms import Form
-from wtforms.validators import ValidationError
 
-from . import audit, endpoints, event_types, health, paging, recovery
-from .crypto import UnreadableSecret, sealed, unseal
-from .events import Event
+from .. import audit, endpoints, event_types, health, paging, recovery
+from ..crypto import sealed, unseal
+from ..errors import StripeHooksError, UnreadableSecret
+from ..events import Event
+from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
+from ..outcomes import FAILED, MISSING, REJECTED
+from ..state import get_state
+from ..utils import fmt_time as utc_time
+from ..utils import mask, parse_duration, utcnow
 from .forms import (
     CreateEndpointForm,
     DeleteForm,
@@ -61,25 +43,12 @@ from .forms import (
     choices,
     event_choices,
 )
-from .models import (
-    FAILED,
-    REJECTED,
-    StripeEvent,
-    WebhookDelivery,
-    WebhookEndpoint,
-    active_secrets,
-)
-from .outcomes import MISSING
-from .state import get_state
-from .utils import StripeHooksError, mask, parse_duration, resolve_setting, utcnow
-from .utils import fmt_time as utc_time
 
 if TYPE_CHECKING:
-    from .state import State
+    pass
 
 PER_PAGE = 50
 T = "stripe_hooks/admin/"
-AUTH = "STRIPE_HOOKS_ADMIN_AUTH"
 
 #: Stripe's parameter names (and the library's) → the form field that shows the error.
 FORM_FIELDS = {
@@ -99,103 +68,9 @@ FORM_FIELDS = {
     "payload": "payload",
 }
 
-#: Sent with every admin response (unless the app set them already).
-SECURITY_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-
-def create_blueprint(state: State) -> Blueprint:
-    """A fresh admin blueprint for one ``init_app``; the views read the app's state."""
-    prefix = "/" + state.config["STRIPE_HOOKS_ADMIN_URL_PREFIX"].strip("/")
-    # Once: a bad dotted path fails here, and no request imports it again.
-    state.admin_auth = resolve_setting(state.config["STRIPE_HOOKS_ADMIN_AUTH"], AUTH)
-    bp = Blueprint(
-        "stripe_hooks_admin",
-        __name__,
-        url_prefix=None if prefix == "/" else prefix,
-        template_folder="templates",
-        static_folder="static",
-        static_url_path="/_static",
-    )
-    bp.before_request(guard)
-    bp.after_request(protect)
-    bp.context_processor(helpers)
-    bp.errorhandler(404)(not_found)
-    bp.route("/")(endpoint_list)
-    bp.route("/endpoints/new", methods=["GET", "POST"])(endpoint_create)
-    bp.route("/endpoints/<uuid:endpoint_uuid>")(endpoint_detail)
-    bp.route("/endpoints/<uuid:endpoint_uuid>/status", methods=["POST"])(endpoint_status)
-    bp.route("/endpoints/<uuid:endpoint_uuid>/events", methods=["POST"])(endpoint_events)
-    bp.route("/endpoints/<uuid:endpoint_uuid>/secret", methods=["POST"])(endpoint_secret)
-    bp.route("/endpoints/<uuid:endpoint_uuid>/delete", methods=["GET", "POST"])(endpoint_delete)
-    bp.route("/events/")(event_list)
-    bp.route("/events/<event_id>")(event_detail)
-    bp.route("/events/<event_id>/process", methods=["POST"])(event_process)
-    bp.route("/deliveries/")(delivery_list)
-    bp.route("/health")(health_page)
-    return bp
-
 
 def _session() -> Any:
     return get_state().db.session
-
-
-# -- every request ------------------------------------------------------------------------
-
-
-def guard() -> Any:
-    """``STRIPE_HOOKS_ADMIN_AUTH`` first, then the CSRF token of a POST."""
-    if request.endpoint == "stripe_hooks_admin.static":
-        return None
-    auth = get_state().admin_auth
-    if auth is None:
-        return _message(403, "forbidden_setup.html")
-    allowed = auth()
-    if isinstance(allowed, Response):
-        return allowed
-    if isinstance(allowed, str) and allowed:  # allowed, and this is who (the audit trail)
-        g.stripe_hooks_actor = allowed
-    elif allowed is True:
-        g.stripe_hooks_actor = "admin"
-    else:
-        return _message(403, "message.html", title="Forbidden", text=_NOT_ALLOWED)
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
-        field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-        try:
-            validate_csrf(request.form.get(field) or request.headers.get("X-CSRFToken"))
-        except ValidationError as exc:
-            text = f"{exc.args[0]} Reload the page and send the form again."
-            return _message(400, "message.html", title="Form refused", text=text)
-        g.csrf_valid = True  # the forms need not check it again
-    return None
-
-
-def protect(response: Response) -> Response:
-    # CSRF tokens do not stop a page of another site from framing these buttons.
-    for header, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(header, value)
-    return response
-
-
-def helpers() -> dict[str, Any]:
-    config = get_state().config
-    return {
-        "fmt_time": fmt_time,
-        "mask": mask,
-        "page_url": page_url,
-        "count_label": paging.count_label,
-        "home_url": link(config.get("STRIPE_HOOKS_ADMIN_HOME_URL")),
-        "logout_url": link(config.get("STRIPE_HOOKS_ADMIN_LOGOUT_URL")),
-    }
-
-
-def not_found(exc: Any) -> Any:
-    text = getattr(exc, "description", "") or "Not found."
-    return _message(404, "message.html", title="Not found", text=text)
 
 
 # -- endpoints ----------------------------------------------------------------------------
@@ -230,7 +105,7 @@ def endpoint_list() -> str:
 
 def endpoint_create() -> Any:
     form = CreateEndpointForm()
-    accounts = sorted(get_state().config["STRIPE_HOOKS_ACCOUNTS"] or {})
+    accounts = sorted(get_state().accounts)
     form.account.choices = choices(("", "Default account"), *accounts)
     form.events.choices = event_choices(thin=None)  # snapshot and thin types
     if request.method == "GET":
@@ -477,7 +352,7 @@ def delivery_list() -> Any:
 # -- helpers ------------------------------------------------------------------------------
 
 
-_NOT_ALLOWED = "You are not allowed to see this page. Log in with an account that may."
+NOT_ALLOWED = "You are not allowed to see this page. Log in with an account that may."
 
 
 def health_page() -> Any:
@@ -490,7 +365,7 @@ def health_page() -> Any:
     )
 
 
-def _message(status: int, template: str, **context: Any) -> Any:
+def message_page(status: int, template: str, **context: Any) -> Any:
     return render_template(T + template, **context), status
 
 
@@ -535,7 +410,9 @@ def keyset(query: sa.Select[Any], model: Any) -> paging.Page:
             after=request.args.get("after"),
         )
     except paging.BadCursor as exc:
-        abort(make_response(_message(400, "message.html", title="Bad page link", text=str(exc))))
+        abort(
+            make_response(message_page(400, "message.html", title="Bad page link", text=str(exc)))
+        )
 
 
 def page_url(**cursor: str) -> str:
@@ -550,13 +427,3 @@ def page_url(**cursor: str) -> str:
 def filtered(form: Form) -> bool:
     """Whether a list page's filter form narrows the list (an empty list says so)."""
     return any(field.data for field in form)
-
-
-def link(target: str | None) -> str | None:
-    """A configured link: an endpoint name (``"auth.logout"``) or a URL as is."""
-    if not target:
-        return None
-    try:
-        return url_for(target)
-    except BuildError:
-        return target

@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 
-from . import endpoints as endpoint_ops
-from . import event_types
-from .models import WebhookEndpoint
-from .state import get_state
-from .utils import StripeHooksError, parse_duration
+from .. import endpoints as endpoint_ops
+from .. import event_types
+from ..errors import StripeHooksError
+from ..models import WebhookEndpoint
+from ..state import get_state
+from ..utils import parse_duration
 
 MODES = click.Choice(["test", "live"])
 PAYLOADS = click.Choice(["snapshot", "thin"])

@@ -7,9 +7,9 @@ Install the extra (``pip install flask-stripe-hooks[otel]``) and set
 are children of the current span (Flask's request span when its instrumentation is on).
 A handler's exception is recorded on the span, whose status is then an error.
 
-The faces call :func:`receive` and :func:`process_stored` instead of the pipeline's own;
-with tracing off (or opentelemetry-api absent) those are the pipeline's functions
-themselves, so nothing is added to the path.
+The package's way in applies it: :func:`receiver` gives the webhook view the traced
+:func:`receive` when tracing is on, and the pipeline's own function otherwise, so nothing is
+added to the path; :func:`process_stored` is traced when tracing is on.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from . import processing, signals
-from .models import FAILED
+from .. import signals
+from ..outcomes import FAILED, UNAVAILABLE
+from . import intake
+from .run import process_stored as run_stored
 
 try:
     from opentelemetry import context, trace
@@ -31,14 +33,14 @@ except ImportError:  # the extra is not installed
     trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .outcomes import Result
-    from .state import State
+    from ..outcomes import Result
+    from ..state import State
 
 log = logging.getLogger("flask_stripe_hooks")
 
 #: What the signals tell of the delivery or run in progress: set on its span when it ends.
 _run: ContextVar[_Run | None] = ContextVar("stripe_hooks_traced", default=None)
-_BROKEN = (FAILED, processing.UNAVAILABLE)
+_BROKEN = (FAILED, UNAVAILABLE)
 
 
 class _Run:
@@ -51,7 +53,7 @@ class _Run:
 
 def enabled(state: State) -> bool:
     """Tracing is on for this app and opentelemetry-api is installed."""
-    return trace is not None and bool(state.config.get("STRIPE_HOOKS_TRACING"))
+    return trace is not None and state.tracing
 
 
 @functools.cache
@@ -105,20 +107,20 @@ def _traced(attributes: dict[str, str], call: Callable[..., Result], *args: Any)
 def receive(
     state: State, endpoint_uuid: uuid.UUID, body: bytes, headers: Any, remote_addr: str | None
 ) -> Result:
-    """:func:`flask_stripe_hooks.processing.receive` in a span (the webhook view)."""
+    """:func:`.intake.receive` in a span (the webhook view)."""
     attributes = {**ATTRIBUTES, "stripe.endpoint": str(endpoint_uuid)}
-    return _traced(attributes, processing.receive, state, endpoint_uuid, body, headers, remote_addr)
+    return _traced(attributes, intake.receive, state, endpoint_uuid, body, headers, remote_addr)
 
 
 def process_stored(
     state: State, event_id: str, *, force: bool = False, dead: bool = False
 ) -> Result:
-    """:func:`flask_stripe_hooks.processing.process_stored`, in a span when tracing is on."""
+    """:func:`.run.process_stored`, in a span when tracing is on."""
     if not enabled(state):
-        return processing.process_stored(state, event_id, force=force, dead=dead)
+        return run_stored(state, event_id, force=force, dead=dead)
     return _traced(
         {**ATTRIBUTES, "messaging.message.id": event_id},
-        functools.partial(processing.process_stored, force=force, dead=dead),
+        functools.partial(run_stored, force=force, dead=dead),
         state,
         event_id,
     )
@@ -137,14 +139,14 @@ def receiver(state: State) -> Any:
     """The function the webhook view calls: :func:`receive` when tracing is on, else the
     pipeline's own (a missing opentelemetry-api is logged). Connects, once, the receivers
     that name the event on the span."""
-    if not state.config.get("STRIPE_HOOKS_TRACING"):
-        return processing.receive
+    if not state.tracing:
+        return intake.receive
     if trace is None:
         log.warning(
             "STRIPE_HOOKS_TRACING is on but opentelemetry-api is not installed:"
             " pip install 'flask-stripe-hooks[otel]'. Nothing is traced."
         )
-        return processing.receive
+        return intake.receive
     connect()
     return receive
 

@@ -24,12 +24,12 @@ from typing import Any
 
 import stripe
 
-from . import event_types
-from .crypto import seal, unseal
-from .event_types import object_name
+from .. import event_types
+from ..crypto import seal, unseal
+from ..errors import InvalidTestEvent
+from ..event_types import object_name
+from ..state import get_state
 from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
-from .state import get_state
-from .utils import StripeHooksError
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {
@@ -120,7 +120,7 @@ def related_object_for(event_type: str, object_id: str | None = None) -> dict[st
     ``/v1/billing/meters/mtr_...``. The URL is made by the usual plural rule; pass
     ``related_object=`` to :func:`build_thin_event` where a resource is named otherwise.
     """
-    from .event_types import thin_notification_classes
+    from ..event_types import thin_notification_classes
 
     cls = thin_notification_classes().get(event_type)
     if cls is not None and "related_object" not in getattr(cls, "__annotations__", {}):
@@ -176,10 +176,6 @@ def build_thin_event(
             "request": {"id": random_id("req"), "idempotency_key": str(uuid.uuid4())},
         }
     return event
-
-
-class InvalidTestEvent(StripeHooksError, ValueError):
-    """A test event :func:`event_for` cannot build; the message says why."""
 
 
 def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[str, Any]:
@@ -337,7 +333,7 @@ def create_endpoint(
     """
     from flask import current_app
 
-    from .models import WebhookEndpoint
+    from ..models import WebhookEndpoint
 
     secret = secret or new_secret()
     state = current_app.extensions.get("stripe_hooks")  # none: an app without the extension

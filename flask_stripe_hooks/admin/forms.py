@@ -26,9 +26,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from . import event_types
-from .models import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED
-from .utils import parse_duration
+from .. import event_types
+from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED
+from ..utils import parse_duration
 
 DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED)
 

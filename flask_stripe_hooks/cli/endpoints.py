@@ -10,11 +10,15 @@ from datetime import timedelta
 
 import click
 import sqlalchemy as sa
-from flask.cli import AppGroup
 
-from . import endpoints as endpoint_ops
-from . import stripe_cli
-from .cli_support import (
+from .. import endpoints as endpoint_ops
+from .. import stripe_cli
+from ..models import WebhookEndpoint, active_secrets
+from ..state import get_state
+from ..stripe_api import StripeAPIError, key_source
+from ..utils import utcnow
+from . import cli
+from ._support import (
     DURATION,
     MODES,
     find_endpoint,
@@ -23,17 +27,9 @@ from .cli_support import (
     session,
     table,
 )
-from .models import WebhookEndpoint, active_secrets
-from .state import get_state
-from .stripe_api import StripeAPIError, key_source
-from .utils import utcnow
-
-#: These commands, each run in the app context (an ``AppGroup`` wraps them so); the
-#: ``flask stripe-hooks`` group of :mod:`flask_stripe_hooks.cli` adds every one of them.
-commands = AppGroup("endpoints")
 
 
-@commands.command("register-endpoint")
+@cli.command("register-endpoint")
 @click.option(
     "--secret",
     prompt="Signing secret (whsec_...)",
@@ -67,7 +63,7 @@ def register_endpoint(
     click.echo(f"URL path: {get_state().webhook_path(endpoint.uuid)}")
 
 
-@commands.command("list-endpoints")
+@cli.command("list-endpoints")
 def list_endpoints() -> None:
     """List the endpoints (never their secrets)."""
     endpoints = session().execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id))
@@ -121,7 +117,7 @@ EVENTS_HELP = (
 )
 
 
-@commands.command("create-endpoint")
+@cli.command("create-endpoint")
 @click.option("--base-url", required=True, help="The app's public URL, e.g. https://example.com.")
 @click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
 @click.option("--mode", type=MODES, default="test", show_default=True)
@@ -161,7 +157,7 @@ def create_endpoint(
     describe(endpoint)
 
 
-@commands.command("update-endpoint")
+@cli.command("update-endpoint")
 @click.argument("endpoint_id", metavar="UUID")
 @click.option("--enable/--disable", "enabled", default=None, help="Receive events or not.")
 @click.option("--events", multiple=True, help=EVENTS_HELP)
@@ -185,7 +181,7 @@ def update_endpoint(
     describe(endpoint)
 
 
-@commands.command("delete-endpoint")
+@cli.command("delete-endpoint")
 @click.argument("endpoint_id", metavar="UUID")
 @click.option("--keep-remote", is_flag=True, help="Delete it here only, not on Stripe.")
 def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
@@ -198,7 +194,7 @@ def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
     click.echo(f"Deleted endpoint {uuid}{where}.")
 
 
-@commands.command("sync-endpoints")
+@cli.command("sync-endpoints")
 @click.option("--mode", type=MODES, default="test", show_default=True)
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 def sync_endpoints(mode: str, account: str) -> None:
@@ -210,7 +206,7 @@ def sync_endpoints(mode: str, account: str) -> None:
         click.echo(message)
 
 
-@commands.command("set-secret")
+@cli.command("set-secret")
 @click.argument("endpoint_id", metavar="UUID")
 @click.argument("secret", required=False)
 @click.option(
@@ -234,7 +230,7 @@ def set_secret(endpoint_id: str, secret: str | None, keep_old_for: timedelta) ->
     click.echo(f"New secret stored for {endpoint.uuid}; {kept}.")
 
 
-@commands.command("listen")
+@cli.command("listen")
 @click.option("--events", multiple=True, help=EVENTS_HELP + " Default: *.")
 @click.option(
     "--forward-to",

@@ -1,0 +1,22 @@
+"""``flask stripe-hooks ...``: the one click group, attached by ``init_app`` with
+``app.cli.add_command``. Each module of this package adds its family of commands to it:
+
+- :mod:`.endpoints`: register, list, create, update, delete, sync endpoints; secrets; listen;
+- :mod:`.events`: look at events, send test events, reprocess, pause and resume, prune;
+- :mod:`.ops`: doctor, fetch-missed, upgrade-endpoint;
+- :mod:`.data`: update-ips, erase;
+- :mod:`.security`: encryption of stored secrets, the audit trail.
+
+Commands run inside the app context Flask's CLI provides; each parses its arguments and calls
+the function that does the work. Errors end in a ``click.ClickException`` with a message to
+act on. No command prints a secret.
+"""
+
+from __future__ import annotations
+
+from flask.cli import AppGroup
+
+cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
+
+# Each adds its commands to ``cli``.
+from . import data, endpoints, events, ops, security  # noqa: E402, F401
