@@ -78,10 +78,10 @@ def switch(enabled: bool) -> None:
 
 
 def create_observed(url: str, **config: Any) -> Any:
+    from flask_stripe_hooks.metrics import init_metrics
     from prometheus_client import CollectorRegistry
 
     import flask_systems
-    from flask_stripe_hooks.metrics import init_metrics
 
     app = flask_systems.create_fsh(url, **config)
     METRICS.append(init_metrics(app, CollectorRegistry()))  # as STRIPE_HOOKS_METRICS does
