@@ -27,7 +27,7 @@ from ..crypto import sealed, unseal
 from ..errors import StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
-from ..outcomes import FAILED, MISSING, REJECTED
+from ..outcomes import DEAD, FAILED, MISSING, QUEUED, REJECTED
 from ..state import get_state
 from ..utils import fmt_time as utc_time
 from ..utils import mask, parse_duration, utcnow
@@ -312,12 +312,12 @@ def event_process(event_id: str) -> Any:
     result = recovery.process_again(get_state(), event_id)
     if result.outcome == MISSING:
         abort(404, "No such event.")
-    if result.outcome == "queued":
+    if result.outcome == QUEUED:
         flash(f"Event {event_id} queued to be processed again by a worker.", "success")
-    elif result.ok:
+    elif result.ok and result.outcome != DEAD:
         flash(f"Event {event_id} processed again: {result.outcome}.", "success")
     else:
-        flash(f"Event {event_id} failed again ({result.reason}).", "error")
+        flash(f"Event {event_id} failed again ({result.reason or result.outcome}).", "error")
     return redirect(url_for(".event_detail", event_id=event_id))
 
 

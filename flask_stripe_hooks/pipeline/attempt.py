@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
-from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, REJECTED, RETRYING
+from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, PENDING, REJECTED, RETRYING
 from .guard import redacted
 from .storage import attempts_of, insert_delivery, insert_tracked_event, set_attempt
 
@@ -74,6 +74,19 @@ class Delivery:
             "event_id": event_id,
             "duration_ms": (time.perf_counter() - self.started) * 1000.0,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A stored event as a re-run took it: its status and attempts before the run."""
+
+    status: str
+    attempts: int
+
+    def died(self, max_attempts: int) -> bool:
+        """It had died before this run: it was ``dead``, or it is a dead event queued again
+        (``pending`` with its attempts spent)."""
+        return self.status == DEAD or (self.status == PENDING and self.attempts >= max_attempts)
 
 
 def notify(signal: Any, **kwargs: Any) -> None:
@@ -139,18 +152,23 @@ def _count(
     error: str | None,
     traceback: str | None,
     retry: Retry | None,
+    taken: Taken | None,
 ) -> tuple[str, float | None]:
-    """Count an attempt that did not process the event on its row: ``dead`` once
-    ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent; an event finished meanwhile by a concurrent
-    attempt stays as it is. Returns the status stored and, for a retry, its delay."""
+    """Count an attempt that did not process the event on its row, with its error:
+    ``dead`` once ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent, and a dead event run again stays
+    dead. An event finished meanwhile by a concurrent attempt stays as it is; a re-run
+    (``taken``) tells that from the row it took, which it records over whatever its status
+    was. Returns the status stored and, for a retry, its delay."""
     now = datetime.now(timezone.utc)
+    died = taken is not None and taken.died(state.max_attempts)
     for _ in range(2):  # a row inserted meanwhile by a concurrent attempt: count on it
         current = attempts_of(session, event.id)
         attempts = 1 if current is None else current[1] + 1
-        if current is not None and current[0] in FINAL_STATUSES:
+        mine = taken is not None and current == (taken.status, taken.attempts)
+        if current is not None and current[0] in FINAL_STATUSES and not mine:
             return current[0], None
         stored, delay, next_at = status, None, None
-        if status in (FAILED, RETRYING) and attempts >= state.max_attempts:
+        if status in (FAILED, RETRYING) and (attempts >= state.max_attempts or died):
             stored = DEAD
         if stored == RETRYING and retry is not None:
             delay = retry.delay(attempts, state.retry_max)
@@ -186,6 +204,7 @@ def write_attempt(
     error: str | None = None,
     traceback: str | None = None,
     retry: Retry | None = None,
+    taken: Taken | None = None,
     connection: sa.Connection | None = None,
 ) -> tuple[str, float | None]:
     """Record what one attempt came to, and commit: for an attempt that did not process
@@ -194,12 +213,15 @@ def write_attempt(
 
     Returns the event's status as stored (``dead`` once the attempts are spent; the status
     a concurrent attempt finished it with) and, for a retry, the seconds until it is due.
-    ``connection``: the transaction's connection, when the caller holds it already.
+    ``taken``: for a re-run, the row as it took it. ``connection``: the transaction's
+    connection, when the caller holds it already.
     """
     stored: str = outcome
     delay: float | None = None
     if outcome in _COUNTED and event is not None:
-        stored, delay = _count(state, session, event, endpoint_id, outcome, error, traceback, retry)
+        stored, delay = _count(
+            state, session, event, endpoint_id, outcome, error, traceback, retry, taken
+        )
     if delivery is not None:
         if connection is None or connection.closed:  # none yet, or a handler ended it
             connection = session.connection()

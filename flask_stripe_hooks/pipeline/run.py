@@ -18,6 +18,10 @@ new, short transaction (:func:`~.attempt.write_failure`): the delivery, the even
 ``failed`` (``retrying`` or ``ignored`` for ``Retry`` and ``Ignore``; ``dead`` after
 ``STRIPE_HOOKS_MAX_ATTEMPTS``). Only a processed, ignored or dead event is a duplicate: the
 next delivery of any other claims it and runs the handlers again.
+
+A re-run (:func:`process_stored`) records its own outcome in the same way, whatever the
+event's status was: its error, traceback and attempt. A dead event that fails again stays
+dead with the new error, and ``event-dead`` is not sent again: it died once.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from ..stripe_api import client_for
 from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
+    Taken,
     insert_event,
     notify,
     unavailable,
@@ -90,13 +95,13 @@ def run_handlers(
     endpoint: EndpointInfo | None,
     delivery: Delivery | None,
     *,
-    stored: bool = False,
+    taken: Taken | None = None,
     skip: tuple[str, ...] = FINAL_STATUSES,
 ) -> Result:
     """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
 
-    ``stored``: the event row exists already (re-processing), so it is claimed rather
-    than inserted.
+    ``taken``: re-processing, the event's row as it was taken (its status and attempts); the
+    row is claimed rather than inserted.
     """
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
@@ -105,7 +110,7 @@ def run_handlers(
     try:
         claimed, new, newer = True, False, None
         object_id, created = event.object_id, event.created_at
-        if stored:
+        if taken is not None:
             claimed = claim(session, event.id, now, skip=skip)
         else:
             new, newer = insert_event(
@@ -137,16 +142,16 @@ def run_handlers(
         write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
     except Ignore as exc:
         reason = exc.reason or None
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason)
+        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken)
         notify(signals.event_ignored, event=event, reason=exc.reason)
         return Result(IGNORED, exc.reason or IGNORED, event.id)
     except Retry as exc:
         reason = exc.reason or None
         status, delay = write_failure(
-            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc
+            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, taken=taken
         )
         if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
+            _died(state, event, exc, taken)
             return Result(DEAD, "dead: retried too often", event.id)
         notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
         return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
@@ -154,7 +159,7 @@ def run_handlers(
         error = f"{type(exc).__name__}: {exc}"[:2000]
         trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         status, _ = write_failure(
-            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace
+            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace, taken=taken
         )
         notify(signals.event_failed, event=event, exception=exc)
         if unavailable(exc):
@@ -162,7 +167,7 @@ def run_handlers(
             return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
         log.exception("handler failed for event %s (%s)", event.id, event.type)
         if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
+            _died(state, event, exc, taken)
             return Result(DEAD, "dead: failed too often", event.id)
         return Result(FAILED, "handler failed", event.id)
     finally:
@@ -174,6 +179,12 @@ def run_handlers(
         duration_ms=(time.perf_counter() - started) * 1000.0,
     )
     return Result(PROCESSED, event_id=event.id)
+
+
+def _died(state: State, event: Event, exc: BaseException, taken: Taken | None) -> None:
+    """Send ``event-dead`` for an event that has just died, not for one that had died."""
+    if taken is None or not taken.died(state.max_attempts):
+        notify(signals.event_dead, event=event, exception=exc)
 
 
 def process_stored(
@@ -214,4 +225,5 @@ def process_stored(
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
     event = bind(state, Event.from_row(row, endpoint), endpoint)
-    return run_handlers(state, session, event, endpoint, None, stored=True, skip=skip)
+    taken = Taken(row.status, row.attempts)
+    return run_handlers(state, session, event, endpoint, None, taken=taken, skip=skip)
