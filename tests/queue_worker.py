@@ -1,6 +1,7 @@
 """``celery -A queue_worker worker``: the queue tests' worker, on :mod:`queue_app`."""
 
 from flask_stripe_hooks import signals
+
 from queue_app import create_app, log_dead
 
 flask_app = create_app()

@@ -63,7 +63,11 @@ def dead_event(app: Flask, handler: Handler) -> str:
     response = deliver(app.test_client(), endpoint, item)
     assert (response.status_code, response.text) == (200, "dead: failed too often\n")
     event = stored(app, item["id"])
-    assert (event.status, event.attempts, event.last_error) == ("dead", 1, "KeyError: 'first failure'")
+    assert (event.status, event.attempts, event.last_error) == (
+        "dead",
+        1,
+        "KeyError: 'first failure'",
+    )
     return str(item["id"])
 
 
@@ -194,7 +198,9 @@ def test_queue_rerun_of_a_dead_event_through_a_celery_worker(
     assert (marks / "dead.log").read_text().split() == [item["id"]]
 
     (marks / f"error-{item['id']}").write_text("the second failure")
-    result = app.test_cli_runner().invoke(args=["stripe-hooks", "reprocess", "--enqueue", item["id"]])
+    result = app.test_cli_runner().invoke(
+        args=["stripe-hooks", "reprocess", "--enqueue", item["id"]]
+    )
     assert result.exit_code == 0, result.output
     assert "reprocess: 1 queued" in result.output
     wait_until(lambda: event().attempts == 2, 60, "the worker to run it again")

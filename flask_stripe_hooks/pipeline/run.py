@@ -159,7 +159,15 @@ def run_handlers(
         error = f"{type(exc).__name__}: {exc}"[:2000]
         trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         status, _ = write_failure(
-            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace, taken=taken
+            state,
+            session,
+            FAILED,
+            delivery,
+            event,
+            endpoint_id,
+            error,
+            traceback=trace,
+            taken=taken,
         )
         notify(signals.event_failed, event=event, exception=exc)
         if unavailable(exc):
