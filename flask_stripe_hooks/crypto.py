@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PREFIX = "fernet:"
 KEY = "STRIPE_HOOKS_ENCRYPTION_KEY"
+#: What ends every message about a secret that cannot be decrypted.
+CHECK = "'flask stripe-hooks check-encryption' lists the endpoints concerned."
 _MAKE_ONE = (
     'make one with: python -c "from cryptography.fernet import Fernet;'
     ' print(Fernet.generate_key().decode())"'
@@ -95,22 +97,30 @@ def seal(secret: str, state: State | None = None) -> str:
     return PREFIX + fernet.encrypt(secret.encode()).decode()
 
 
+def unreadable_reason(state: State) -> str:
+    """Why a stored secret cannot be decrypted with the key configured in ``state``."""
+    if state.fernet is None:
+        return f"A signing secret is encrypted and {KEY} is not set."
+    return (
+        f"A signing secret cannot be decrypted with {KEY}: the key that encrypted it is not"
+        " in the list."
+    )
+
+
 def unseal(value: str, state: State | None = None) -> str:
-    """A stored secret in the clear; :class:`UnreadableSecret` when the key cannot read it."""
+    """A stored secret in the clear; :class:`UnreadableSecret` when the key cannot read it
+    (its message names ``STRIPE_HOOKS_ENCRYPTION_KEY`` and ``check-encryption``)."""
     if not sealed(value):
         return value
-    fernet = (state or get_state()).fernet
-    if fernet is None:
-        raise UnreadableSecret(f"A signing secret is encrypted and {KEY} is not set.")
+    state = state or get_state()
+    if state.fernet is None:
+        raise UnreadableSecret(f"{unreadable_reason(state)} {CHECK}")
     from cryptography.fernet import InvalidToken
 
     try:
-        return fernet.decrypt(value[len(PREFIX) :].encode()).decode()  # type: ignore[no-any-return]
+        return state.fernet.decrypt(value[len(PREFIX) :].encode()).decode()  # type: ignore[no-any-return]
     except InvalidToken:
-        raise UnreadableSecret(
-            f"A signing secret cannot be decrypted with {KEY}: the key that encrypted it is"
-            " not in the list."
-        ) from None
+        raise UnreadableSecret(f"{unreadable_reason(state)} {CHECK}") from None
 
 
 def opener(state: State) -> Callable[[str], str]:

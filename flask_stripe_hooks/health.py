@@ -4,9 +4,10 @@ admin's Health page.
 Each check is a plain function that returns a list of :class:`Finding`. Against Stripe (with
 the endpoint's account and mode): the endpoint still exists, is enabled, points at this
 app's URL, is pinned to the API version stripe-python speaks, sends every type a handler
-listens to and nothing no handler wants. Here: signing secrets about to expire, failed
-deliveries and the last successful one in the last 24 hours, failed, retrying, dead and
-stuck pending events. Every query is bounded (a 24-hour window, or the few rows in a
+listens to and nothing no handler wants. Here: signing secrets that the configured
+``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt or that are about to expire, deliveries that
+failed since the last successful processing, failed, retrying, dead and stuck pending
+events. Every query is bounded (a 24-hour window, or the few rows in a
 problem status), so the checks can run from cron.
 """
 
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import endpoints, event_types, signals, stripe_api
-from .errors import StripeHooksError
+from . import crypto, endpoints, event_types, signals, stripe_api
+from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
 from .state import get_state
@@ -87,18 +88,21 @@ def check_all(state: State, *, notify: bool = False) -> list[Finding]:
 
 def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
     """The checks of one endpoint: against Stripe, its secrets, its recent deliveries."""
+    unreadable = check_key(state, endpoint)
     if not endpoint.enabled:
         return [
+            *unreadable,
             Finding(
                 str(endpoint.uuid),
                 NOTE,
                 "disabled",
                 "Disabled here: deliveries to it are refused.",
                 f"flask stripe-hooks update-endpoint {endpoint.uuid} --enable",
-            )
+            ),
         ]
     now = utcnow()
     return [
+        *unreadable,
         *check_remote(state, endpoint),
         *check_secrets(endpoint, now),
         *check_deliveries(state, endpoint, now),
@@ -263,6 +267,28 @@ def check_types(state: State, endpoint: WebhookEndpoint, enabled: list[str]) -> 
 
 
 # -- here ------------------------------------------------------------------------------------
+
+
+def check_key(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """A stored signing secret (expired ones too) that ``STRIPE_HOOKS_ENCRYPTION_KEY``
+    cannot decrypt: deliveries are answered 503 until it is fixed."""
+    try:
+        crypto.opened(endpoint.secrets, state)
+    except UnreadableSecret:
+        uuid = str(endpoint.uuid)
+        return [
+            Finding(
+                uuid,
+                ERROR,
+                "unreadable-secret",
+                f"{crypto.unreadable_reason(state)} Every delivery to this endpoint is"
+                " answered 503 (signing secret could not be decrypted).",
+                f"Set {crypto.KEY} to the key that encrypted it (a list keeps the old key:"
+                " [new, old]) and check with 'flask stripe-hooks check-encryption'; or store"
+                f" the secret again: flask stripe-hooks set-secret {uuid} whsec_...",
+            )
+        ]
+    return []
 
 
 def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_stripe_hooks")
 
+#: What a delivery is answered while the endpoint's signing secret cannot be decrypted
+#: (``STRIPE_HOOKS_ENCRYPTION_KEY``; the log names it): 503, so Stripe retries.
+UNREADABLE_REASON = "signing secret could not be decrypted, retry later"
+
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
 
@@ -138,7 +142,7 @@ def _load_endpoint(
         return Result(UNAVAILABLE, UNAVAILABLE_REASON)
     except UnreadableSecret:  # logged where it is found, naming the key: 503, Stripe retries
         session.rollback()
-        return Result(UNAVAILABLE, UNAVAILABLE_REASON)
+        return Result(UNAVAILABLE, UNREADABLE_REASON)
     if endpoint is None or not endpoint.enabled:
         session.rollback()
         return Result(MISSING, "unknown endpoint")
