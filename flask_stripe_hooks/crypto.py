@@ -138,15 +138,19 @@ def opened(
 # -- migrations of every row (the CLI's encrypt-secrets, rotate-encryption-key, check) --------
 
 
-def _rewrite(state: State, change: Callable[[str], str]) -> tuple[int, int]:
-    """Apply ``change`` to every stored secret in one transaction: (rows, secrets) changed."""
+def _rewrite(state: State, change: Callable[[str], str], dry_run: bool = False) -> tuple[int, int]:
+    """Apply ``change`` to every stored secret in one transaction: (rows, secrets) changed.
+    ``dry_run``: the same work and counts, rolled back."""
     session = state.db.session
     try:
         rows, secrets = _rewrite_rows(session, change)
     except Exception:
         session.rollback()
         raise
-    session.commit()
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
     return rows, secrets
 
 
@@ -169,14 +173,16 @@ def _need_key(state: State) -> Any:
     return state.fernet
 
 
-def encrypt_all(state: State) -> tuple[int, int]:
-    """Encrypt every secret stored in the clear (those encrypted already stay): counts."""
+def encrypt_all(state: State, *, dry_run: bool = False) -> tuple[int, int]:
+    """Encrypt every secret stored in the clear (those encrypted already stay): counts.
+    ``dry_run``: count them, change nothing."""
     _need_key(state)
-    return _rewrite(state, lambda value: seal(value, state))
+    return _rewrite(state, lambda value: seal(value, state), dry_run)
 
 
-def rotate_all(state: State) -> tuple[int, int]:
-    """Re-encrypt every secret with the first key of the list; clear ones are encrypted too."""
+def rotate_all(state: State, *, dry_run: bool = False) -> tuple[int, int]:
+    """Re-encrypt every secret with the first key of the list; clear ones are encrypted too.
+    ``dry_run``: count them, change nothing."""
     fernet = _need_key(state)
 
     def rotate(value: str) -> str:
@@ -185,7 +191,7 @@ def rotate_all(state: State) -> tuple[int, int]:
         unseal(value, state)  # a clear error for a token no key reads
         return PREFIX + fernet.rotate(value[len(PREFIX) :].encode()).decode()
 
-    return _rewrite(state, rotate)
+    return _rewrite(state, rotate, dry_run)
 
 
 def unreadable(state: State) -> list[str]:

@@ -178,9 +178,12 @@ def test_reprocess_failed_with_filters(app: Flask, hooks: StripeHooks, endpoint:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "Give event ids, or --failed (not both)."),
-        (["evt_1", "--failed"], "Give event ids, or --failed (not both)."),
+        ([], "Give event ids, or --failed for every failed or dead event."),
+        (["evt_1", "--failed"], "Give event ids or --failed, not both."),
         (["evt_1", "--since", "2d"], "--since and --type go with --failed."),
+        (["--type", "invoice"], "--since and --type go with --failed."),
+        (["--since", "2d"], "--since and --type go with --failed."),
+        (["--failed", "--enqueue", "--dry-run"], "--enqueue needs queue mode"),
         (["--failed", "--type", "custmer"], "did you mean 'customer'?"),
     ],
 )

@@ -134,17 +134,17 @@ def _run_events(
 ) -> None:
     """Process (or queue) stored events with a progress bar, then print a summary line."""
     state = get_state()
+    if enqueue and state.event_callback is None:  # refused by the dry run as by the real one
+        raise click.ClickException(
+            "--enqueue needs queue mode: set STRIPE_HOOKS_EVENT_CALLBACK (for Celery,"
+            " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
+        )
     if dry_run:
         rows = recovery.describe(state, ids)
         if rows:
             table(("id", "type", "status", "attempts"), [(*r[:3], str(r[3])) for r in rows])
         click.echo(f"{command}: dry run, would {'queue' if enqueue else 'process'} {len(rows)}")
         return
-    if enqueue and state.event_callback is None:
-        raise click.ClickException(
-            "--enqueue needs queue mode: set STRIPE_HOOKS_EVENT_CALLBACK (for Celery,"
-            " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
-        )
     if enqueue:
         with progress(ids, "Queueing") as bar:
             summary = recovery.enqueue_events(state, bar)
@@ -184,10 +184,12 @@ def reprocess(
 
     EVENT_IDS run even if already processed; --failed picks every failed or dead event.
     """
-    if bool(event_ids) == failed:
-        raise click.ClickException("Give event ids, or --failed (not both).")
     if (since is not None or type_prefix) and not failed:
         raise click.ClickException("--since and --type go with --failed.")
+    if event_ids and failed:
+        raise click.ClickException("Give event ids or --failed, not both.")
+    if not event_ids and not failed:
+        raise click.ClickException("Give event ids, or --failed for every failed or dead event.")
     check_type(type_prefix)
     ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
     _run_events(
