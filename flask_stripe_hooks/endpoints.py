@@ -363,7 +363,8 @@ def update_endpoint(
     description: str | None = None,
 ) -> WebhookEndpoint:
     """Enable or disable an endpoint, change its events or description; on Stripe first
-    when it has a Stripe id. ``None`` leaves a field as it is."""
+    when it has a Stripe id (even a change the row holds already: Stripe may differ). ``None``
+    leaves a field as it is."""
     endpoint = get_endpoint(endpoint)
     local: dict[str, Any] = {}
     remote: dict[str, Any] = {}
@@ -390,11 +391,14 @@ def update_endpoint(
         "disabled": not endpoint.enabled,
     }
     stripe_id = endpoint.stripe_id
+    changes: dict[str, Any] = audit.diff(_fields(endpoint, local), local)
+    if not changes and not stripe_id:  # nothing to change, nor an audit row to write
+        return endpoint
     where = _on_stripe(endpoint)
     if stripe_id:
         stripe_api.update_endpoint(get_state(), stripe_id, remote, **where)
-    changes = audit.diff(_fields(endpoint, local), local)
     action = "updated" if enabled is None else "enabled" if enabled else "disabled"
+    changes = changes or {"on Stripe": action}
     for key, value in local.items():
         setattr(endpoint, key, value)
     try:

@@ -320,31 +320,56 @@ def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     ]
 
 
-def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
-    """Failed deliveries and the last successful one, over the last 24 hours."""
-    uuid = str(endpoint.uuid)
-    ok = delivery_table.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
-    total, failed, last_ok = state.db.session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.count().filter(delivery_table.c.outcome == FAILED),
-            sa.func.max(delivery_table.c.received_at).filter(ok),
-        ).where(
-            delivery_table.c.endpoint_id == endpoint.id,
-            delivery_table.c.received_at >= now - WINDOW,
+def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> datetime | None:
+    """When the endpoint last processed an event successfully, after ``since``: its last
+    successful delivery, or a later re-run of an event whose delivery failed."""
+    d, e, session = delivery_table, event_table, state.db.session
+    mine = (d.c.endpoint_id == endpoint.id, d.c.received_at >= since)
+    delivered = session.execute(
+        sa.select(sa.func.max(d.c.received_at)).where(
+            *mine, d.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
         )
+    ).scalar()
+    failed = sa.select(d.c.event_id).where(*mine, d.c.outcome == FAILED)
+    rerun = session.execute(
+        sa.select(sa.func.max(e.c.processed_at)).where(e.c.id.in_(failed), e.c.status == PROCESSED)
+    ).scalar()
+    found = [aware(when) for when in (delivered, rerun) if when is not None]
+    return max(found) if found else None
+
+
+def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
+    """Deliveries that failed since the endpoint last processed an event successfully (a
+    delivery, or a re-run of a failed one), within the last 24 hours: once the failed
+    events are re-run successfully, the finding is gone."""
+    uuid = str(endpoint.uuid)
+    last = last_success(state, endpoint, now - WINDOW)
+    after = [
+        delivery_table.c.endpoint_id == endpoint.id,
+        delivery_table.c.received_at >= now - WINDOW,
+    ]
+    if last is not None:
+        after.append(delivery_table.c.received_at > last)
+    total, failed = state.db.session.execute(
+        sa.select(
+            sa.func.count(), sa.func.count().filter(delivery_table.c.outcome == FAILED)
+        ).where(*after)
     ).one()
     if not failed:
         return []
     rate = failed / total
-    when = "none in 24 hours" if last_ok is None else f"last at {fmt_time(last_ok)}"
+    message = (
+        f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
+        if last is None
+        else f"{failed} of {total} deliveries since the last successful processing"
+        f" ({fmt_time(last)}) failed ({rate:.0%})."
+    )
     return [
         Finding(
             uuid,
-            ERROR if last_ok is None else WARNING,
+            ERROR if last is None else WARNING,
             "failing-deliveries",
-            f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%});"
-            f" successful: {when}.",
+            message,
             "See the tracebacks: 'flask stripe-hooks events --status failed' or the admin,"
             " fix the handler, then 'flask stripe-hooks reprocess --failed'.",
         )

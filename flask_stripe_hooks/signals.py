@@ -59,8 +59,9 @@ event_queued = _signals.signal("event-queued")
 #: HTTP status sent back).
 delivery_finished = _signals.signal("delivery-finished")
 
-#: ``flask stripe-hooks doctor`` (or the admin's Health page) found problems with an
-#: endpoint. kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
+#: ``flask stripe-hooks doctor`` found problems with an endpoint (the admin's Health page
+#: shows the same findings and sends nothing: viewing a page is no alert).
+#: kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
 #: ``findings`` (list of :class:`~flask_stripe_hooks.health.Finding`).
 endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -29,7 +29,20 @@ from ..crypto import seal, unseal
 from ..errors import InvalidTestEvent
 from ..event_types import object_name
 from ..state import get_state
-from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
+
+if TYPE_CHECKING:
+    from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
+
+
+def __getattr__(name: str) -> Any:
+    """``FakeStripe``, imported when asked for: ``python -m ...testing.fake_stripe`` then
+    runs the module once, as the server."""
+    if name == "FakeStripe":
+        from .fake_stripe import FakeStripe
+
+        return FakeStripe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {
@@ -181,9 +194,10 @@ def build_thin_event(
 def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[str, Any]:
     """The event ``flask stripe-hooks send-test-event`` sends to ``endpoint``.
 
-    The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style,
-    and ``data`` JSON text of an object, merged into ``data.object`` (for a thin endpoint:
-    into the notification). Raises :class:`InvalidTestEvent` with a message naming the fix.
+    The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style
+    that the endpoint is enabled for (Stripe sends it no other), and ``data`` JSON text of
+    an object, merged into ``data.object`` (for a thin endpoint: into the notification).
+    Raises :class:`InvalidTestEvent` with a message naming the fix.
     """
     if not event_types.is_known(event_type) or event_type == "*":
         raise InvalidTestEvent(
@@ -204,6 +218,15 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
             f"{event_type!r} is a {other} event type, and endpoint {endpoint.uuid} receives"
             f" {style} events; see 'flask stripe-hooks event-types"
             + (" --thin'." if thin else "'.")
+        )
+    enabled = list(endpoint.enabled_events or ["*"])
+    if "*" not in enabled and not any(event_types.in_prefix(event_type, n) for n in enabled):
+        shown = ", ".join(enabled) if len(enabled) <= 5 else f"{len(enabled)} other types"
+        raise InvalidTestEvent(
+            f"Endpoint {endpoint.uuid} is not enabled for {event_type!r} (it receives"
+            f" {shown}): Stripe would not send it. Enable it with 'flask stripe-hooks"
+            f" update-endpoint {endpoint.uuid} --events ...' (every type it should receive),"
+            " or choose another endpoint."
         )
     if not thin:
         return build_event(

@@ -1,14 +1,16 @@
-"""Stripe's wire format as :class:`~flask_stripe_hooks.fake_stripe.FakeStripe` reads and
-writes it: form-encoded bodies back into nested values, a recorded request, Stripe's error
-bodies."""
+"""Stripe's wire format as :class:`~flask_stripe_hooks.testing.FakeStripe` reads and writes
+it: form-encoded bodies back into nested values, a recorded request, Stripe's error bodies,
+a page of a list, a URL Stripe accepts."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 _PART = re.compile(r"\[([^\]]*)\]")
 
@@ -89,3 +91,33 @@ def now() -> str:
 
 def not_found(kind: str, object_id: str, code: str = "resource_missing") -> StripeError:
     return StripeError(404, f"No such {kind}: '{object_id}'", param="id", code=code)
+
+
+def page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> dict[str, Any]:
+    """One page of a v1 list, newest first: ``starting_after`` and ``limit`` (1-100)."""
+    found = sorted(objects, key=lambda o: (o["created"], o["id"]), reverse=True)
+    after = query.get("starting_after")
+    if after:
+        ids = [o["id"] for o in found]
+        found = found[ids.index(after) + 1 :] if after in ids else []
+    limit = int(query.get("limit") or 10)
+    if not 1 <= limit <= 100:
+        raise StripeError(400, "Invalid integer: limit must be between 1 and 100.", param="limit")
+    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}
+
+
+def check_url(url: str) -> str:
+    """A webhook URL as Stripe accepts one: with a scheme, and resolvable (``.invalid`` is
+    not)."""
+    if not re.match(r"^https?://[^/\s]+", url or ""):
+        raise StripeError(
+            400, "Invalid URL: An explicit scheme (such as https) must be provided.", param="url"
+        )
+    if (urlsplit(url).hostname or "").endswith(".invalid"):  # does not resolve
+        raise StripeError(
+            400,
+            "Invalid URL: URL must be publicly accessible. Consider using a tool like the"
+            " Stripe CLI to test webhooks locally: https://github.com/stripe/stripe-cli",
+            param="url",
+        )
+    return url
