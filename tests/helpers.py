@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import re
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
@@ -148,6 +150,19 @@ class LeakHandler(logging.Handler):
             self.guard.scan(f"log record of {record.name}", self.format(record))
         except Exception:
             self.handleError(record)
+
+
+def fetch_json(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """GET (or, with ``data``, POST) ``url``: ``(status, the JSON answer)``, errors included."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
 
 
 def stored_text(app: Flask, event_id: str) -> str:

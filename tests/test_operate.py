@@ -10,8 +10,6 @@ import json
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import AuditEntry, StripeEvent, WebhookEndpoint
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
-from helpers import rows
+from helpers import fetch_json, rows
 
 SECRET = "whsec_" + "o" * 32
 
@@ -179,14 +177,8 @@ def test_endpoint_unhealthy_is_sent_by_doctor_not_by_the_health_page(app_factory
         signals.endpoint_unhealthy.disconnect(receiver)
 
 
-def post_event(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url + "/_fake/events", data=json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
+def post_event(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    return fetch_json(url + "/_fake/events", json.dumps(body).encode())
 
 
 def test_fetch_missed_against_the_fake_stripe_server(
@@ -237,13 +229,6 @@ def test_the_fake_refuses_a_body_it_cannot_read(stub: FakeStripe) -> None:
         (b'{"object": "event", "id": "evt_1"}', "Missing required param: type."),
         (b'{"type": "invoice.paid", "data": 1}', "Invalid data: must be an object."),
     ):
-        request = urllib.request.Request(stub.url + "/_fake/events", data=body)
-        try:
-            urllib.request.urlopen(request, timeout=10)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                assert exc.code == 400
-                assert message in json.load(exc)["error"]["message"]
-        else:
-            raise AssertionError(f"{body!r} was accepted")
+        status, answer = fetch_json(stub.url + "/_fake/events", body)
+        assert status == 400 and message in answer["error"]["message"], body
     assert stub.events == []
