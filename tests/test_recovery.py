@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, current_app
-from flask_stripe_hooks import StripeHooks, event_types, recovery
+from flask_stripe_hooks import StripeHooks, event_types, recovery, retention
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, delivery_table, event_table
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver, new_secret
@@ -334,7 +334,7 @@ def test_fetch_missed_errors_name_the_fix(app_factory: Any, stub: FakeStripe) ->
 def test_prune_keeps_pending_and_optionally_failed(
     app_factory: Any, hooks: StripeHooks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recovery, "PRUNE_BATCH", 2)  # several batches
+    monkeypatch.setattr(retention, "PRUNE_BATCH", 2)  # several batches
     app = app_factory()
     queued = app_factory(STRIPE_HOOKS_EVENT_CALLBACK=lambda event_id: None)
     breaker = Breaker(app, hooks)
