@@ -35,7 +35,7 @@ PRUNE_COUNT_CAP = 100_000
 def prune_options(
     older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
 ) -> dict[str, Any]:
-    """Check ``prune``'s ages (raising :class:`~.utils.StripeHooksError` with what to
+    """Check ``prune``'s ages (raising :class:`~flask_stripe_hooks.errors.StripeHooksError` with what to
     change) and return them as its keyword arguments."""
     if older_than < STRIPE_RETRIES_FOR:
         raise StripeHooksError(
