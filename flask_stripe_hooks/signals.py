@@ -12,7 +12,7 @@ from blinker import NamedSignal, Namespace
 _signals = Namespace()
 
 #: A request reached a known, enabled endpoint, before verification.
-#: kwargs: ``endpoint`` (:class:`~flask_stripe_hooks.processing.EndpointInfo`),
+#: kwargs: ``endpoint`` (:class:`~flask_stripe_hooks.EndpointInfo`),
 #: ``remote_addr`` (str or None).
 delivery_received = _signals.signal("delivery-received")
 
@@ -55,7 +55,7 @@ duplicate_skipped = _signals.signal("duplicate-skipped")
 event_queued = _signals.signal("event-queued")
 
 #: The webhook view answered a delivery (every delivery, whatever its outcome).
-#: kwargs: ``result`` (:class:`~flask_stripe_hooks.processing.Result`), ``status`` (int, the
+#: kwargs: ``result`` (:class:`~flask_stripe_hooks.outcomes.Result`), ``status`` (int, the
 #: HTTP status sent back).
 delivery_finished = _signals.signal("delivery-finished")
 

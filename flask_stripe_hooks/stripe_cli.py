@@ -2,7 +2,7 @@
 
 ``stripe listen --print-secret`` gives the signing secret of the CLI's forwarding session,
 and ``stripe listen --forward-to URL`` forwards test-mode events to the app until stopped.
-Failures raise :class:`~flask_stripe_hooks.utils.StripeHooksError` with a message to act on;
+Failures raise :class:`~flask_stripe_hooks.errors.StripeHooksError` with a message to act on;
 no secret is ever in one.
 """
 

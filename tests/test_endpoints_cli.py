@@ -280,7 +280,7 @@ def test_stripe_down_and_internal_errors(app: Flask, stub: FakeStripe) -> None:
     stub.reset()
     with app.app_context():
         state = app.extensions["stripe_hooks"]
-        state.config["STRIPE_HOOKS_API_BASE"] = "http://127.0.0.1:9"  # nothing listens
+        state.api_base = "http://127.0.0.1:9"  # nothing listens
         state.clients.clear()
     result = invoke(app, stub, "sync-endpoints")
     assert result.exit_code == 1

@@ -11,8 +11,8 @@ from datetime import timedelta
 import click
 import sqlalchemy as sa
 
+from .. import endpoint_sync, stripe_cli
 from .. import endpoints as endpoint_ops
-from .. import stripe_cli
 from ..models import WebhookEndpoint, active_secrets
 from ..state import get_state
 from ..stripe_api import StripeAPIError, key_source
@@ -205,7 +205,7 @@ def delete_endpoint(endpoint_id: str, keep_remote: bool) -> None:
 def sync_endpoints(mode: str, account: str) -> None:
     """Read the account's endpoints from Stripe: update known ones, import unknown ones."""
     with refused():
-        result = endpoint_ops.sync_endpoints(account=account, livemode=mode == "live")
+        result = endpoint_sync.sync_endpoints(account=account, livemode=mode == "live")
     click.echo(result.line())
     for message in result.messages:
         click.echo(message)

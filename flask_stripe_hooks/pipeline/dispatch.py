@@ -153,7 +153,7 @@ def _check_name(name: str) -> None:
 def _outside_package() -> int:
     """The ``stacklevel`` of the first caller outside this package: the line with the
     user's ``@hooks.on(...)``, however many of our functions lie between."""
-    package = os.path.dirname(__file__) + os.sep
+    package = os.path.dirname(os.path.dirname(__file__)) + os.sep  # flask_stripe_hooks/
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1

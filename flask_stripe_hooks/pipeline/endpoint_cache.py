@@ -49,6 +49,7 @@ class EndpointInfo:
     stripe_id: str | None
     enabled: bool
     tolerance: int | None
+    #: The active signing secrets, decrypted; empty for a re-run (nothing to verify).
     secrets: tuple[str, ...] = ()
     #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
     payload: str = "snapshot"
