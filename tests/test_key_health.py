@@ -116,7 +116,9 @@ def test_the_webhook_says_the_secret_could_not_be_decrypted(
             wrong.test_client(), uuid, build_event("customer.created"), secret=secret
         )
     assert response.status_code == 503
-    assert response.text == "signing secret could not be decrypted, retry later\n"
+    assert response.text == (
+        "signing secret could not be decrypted with STRIPE_HOOKS_ENCRYPTION_KEY, retry later\n"
+    )
     assert "database" not in response.text
     (logged,) = [
         r.getMessage() for r in caplog.records if "STRIPE_HOOKS_ENCRYPTION_KEY" in r.getMessage()

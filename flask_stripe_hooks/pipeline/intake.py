@@ -35,7 +35,9 @@ log = logging.getLogger("flask_stripe_hooks")
 
 #: What a delivery is answered while the endpoint's signing secret cannot be decrypted
 #: (``STRIPE_HOOKS_ENCRYPTION_KEY``; the log names it): 503, so Stripe retries.
-UNREADABLE_REASON = "signing secret could not be decrypted, retry later"
+UNREADABLE_REASON = (
+    "signing secret could not be decrypted with STRIPE_HOOKS_ENCRYPTION_KEY, retry later"
+)
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
