@@ -41,6 +41,9 @@ PAYLOAD_STYLES = (SNAPSHOT, THIN)
 #: The ``object`` of a thin payload.
 THIN_OBJECT = "v2.core.event"
 
+#: A Stripe account id, as ``--account`` filters and ``--connected-account`` take them.
+ACCOUNT_PATTERN = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799
 

@@ -13,6 +13,7 @@ import click
 from .. import endpoints as endpoint_ops
 from .. import event_types
 from ..errors import StripeHooksError
+from ..events import ACCOUNT_PATTERN
 from ..models import WebhookEndpoint
 from ..state import get_state
 from ..utils import parse_duration
@@ -65,6 +66,21 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+class AccountId(click.ParamType):
+    """A Stripe account id, ``acct_...``."""
+
+    name = "acct_..."
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip()
+        if not ACCOUNT_PATTERN.fullmatch(text):
+            self.fail(f"{value!r} is not a Stripe account id (acct_...).", param, ctx)
+        return text
+
+
+ACCOUNT_ID = AccountId()
 
 
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
