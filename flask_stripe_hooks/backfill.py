@@ -139,7 +139,7 @@ def find_missed(
                 batch = []
         missed.events += _not_stored(session, batch)
     except stripe.PermissionError as exc:
-        if connected and exc.code == "account_invalid":
+        if connected and getattr(exc.error, "code", None) == "account_invalid":
             raise stripe_api.StripeAPIError(
                 f"Stripe refused to act as {connected}: it is not an account connected to"
                 " this platform (or it disconnected)."

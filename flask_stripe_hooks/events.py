@@ -41,8 +41,11 @@ PAYLOAD_STYLES = (SNAPSHOT, THIN)
 #: The ``object`` of a thin payload.
 THIN_OBJECT = "v2.core.event"
 
-#: A Stripe account id, as ``--account`` filters and ``--connected-account`` take them.
-ACCOUNT_PATTERN = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+#: A Stripe account id (``--connected-account``).
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+#: What an event's ``account`` holds: an account id, or a thin event's context under an
+#: Organization (``acct_.../acct_...``). The lists filter by it.
+ACCOUNT_PATH = re.compile(r"acct_[A-Za-z0-9]+(?:/acct_[A-Za-z0-9]+)*")
 
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799

@@ -20,9 +20,9 @@ from ..state import get_state
 from ..utils import mode_name, utcnow
 from . import cli
 from ._support import (
-    ACCOUNT_ID,
     DRY_RUN,
     DURATION,
+    AccountId,
     check_type,
     find_endpoint,
     progress,
@@ -35,7 +35,7 @@ from ._support import (
 @cli.command("events")
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option("--status", type=click.Choice(EVENT_STATUSES))
-@click.option("--account", type=ACCOUNT_ID, help="Only this connected account's events.")
+@click.option("--account", type=AccountId(path=True), help="Only this connected account's events.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--before", metavar="CURSOR", help="The next (older) page: the cursor printed.")
 def list_events(

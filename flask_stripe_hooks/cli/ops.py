@@ -17,10 +17,10 @@ from .. import backfill, health
 from ..state import get_state
 from . import cli
 from ._support import (
-    ACCOUNT_ID,
     DRY_RUN,
     DURATION,
     MODES,
+    AccountId,
     check_type,
     find_endpoint,
     progress,
@@ -88,7 +88,7 @@ def _print_findings(findings: list[health.Finding]) -> None:
 @click.option(
     "--connected-account",
     "connected",
-    type=ACCOUNT_ID,
+    type=AccountId(),
     multiple=True,
     help="Read this connected account's events instead (repeatable).",
 )
