@@ -99,8 +99,8 @@ def post(url: str, body: str, header: str) -> int:
 
 def seed_history(app: Flask, base: str) -> dict[str, str]:
     """Two endpoints made on the Stripe stub, and deliveries to the first: events of several
-    types (one of a connected account), a forged one, and a second ``customer.created`` for a stored customer, which the
-    example's handler fails on (the customer's id is unique).
+    types (one of a connected account), a forged one, and a second ``customer.created`` for a
+    stored customer, which the example's handler fails on (the customer's id is unique).
 
     Returns the first endpoint's uuid and the failed event's id.
     """

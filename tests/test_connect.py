@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -502,3 +505,21 @@ def test_metrics_name_no_account(app_factory, hooks, fake):
     scrape = generate_latest(registry).decode()
     assert re.search(r'stripe_hooks_events_total\{[^}]*type="customer.created"', scrape)
     assert "acct_" not in scrape and "account" not in scrape
+
+
+def test_the_docs_example_passes(tmp_path):
+    """docs/connect.md's test, run by pytest as a user runs it."""
+    page = (Path(__file__).parents[1] / "docs" / "connect.md").read_text()
+    (code,) = re.findall(
+        r"^```python\n# tests/test_seller_subscriptions.py\n(.*?)^```", page, re.S | re.M
+    )
+    (tmp_path / "test_seller_subscriptions.py").write_text(code)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
