@@ -123,6 +123,16 @@ def test_build_event_makes_connect_events():
     assert "account" not in build_event(UPDATED)
 
 
+def test_a_test_event_for_a_connect_endpoint_comes_from_a_connected_account(app, hooks, fake):
+    got: list[str] = []
+    hooks.on("customer.created")(lambda event, **kw: got.append(event.account))
+    connect, own = endpoint(app, connect=True, account="org"), endpoint(app, account="org")
+    for ep in (connect, own):
+        args = ("send-test-event", "customer.created", "--endpoint", str(ep.uuid))
+        assert cli(app, *args).exit_code == 0
+    assert re.fullmatch(r"acct_[0-9a-f]{24}", got[0]) and got[1] == ""  # never the name "org"
+
+
 # -- handlers reach Stripe as the event's account ------------------------------------------------
 
 
