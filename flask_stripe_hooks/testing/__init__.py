@@ -183,7 +183,8 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
 
     The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style,
     and ``data`` JSON text of an object, merged into ``data.object`` (for a thin endpoint:
-    into the notification). A Connect endpoint's event names a made-up connected account. Raises :class:`InvalidTestEvent` with a message naming the fix.
+    into the notification). A Connect endpoint's event names a made-up connected account.
+    Raises :class:`InvalidTestEvent` with a message naming the fix.
     """
     if not event_types.is_known(event_type) or event_type == "*":
         raise InvalidTestEvent(

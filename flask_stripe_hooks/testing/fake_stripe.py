@@ -71,7 +71,8 @@ class FakeStripe(Destinations):
 
     ``with FakeStripe() as stripe_api:`` (or :meth:`start` / :meth:`stop`); ``stripe_api.url``
     is the ``STRIPE_HOOKS_API_BASE``. ``keys`` are the API keys it accepts; by default any
-    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode).
+    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode;
+    ``sk_org_test_...`` and ``sk_org_live_...``, organization keys, likewise).
     """
 
     keys: set[str] | None = None
@@ -249,7 +250,7 @@ class FakeStripe(Destinations):
         if (key not in self.keys) if self.keys is not None else not _KEY.fullmatch(key):
             shown = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "****"
             raise StripeError(401, f"Invalid API Key provided: {shown}")
-        return key.startswith(("sk_live_", "rk_live_"))
+        return key.startswith(("sk_live_", "rk_live_", "sk_org_live_"))
 
     def _acting(self, request: Recorded) -> str:
         """The connected account a request acts in; ``""``: the platform."""
