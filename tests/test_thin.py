@@ -309,6 +309,8 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 
 
 def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
+    """The event's meter on the fake, in the account of the event's context (as on Stripe,
+    only requests carrying that ``Stripe-Context`` see it)."""
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
@@ -320,6 +322,7 @@ def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
             "status": "active",
             "livemode": False,
         },
+        account=notification.get("context") or "",
     )
 
 

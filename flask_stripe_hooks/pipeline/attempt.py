@@ -114,6 +114,7 @@ def insert_event(
         "type": event.type,
         "livemode": event.livemode,
         "account": event.account,
+        "context": event.context,
         "api_version": event.api_version,
         "created": event.created_at,
         "data": event.data if redact is None else redacted(redact, event.data),

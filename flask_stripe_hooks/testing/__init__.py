@@ -183,7 +183,8 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
 
     The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style,
     and ``data`` JSON text of an object, merged into ``data.object`` (for a thin endpoint:
-    into the notification). Raises :class:`InvalidTestEvent` with a message naming the fix.
+    into the notification). A Connect endpoint's event names a made-up connected account.
+    Raises :class:`InvalidTestEvent` with a message naming the fix.
     """
     if not event_types.is_known(event_type) or event_type == "*":
         raise InvalidTestEvent(
@@ -205,10 +206,9 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
             f" {style} events; see 'flask stripe-hooks event-types"
             + (" --thin'." if thin else "'.")
         )
-    if not thin:
-        return build_event(
-            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
-        )
+    if not thin:  # a Connect endpoint's events come from a connected account (a made-up one)
+        account = random_id("acct") if getattr(endpoint, "connect", False) else None
+        return build_event(event_type, extra, livemode=endpoint.livemode, account=account)
     if event_type not in event_types.thin_event_types():
         raise InvalidTestEvent(
             event_types.unknown_type_message(
