@@ -51,14 +51,14 @@ def _safe_next(target: str | None) -> str:
 
     Browsers drop tabs and newlines from a URL and read ``\\`` as ``/``, so
     ``/<tab>/evil.example`` and ``/\\evil.example`` lead to ``//evil.example``: a target with
-    a control character or a backslash is refused whole. The rest must parse as a path alone
-    (no scheme, no host) that starts with a single ``/`` (``///evil.example`` has no host for
-    ``urlsplit``, and one for a browser).
+    a control character or a backslash is refused whole. The rest must start with a single
+    ``/`` and parse as a path alone, with no scheme and no host (``///evil.example`` has no
+    host for ``urlsplit``, and one for a browser; ``urlsplit`` drops a leading space).
     """
     if target and target.isprintable() and "\\" not in target:
         parts = urlsplit(target)
         path_only = not (parts.scheme or parts.netloc) and parts.path.startswith("/")
-        if path_only and not target.startswith("//"):
+        if path_only and target.startswith("/") and not target.startswith("//"):
             return target
     return url_for("stripe_hooks_admin.endpoint_list")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -171,7 +171,7 @@ _event_and_object = _EventAndObject(event_table, skip_existing=True)
 
 #: The longest object id tracked. No Stripe id comes near it; an event about an object with a
 #: longer one is stored and processed whole, untracked: it is never stale.
-_TRACKED_LENGTH: int = object_table.c.id.type.length
+_TRACKED_LENGTH = cast(sa.String, object_table.c.id.type).length or 255
 
 
 def insert_tracked_event(

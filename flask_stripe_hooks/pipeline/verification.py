@@ -27,7 +27,6 @@ from ..errors import NotAnEvent, Rejected
 from ..events import THIN_OBJECT, Event, ThinEvent
 from ..utils import mode_name
 
-
 #: The longest ``Stripe-Signature`` header checked. Stripe's holds a time and one signature
 #: per active secret (about 70 characters each, a ``v0`` one too in test mode): under 300.
 MAX_SIGNATURE_HEADER = 2048
