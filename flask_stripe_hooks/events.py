@@ -227,13 +227,12 @@ class Event:
 
 def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
-    event_id, event_type = payload.get("id"), payload.get("type")
-    if not isinstance(event_id, str) or not event_id:
+    event_id = _fitting(payload, "id", MAX_ID)
+    if not event_id:
         raise NotAnEvent("event has no valid id")
-    if not isinstance(event_type, str) or not event_type:
+    event_type = _fitting(payload, "type", MAX_ID)
+    if not event_type:
         raise NotAnEvent("event has no valid type")
-    _fitting(payload, "id", MAX_ID)
-    _fitting(payload, "type", MAX_ID)
     livemode = payload.get("livemode")
     if not isinstance(livemode, bool):
         raise NotAnEvent("event has no livemode")

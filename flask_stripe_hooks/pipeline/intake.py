@@ -121,7 +121,8 @@ def _rejected(state: State, session: Session, delivery: Delivery, reason: str) -
         delivery.body, delivery.headers, note = cut(
             delivery.body, delivery.headers, state.rejected_prefix
         )
-        error = f"{reason} ({note})" if note else reason
+        if note:  # after the reason: what was answered is how the row's error starts
+            error = f"{reason} ({note})"
     limit = state.rejected_limit
     try:
         if limit is None or limit.keep(delivery.endpoint.id, delivery.size(REJECTED)):
