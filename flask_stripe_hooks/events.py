@@ -49,6 +49,8 @@ ACCOUNT_PATH = re.compile(r"acct_[A-Za-z0-9]+(?:/acct_[A-Za-z0-9]+)*")
 
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799
+#: The longest event id, type, account or request id the database holds (``String(255)``).
+MAX_ID = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,18 +211,9 @@ class Event:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise NotAnEvent("event has no data object")
-        account = payload.get("account") or ""
-        if not isinstance(account, str) or len(account) > 255:
-            raise NotAnEvent("event has no valid account")
-        context = payload.get("context") or ""
-        if not isinstance(context, str) or len(context) > 255:
-            raise NotAnEvent("event has no valid context")
-        api_version = payload.get("api_version") or ""
-        if not isinstance(api_version, str) or len(api_version) > 64:
-            raise NotAnEvent("event has no valid api_version")
-        created = payload.get("created")
-        if type(created) is not int or not 0 <= created <= _LAST_SECOND:
-            created = None  # not a time a datetime (or a database) can hold
+        account = _fitting(payload, "account", MAX_ID)
+        context = _fitting(payload, "context", MAX_ID)
+        api_version = _fitting(payload, "api_version", 64)
         request = payload.get("request")
         request_id = idempotency_key = None
         if isinstance(request, dict):
@@ -235,7 +228,7 @@ class Event:
             account=account,
             context=context,
             api_version=api_version,
-            created=created,
+            created=_unix_time(payload.get("created")),
             request_id=_short(request_id),
             idempotency_key=_short(idempotency_key),
             payload=payload,
@@ -267,10 +260,11 @@ class Event:
 
 def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
-    event_id, event_type = payload.get("id"), payload.get("type")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+    event_id = _fitting(payload, "id", MAX_ID)
+    if not event_id:
         raise NotAnEvent("event has no valid id")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
+    event_type = _fitting(payload, "type", MAX_ID)
+    if not event_type:
         raise NotAnEvent("event has no valid type")
     livemode = payload.get("livemode")
     if not isinstance(livemode, bool):
@@ -278,27 +272,47 @@ def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     return event_id, event_type, livemode
 
 
+def _fitting(payload: dict[str, Any], key: str, longest: int) -> str:
+    """``payload[key]``, a string of at most ``longest`` characters, or ``""`` when it is
+    empty or absent; else :class:`NotAnEvent` (it says where the event belongs: never cut)."""
+    value = payload.get(key) or ""
+    if not isinstance(value, str):
+        raise NotAnEvent(f"event has no valid {key}")
+    if len(value) > longest:
+        raise NotAnEvent(f"event {key} is longer than {longest} characters")
+    return value
+
+
 def _short(value: Any) -> str | None:
-    return value[:255] if isinstance(value, str) and value else None
+    """A request id or idempotency key as its column holds it: the first :data:`MAX_ID`
+    characters. Stripe's are far shorter; a longer one is cut, not refused (the event is
+    usable without it), and the whole value stays in the raw body (and in a thin event's
+    stored notification)."""
+    return value[:MAX_ID] if isinstance(value, str) and value else None
+
+
+def _unix_time(value: Any) -> int | None:
+    """Whole Unix seconds between 1970 and 9999 (what a ``datetime``, and the database, can
+    hold), else ``None``: the event is stored without its ``created``."""
+    return value if type(value) is int and 0 <= value <= _LAST_SECOND else None
 
 
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def parse_created(value: Any) -> int | None:
-    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
+    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds; ``None``
+    for anything else, and for a time before 1970 or after 9999 (see :func:`_unix_time`)."""
     match = _ISO.match(value) if isinstance(value, str) else None
     if match is None:
-        return None
+        return _unix_time(value)
     day, time_, _, zone = match.groups()
     zone = "+00:00" if zone in (None, "Z") else zone
     if ":" not in zone:
         zone = zone[:3] + ":" + zone[3:]
     try:
-        return int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp())
-    except ValueError:
+        return _unix_time(int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp()))
+    except (ValueError, OverflowError):  # a day that does not exist, or out of range
         return None
 
 
@@ -401,8 +415,7 @@ class ThinEvent(Event):
         request = reason.get("request") if isinstance(reason, dict) else None
         if not isinstance(request, dict):
             request = {}
-        context = payload.get("context")
-        context = context[:255] if isinstance(context, str) else ""
+        context = _fitting(payload, "context", MAX_ID)
         return cls(
             id=event_id,
             type=event_type,

@@ -35,8 +35,8 @@ PRUNE_COUNT_CAP = 100_000
 def prune_options(
     older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
 ) -> dict[str, Any]:
-    """Check ``prune``'s ages (raising :class:`~flask_stripe_hooks.errors.StripeHooksError` with what to
-    change) and return them as its keyword arguments."""
+    """Check ``prune``'s ages (raising :class:`~flask_stripe_hooks.errors.StripeHooksError`
+    with what to change) and return them as its keyword arguments."""
     if older_than < STRIPE_RETRIES_FOR:
         raise StripeHooksError(
             "Stripe retries a delivery for up to 3 days; pruning events younger than that"

@@ -77,12 +77,6 @@ def app(app_factory: Any, stub: FakeStripe) -> Flask:
 
 
 @pytest.fixture
-def thin_endpoint(app: Flask, db: Any, secret: str) -> Any:
-    with app.app_context():
-        return create_endpoint(db, secret=secret, payload="thin")
-
-
-@pytest.fixture
 def seen(app: Flask, hooks: Any) -> list[Any]:
     """Every event the handlers got; a row per call in ``handled``."""
     events: list[Any] = []
