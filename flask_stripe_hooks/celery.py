@@ -192,12 +192,12 @@ def reconcile(
 ) -> dict[str, int]:
     """``fetch-missed --undelivered`` as a task, for a beat schedule: store and process the
     events Stripe failed to deliver within ``since``. Returns the counts by outcome."""
-    from . import recovery
+    from . import backfill
 
     with _app_context(self.app):
         state = get_state()
         since_delta = parse_duration(since)
-        _, summary = recovery.reconcile(
+        _, summary = backfill.reconcile(
             state, since=since_delta, account=account, livemode=mode == "live"
         )
         return summary.counts

@@ -186,6 +186,7 @@ class StripeEvent(Base):
     __table_args__ = (
         sa.Index("ix_stripe_hooks_event_received", "received_at", "id"),
         sa.Index("ix_stripe_hooks_event_status_received", "status", "received_at", "id"),
+        sa.Index("ix_stripe_hooks_event_account_received", "account", "received_at", "id"),
         sa.Index(
             "ix_stripe_hooks_event_type_received",
             "type",
@@ -197,7 +198,13 @@ class StripeEvent(Base):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(255), index=True, nullable=False)
     livemode: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    #: The connected account a Connect event happened in (``acct_...``); a thin event's
+    #: ``context``; ``""``: the endpoint's own account.
     account: Mapped[str] = mapped_column(sa.String(255), default="", nullable=False)
+    #: The ``context`` Stripe sent with the event (Organizations, thin events), or ``""``.
+    context: Mapped[str] = mapped_column(
+        sa.String(255), default="", server_default="", nullable=False
+    )
     api_version: Mapped[str] = mapped_column(sa.String(64), default="", nullable=False)
     created: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)

@@ -107,7 +107,9 @@ def count(name: str, n: int = 1) -> None:
 
 
 #: A Stripe signing secret or secret key with its value (``whsec_••••`` is fine).
-SECRET_VALUE = re.compile(r"whsec_[A-Za-z0-9+/=_-]{4,}|[sr]k_(?:test|live)_[A-Za-z0-9_]{4,}")
+SECRET_VALUE = re.compile(
+    r"whsec_[A-Za-z0-9+/=_-]{4,}|[sr]k_(?:org_)?(?:test|live)_[A-Za-z0-9_]{4,}"
+)
 
 
 class LeakGuard:

@@ -272,7 +272,9 @@ def test_flood_limit_per_endpoint_on_each_database(app_factory, endpoint_of):
         counts[delivery.endpoint_id] += 1
     assert counts[second.id] == 3 and 5 <= counts[first.id] <= 10
     # No limit: every rejected delivery is kept.
-    unlimited = app_factory(STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None)
+    unlimited = app_factory(
+        STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None, STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE=None
+    )
     assert unlimited.extensions["stripe_hooks"].rejected_limit is None
     third = endpoint_of(unlimited)
     assert flood(unlimited, third, 20) == {400}

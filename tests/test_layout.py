@@ -12,7 +12,16 @@ import flask_stripe_hooks
 PACKAGE = Path(flask_stripe_hooks.__file__).parent
 MODULES = sorted(PACKAGE.rglob("*.py"))
 #: What calls the pipeline: the faces and the operations.
-CALLERS = ("webhook.py", "celery.py", "cli/", "admin/", "recovery.py", "retention.py", "health.py")
+CALLERS = (
+    "webhook.py",
+    "celery.py",
+    "cli/",
+    "admin/",
+    "recovery.py",
+    "backfill.py",
+    "retention.py",
+    "health.py",
+)
 
 
 def name(path: Path) -> str:

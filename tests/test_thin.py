@@ -77,12 +77,6 @@ def app(app_factory: Any, stub: FakeStripe) -> Flask:
 
 
 @pytest.fixture
-def thin_endpoint(app: Flask, db: Any, secret: str) -> Any:
-    with app.app_context():
-        return create_endpoint(db, secret=secret, payload="thin")
-
-
-@pytest.fixture
 def seen(app: Flask, hooks: Any) -> list[Any]:
     """Every event the handlers got; a row per call in ``handled``."""
     events: list[Any] = []
@@ -309,6 +303,8 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 
 
 def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
+    """The event's meter on the fake, in the account of the event's context (as on Stripe,
+    only requests carrying that ``Stripe-Context`` see it)."""
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
@@ -320,6 +316,7 @@ def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
             "status": "active",
             "livemode": False,
         },
+        account=notification.get("context") or "",
     )
 
 

@@ -24,9 +24,10 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from .. import event_types
+from ..events import ACCOUNT_PATH
 from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED
 from ..utils import parse_duration
 
@@ -167,6 +168,16 @@ class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
     status = SelectField("Status", choices=choices(("", "any"), *EVENT_STATUSES), default="")
     mode = SelectField("Mode", choices=[*choices(("", "any")), *mode_choices()], default="")
+    account = StringField(
+        "Account",
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(rf"^{ACCOUNT_PATH.pattern}$", message="Not a Stripe account id (acct_...)."),
+        ],
+        render_kw={"placeholder": "acct_..."},
+    )
 
 
 class DeliveryFilterForm(Form):

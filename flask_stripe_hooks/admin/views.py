@@ -275,6 +275,8 @@ def event_list() -> Any:
             query = query.where(StripeEvent.status == form.status.data)
         if form.mode.data:
             query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
+        if form.account.data:  # one connected account's events: an index range
+            query = query.where(StripeEvent.account == form.account.data)
     else:
         query = query.where(sa.false())
     page = keyset(query, StripeEvent)

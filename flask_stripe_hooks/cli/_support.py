@@ -13,6 +13,7 @@ import click
 from .. import endpoints as endpoint_ops
 from .. import event_types
 from ..errors import StripeHooksError
+from ..events import ACCOUNT_ID, ACCOUNT_PATH
 from ..models import WebhookEndpoint
 from ..state import get_state
 from ..utils import parse_duration
@@ -65,6 +66,21 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+class AccountId(click.ParamType):
+    """A Stripe account id, ``acct_...`` (with ``path``, also ``acct_.../acct_...``)."""
+
+    name = "acct_..."
+
+    def __init__(self, path: bool = False) -> None:
+        self.pattern = ACCOUNT_PATH if path else ACCOUNT_ID
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip()
+        if len(text) > 255 or not self.pattern.fullmatch(text):
+            self.fail(f"{value!r} is not a Stripe account id (acct_...).", param, ctx)
+        return text
 
 
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")

@@ -22,6 +22,7 @@ from . import cli
 from ._support import (
     DRY_RUN,
     DURATION,
+    AccountId,
     check_type,
     find_endpoint,
     progress,
@@ -34,10 +35,27 @@ from ._support import (
 @cli.command("events")
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option("--account", type=AccountId(path=True), help="Only this connected account's events.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-def list_events(type_prefix: str | None, status: str | None, limit: int) -> None:
-    """List stored events, newest first."""
-    found = recovery.recent_events(get_state(), type_prefix=type_prefix, status=status, limit=limit)
+@click.option("--before", metavar="CURSOR", help="The next (older) page: the cursor printed.")
+def list_events(
+    type_prefix: str | None,
+    status: str | None,
+    account: str | None,
+    limit: int,
+    before: str | None,
+) -> None:
+    """List stored events, newest first, a page at a time."""
+    check_type(type_prefix)
+    with refused():
+        page = recovery.recent_events(
+            get_state(),
+            type_prefix=type_prefix,
+            status=status,
+            account=account,
+            limit=limit,
+            before=before,
+        )
     rows = [
         (
             e.id,
@@ -45,15 +63,19 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
             _status(e),
             str(e.attempts),
             mode_name(e.livemode),
+            e.account or "-",
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
             (e.last_error or "")[:60],
         )
-        for e in found
+        for e in page.items
     ]
     if not rows:
         click.echo("No events match.")
         return
-    table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+    header = ("id", "type", "status", "attempts", "mode", "account", "received", "last error")
+    table(header, rows)
+    if page.older:
+        click.echo(f"{page.total_label} match; older ones: --before {page.older}")
 
 
 def _status(event: Any) -> str:

@@ -1,8 +1,9 @@
 """Commands to run the extension in production: ``doctor``, ``fetch-missed`` (with
-``--undelivered``) and ``upgrade-endpoint``, added to the ``flask stripe-hooks`` group.
+``--undelivered``, ``--connected-account``, ``--all-connected``) and ``upgrade-endpoint``,
+added to the ``flask stripe-hooks`` group.
 
 Thin, as :mod:`flask_stripe_hooks.cli` is: :mod:`flask_stripe_hooks.health`,
-:mod:`flask_stripe_hooks.recovery` and :mod:`flask_stripe_hooks.endpoints` do the work.
+:mod:`flask_stripe_hooks.backfill` and :mod:`flask_stripe_hooks.endpoints` do the work.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from datetime import timedelta
 
 import click
 
-from .. import health, recovery
+from .. import backfill, health
 from ..state import get_state
 from . import cli
-from ._support import DRY_RUN, DURATION, MODES, check_type, find_endpoint, progress, refused
+from ._support import (
+    DRY_RUN,
+    DURATION,
+    MODES,
+    AccountId,
+    check_type,
+    find_endpoint,
+    progress,
+    refused,
+)
 from .endpoints import describe
 
 
@@ -75,6 +85,18 @@ def _print_findings(findings: list[health.Finding]) -> None:
 )
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 @click.option("--mode", type=MODES, default="test", show_default=True)
+@click.option(
+    "--connected-account",
+    "connected",
+    type=AccountId(),
+    multiple=True,
+    help="Read this connected account's events instead (repeatable).",
+)
+@click.option(
+    "--all-connected",
+    is_flag=True,
+    help="Read the events of every connected account seen in events stored within --since.",
+)
 @DRY_RUN
 def fetch_missed(
     since: timedelta,
@@ -82,37 +104,52 @@ def fetch_missed(
     undelivered: bool,
     account: str,
     mode: str,
+    connected: tuple[str, ...],
+    all_connected: bool,
     dry_run: bool,
 ) -> None:
     """Read recent events from Stripe; store and process those that never arrived."""
     check_type(type_prefix)
+    if connected and all_connected:
+        raise click.ClickException("Give --connected-account or --all-connected, not both.")
     state = get_state()
+    accounts = list(connected) or [""]
+    if all_connected:
+        accounts = backfill.connected_accounts(state, since=since, livemode=mode == "live")
+        if not accounts:
+            click.echo(f"No {mode}-mode event of a connected account is stored within --since.")
+            return
+    options = {"since": since, "type_prefix": type_prefix, "undelivered": undelivered}
     with refused():
-        missed = recovery.find_missed(
-            state,
-            since=since,
-            type_prefix=type_prefix,
-            account=account,
-            livemode=mode == "live",
-            undelivered=undelivered,
+        found, failed = backfill.find_missed_in(
+            state, accounts, account=account, livemode=mode == "live", **options
         )
     which = "undelivered event(s)" if undelivered else "event(s)"
-    click.echo(f"Stripe listed {missed.seen} {which}; {len(missed.events)} not stored here.")
-    if dry_run:
-        for event in missed.events:
-            created = event.created_at.strftime("%Y-%m-%d %H:%M:%S") if event.created_at else "-"
-            click.echo(f"  {event.id}  {event.type}  {created}")
-        click.echo(f"fetch-missed: dry run, would store {len(missed.events)}")
-        return
-    with progress(missed.events, "Storing") as bar:
-        summary = recovery.store_missed(state, bar)
-    recovery.reconciled(missed, summary, undelivered=undelivered)
-    click.echo(f"fetch-missed: {summary.line()}")
-    if summary.failed:
-        raise click.ClickException(
-            f"{summary.failed} event(s) failed in their handlers; they are stored as failed:"
-            " see 'flask stripe-hooks events --status failed', then 'reprocess --failed'."
+    for missed in found:
+        where = f"{missed.connected}: " if missed.connected else ""
+        click.echo(
+            f"{where}Stripe listed {missed.seen} {which}; {len(missed.events)} not stored here."
         )
+    for connected_account, reason in failed:
+        click.echo(f"{connected_account}: {reason}")
+    events = [event for missed in found for event in missed.events]
+    if dry_run:
+        for event in events:
+            created = event.created_at.strftime("%Y-%m-%d %H:%M:%S") if event.created_at else "-"
+            click.echo(f"  {event.id}  {event.type}  {event.account or '-'}  {created}")
+        click.echo(f"fetch-missed: dry run, would store {len(events)}")
+    else:
+        with progress(events, "Storing") as bar:
+            summary = backfill.store_missed(state, bar)
+        backfill.reconciled(found, summary, undelivered=undelivered)
+        click.echo(f"fetch-missed: {summary.line()}")
+        if summary.failed:
+            raise click.ClickException(
+                f"{summary.failed} event(s) failed in their handlers; they are stored as failed:"
+                " see 'flask stripe-hooks events --status failed', then 'reprocess --failed'."
+            )
+    if failed:
+        raise click.ClickException(f"{len(failed)} connected account(s) could not be read.")
 
 
 @cli.command("upgrade-endpoint")

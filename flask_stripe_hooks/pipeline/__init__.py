@@ -26,7 +26,12 @@ from typing import Any
 from .callbacks import on_commit
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import EndpointInfo, watch_endpoint_writes
-from .guard import parse_allowlist, parse_rejected_limit, parse_store_body
+from .guard import (
+    parse_allowlist,
+    parse_rejected_limit,
+    parse_rejected_prefix,
+    parse_store_body,
+)
 from .intake import store_event
 from .tracing import process_stored, receiver
 
@@ -45,10 +50,14 @@ __all__ = [
 
 def configure(config: dict[str, Any], instance_path: str | None, redact: Any) -> dict[str, Any]:
     """The receiving path's guards, read from the app's settings once: the ``State`` fields
-    ``allowed_ips``, ``rejected_limit`` and ``keep_body``. A bad value raises
-    ``RuntimeError`` naming the setting."""
+    ``allowed_ips``, ``rejected_limit``, ``rejected_prefix`` and ``keep_body``. A bad value
+    raises ``RuntimeError`` naming the setting."""
     return {
         "allowed_ips": parse_allowlist(config["STRIPE_HOOKS_ALLOWED_IPS"], instance_path),
-        "rejected_limit": parse_rejected_limit(config["STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"]),
+        "rejected_limit": parse_rejected_limit(
+            config["STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"],
+            config["STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE"],
+        ),
+        "rejected_prefix": parse_rejected_prefix(config["STRIPE_HOOKS_REJECTED_PREFIX"]),
         "keep_body": parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
     }

@@ -51,6 +51,15 @@ class Delivery:
     #: The outcomes whose body is kept (``STRIPE_HOOKS_STORE_BODY``); ``None``: all.
     keep: frozenset[str] | None = None
 
+    def kept_body(self, outcome: str) -> bytes:
+        """The body as stored for ``outcome`` (``STRIPE_HOOKS_STORE_BODY``)."""
+        return self.body if self.keep is None or outcome in self.keep else b""
+
+    def size(self, outcome: str) -> int:
+        """About what the row takes for ``outcome``: its body and headers, in bytes."""
+        headers = sum(len(name) + len(value) for name, value in self.headers.items())
+        return len(self.kept_body(outcome)) + headers
+
     def values(
         self,
         outcome: str,
@@ -66,7 +75,7 @@ class Delivery:
             # client writes this value.
             "remote_addr": self.remote_addr[:64] if self.remote_addr else None,
             "headers": self.headers,
-            "body": self.body if self.keep is None or outcome in self.keep else b"",
+            "body": self.kept_body(outcome),
             "valid": outcome != REJECTED,
             "outcome": outcome,
             "error": error,
@@ -127,6 +136,7 @@ def insert_event(
         "type": event.type,
         "livemode": event.livemode,
         "account": event.account,
+        "context": event.context,
         "api_version": event.api_version,
         "created": event.created_at,
         "data": event.data if redact is None else redacted(redact, event.data),

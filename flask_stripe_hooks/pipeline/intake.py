@@ -21,6 +21,7 @@ from ..errors import Rejected, UnreadableSecret
 from ..outcomes import FORBIDDEN, MISSING, REJECTED, UNAVAILABLE, Result
 from .attempt import UNAVAILABLE_REASON, Delivery, notify, write_attempt
 from .endpoint_cache import EndpointInfo, endpoint_by_uuid
+from .guard import cut
 from .queue import enqueue
 from .run import bind, paused, run_handlers
 from .verification import verify, verify_thin
@@ -119,11 +120,19 @@ def route(
 
 
 def _rejected(state: State, session: Session, delivery: Delivery, reason: str) -> Result:
-    """A delivery that failed verification: kept for audit within the flood limit."""
-    limit = state.rejected_limit  # a flood of bad signatures cannot fill the disk
+    """A delivery that failed verification: kept for audit, cut to a prefix, within the
+    flood limits (a flood of bad signatures cannot fill the disk)."""
+    error = reason
+    if state.rejected_prefix is not None:
+        delivery.body, delivery.headers, note = cut(
+            delivery.body, delivery.headers, state.rejected_prefix
+        )
+        if note:  # after the reason: what was answered is how the row's error starts
+            error = f"{reason} ({note})"
+    limit = state.rejected_limit
     try:
-        if limit is None or limit.keep(delivery.endpoint.id):
-            write_attempt(state, session, REJECTED, delivery, error=reason)
+        if limit is None or limit.keep(delivery.endpoint.id, delivery.size(REJECTED)):
+            write_attempt(state, session, REJECTED, delivery, error=error)
         else:
             session.rollback()
     except OperationalError:

@@ -51,7 +51,7 @@ from ..outcomes import (
     UNAVAILABLE,
     Result,
 )
-from ..stripe_api import client_for
+from ..stripe_api import client_as
 from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
@@ -76,10 +76,20 @@ log = logging.getLogger("flask_stripe_hooks")
 
 
 def bind(state: State, event: Event, endpoint: EndpointInfo | None) -> Event:
-    """Let the event reach Stripe through the endpoint's account and mode, when a handler asks
-    (verifying needs no client; building one needs a key)."""
+    """Let the event reach Stripe, when a handler asks, with the key of the endpoint's account
+    and mode, as the account the event happened in: a Connect event's requests carry its
+    ``Stripe-Account``, a thin event's its ``Stripe-Context`` (verifying needs no client;
+    building one needs a key)."""
     account = endpoint.account if endpoint is not None else ""
-    event.bind_client(lambda: client_for(state, account=account, livemode=event.livemode))
+    event.bind_client(
+        lambda: client_as(
+            state,
+            account=account,
+            livemode=event.livemode,
+            connected=event.connected_account,
+            context=event.context,
+        )
+    )
     return event
 
 

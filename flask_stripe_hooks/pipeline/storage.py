@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -169,6 +169,10 @@ class _EventAndObject(Insert):
 
 _event_and_object = _EventAndObject(event_table, skip_existing=True)
 
+#: The longest object id tracked. No Stripe id comes near it; an event about an object with a
+#: longer one is stored and processed whole, untracked: it is never stale.
+_TRACKED_LENGTH = cast(sa.String, object_table.c.id.type).length or 255
+
 
 def insert_tracked_event(
     connection: sa.Connection, values: Mapping[str, Any], object_id: str | None
@@ -177,7 +181,7 @@ def insert_tracked_event(
     (``object_id``), :func:`track_newest` in the same transaction — in the same statement on
     PostgreSQL. Returns whether the row is new, and the newer event's id when this one is
     stale."""
-    if object_id is None or values["created"] is None:
+    if object_id is None or values["created"] is None or len(object_id) > _TRACKED_LENGTH:
         return bool(insert_event(connection, values)), None
     if connection.dialect.name == "postgresql" and _on_conflict:
         row = _event_and_object.execute(connection, {**values, "object_id": object_id}).first()
@@ -196,6 +200,8 @@ def track_newest(
     strictly later ``created`` is recorded already: then return that event's id (this one is
     stale). The row stays locked until the transaction ends (PostgreSQL), so concurrent
     deliveries for one object are judged one after the other."""
+    if len(object_id) > _TRACKED_LENGTH:
+        return None
     values = {"id": object_id, "event_id": event_id, "created": created}
     if connection.dialect.name in _ON_CONFLICT:
         if track_object(connection, values):

@@ -2,8 +2,9 @@
 
 ``stripe.WebhookSignature.verify_header`` does the HMAC for snapshot events, and
 ``StripeClient.parse_event_notification`` for thin ones; this module adds what they leave out:
-several active secrets per endpoint, a timestamp too far in the future, bodies that are not
-UTF-8 or are nested too deeply for ``json.loads``, and the endpoint's livemode.
+a bound on the header's size and its number of signatures (checked before any HMAC), several
+active secrets per endpoint, a timestamp too far in the future, bodies that are not UTF-8 or
+are nested too deeply for ``json.loads``, and the endpoint's livemode.
 
 Pure: bytes, a header and secrets in; an :class:`~flask_stripe_hooks.events.Event` (or
 :class:`~flask_stripe_hooks.events.ThinEvent`) or :class:`Rejected` out. No app, no
@@ -26,13 +27,30 @@ from ..errors import NotAnEvent, Rejected
 from ..events import THIN_OBJECT, Event, ThinEvent
 from ..utils import mode_name
 
+#: The longest ``Stripe-Signature`` header checked. Stripe's holds a time and one signature
+#: per active secret (about 70 characters each, a ``v0`` one too in test mode): under 300.
+MAX_SIGNATURE_HEADER = 2048
+#: The most ``v1`` signatures checked in one header (Stripe sends one per active secret).
+MAX_SIGNATURES = 8
+
 
 def _timestamp(header: str) -> int:
+    """The header's ``t=``, once its size is checked: a longer header, or one with more
+    signatures, is :class:`Rejected` before any HMAC is computed."""
+    if len(header) > MAX_SIGNATURE_HEADER:
+        raise Rejected(f"Stripe-Signature header longer than {MAX_SIGNATURE_HEADER} characters")
+    timestamp = None
+    signatures = 0
     for item in header.split(","):
         key, _, value = item.partition("=")
-        if key == "t":
-            return int(value)
-    raise ValueError("no t=")
+        if key == "t" and timestamp is None:
+            timestamp = value
+        signatures += key == "v1"
+    if signatures > MAX_SIGNATURES:
+        raise Rejected(f"more than {MAX_SIGNATURES} v1 signatures in Stripe-Signature header")
+    if timestamp is None:
+        raise ValueError("no t=")
+    return int(timestamp)
 
 
 def check_timestamp(timestamp: int, tolerance: int, now: float | None = None) -> None:
@@ -143,15 +161,15 @@ def verified_text(
     secret that did not sign the body); what it returns is handed back.
     """
     try:
+        timestamp = _timestamp(header)
+    except ValueError:
+        raise Rejected("malformed Stripe-Signature header") from None
+    try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected("body is not UTF-8") from None
     if not secrets:
         raise Rejected("endpoint has no active signing secret")
-    try:
-        timestamp = _timestamp(header)
-    except ValueError:
-        raise Rejected("malformed Stripe-Signature header") from None
     for secret in secrets:
         try:
             result = check(text, secret)

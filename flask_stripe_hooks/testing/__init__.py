@@ -196,7 +196,8 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
 
     The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style
     that the endpoint is enabled for (Stripe sends it no other), and ``data`` JSON text of
-    an object, merged into ``data.object`` (for a thin endpoint: into the notification).
+    an object, merged into ``data.object`` (for a thin endpoint: into the notification). A
+    Connect endpoint's event names a made-up connected account.
     Raises :class:`InvalidTestEvent` with a message naming the fix.
     """
     if not event_types.is_known(event_type) or event_type == "*":
@@ -228,10 +229,9 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
             f" update-endpoint {endpoint.uuid} --events ...' (every type it should receive),"
             " or choose another endpoint."
         )
-    if not thin:
-        return build_event(
-            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
-        )
+    if not thin:  # a Connect endpoint's events come from a connected account (a made-up one)
+        account = random_id("acct") if getattr(endpoint, "connect", False) else None
+        return build_event(event_type, extra, livemode=endpoint.livemode, account=account)
     if event_type not in event_types.thin_event_types():
         raise InvalidTestEvent(
             event_types.unknown_type_message(

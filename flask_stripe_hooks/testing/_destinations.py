@@ -1,39 +1,33 @@
-"""Stripe's v2 event destinations in :class:`~flask_stripe_hooks.testing.FakeStripe`:
-``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete) and
-``/v2/core/events/{id}`` for thin events added with :meth:`Destinations.add_thin_event`."""
+"""The v2 part of :class:`~flask_stripe_hooks.testing.fake_stripe.FakeStripe`: event
+destinations (create, retrieve, update, enable, disable, delete) and ``/v2/core/events``."""
 
 from __future__ import annotations
 
 import re
 import secrets
-import threading
 from typing import Any
 
 from .. import event_types
-from ._wire import Recorded, StripeError, check_url, not_found, now
+from ._wire import Recorded, StripeError, not_found, now
 
 _DESTINATION = re.compile(r"/v2/core/event_destinations/([^/]+)(?:/(enable|disable))?")
 
 
 class Destinations:
-    """The v2 part of the fake (a mixin of :class:`~flask_stripe_hooks.testing.FakeStripe`,
-    which holds the state)."""
+    """The v2 API, mixed into ``FakeStripe`` (whose fields and lock it uses)."""
 
-    _lock: threading.Lock
-    secrets: dict[str, str]
     destinations: dict[str, dict[str, Any]]
     destination_urls: dict[str, str]
     thin_events: dict[str, dict[str, Any]]
+    secrets: dict[str, str]
+    owners: dict[str, str]
 
-    def add_thin_event(self, notification: dict[str, Any], **data: Any) -> dict[str, Any]:
-        """The full ``v2.core.event`` behind a notification, as ``/v2/core/events`` gives it."""
-        event = {**notification, "data": data or None, "changes": None}
-        with self._lock:
-            self.thin_events[notification["id"]] = event
-        return event
+    @staticmethod
+    def _check_url(url: str) -> str:
+        raise NotImplementedError
 
     def _answer_v2(
-        self, request: Recorded, livemode: bool, path: str
+        self, request: Recorded, livemode: bool, path: str, acting: str
     ) -> tuple[int, dict[str, Any]]:
         method = request.method
         if path == "/v2/core/event_destinations" and method == "POST":
@@ -41,7 +35,8 @@ class Destinations:
         match = re.fullmatch(r"/v2/core/events/([^/]+)", path)
         if match and method == "GET":
             event = self.thin_events.get(match.group(1))
-            if event is None or event["livemode"] != livemode:
+            owner = self.owners.get(match.group(1), "")
+            if event is None or event["livemode"] != livemode or owner != acting:
                 raise not_found("event", match.group(1), code="not_found")
             return 200, event
         match = _DESTINATION.fullmatch(path)
@@ -88,7 +83,7 @@ class Destinations:
             raise StripeError(400, "Invalid type or event_payload.", param="type")
         if body["event_payload"] == "thin":
             self._check_thin_events(body["enabled_events"])
-        url = check_url((body.get("webhook_endpoint") or {}).get("url", ""))
+        url = self._check_url((body.get("webhook_endpoint") or {}).get("url", ""))
         destination = {
             "id": "ed_" + ("live_" if livemode else "test_") + secrets.token_hex(10),
             "object": "v2.core.event_destination",
@@ -129,7 +124,7 @@ class Destinations:
         if "description" in body:
             destination["description"] = body["description"]
         if "webhook_endpoint" in body:
-            url = check_url(body["webhook_endpoint"].get("url", ""))
+            url = self._check_url(body["webhook_endpoint"].get("url", ""))
             self.destination_urls[destination["id"]] = url
         destination["updated"] = now()
         return destination

@@ -18,14 +18,15 @@ EVENTS_PATH = "/_fake/events"
 
 
 class Events:
-    """The events part of the fake (a mixin of :class:`~flask_stripe_hooks.testing.FakeStripe`,
-    which holds the state)."""
+    """The events part of the fake, mixed into ``FakeStripe`` (whose fields and lock it
+    uses)."""
 
     _lock: threading.Lock
     events: list[dict[str, Any]]
 
     def add_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An event Stripe keeps (as ``build_event`` makes them), served by ``/v1/events``.
+        """An event Stripe keeps (as ``build_event`` makes them), served by ``/v1/events``
+        to the account it belongs to (its ``account``; the platform without one).
 
         ``pending_webhooks`` decides ``delivery_success``: 0 means every delivery succeeded.
         """
@@ -36,9 +37,10 @@ class Events:
     def _post_event(self, request: Recorded) -> dict[str, Any]:
         """``POST /_fake/events`` (answered holding the lock) with a JSON body: a whole event
         (with ``"object": "event"``), or ``{"type": ..., "data": {...}, "livemode": false,
-        "created": <unix time>, "delivered": false}``, built like ``build_event`` (``data``
-        merged into ``data.object``; ``delivered`` false: ``delivery_success=false`` finds
-        it). No API key is needed: it is the fake's, not Stripe's."""
+        "account": "acct_...", "created": <unix time>, "delivered": false}``, built like
+        ``build_event`` (``data`` merged into ``data.object``; ``delivered`` false:
+        ``delivery_success=false`` finds it). No API key is needed: it is the fake's, not
+        Stripe's."""
         from . import build_event  # the testing package's: it imports this module
 
         try:
@@ -54,40 +56,50 @@ class Events:
             self.events.append(body)
             return body
         name = body.get("type")
-        known = event_types.all_event_types()
-        if not isinstance(name, str) or name not in known:
+        if not isinstance(name, str) or name not in event_types.all_event_types():
             raise StripeError(
                 400, f"Invalid type: {name!r} is not a Stripe event type.", param="type"
             )
-        data = body.get("data")
+        data, created = body.get("data"), body.get("created")
         if data is not None and not isinstance(data, dict):
             raise StripeError(400, "Invalid data: must be an object.", param="data")
-        created = body.get("created")
         if created is not None and not isinstance(created, int):
             raise StripeError(400, "Invalid created: must be a unix time.", param="created")
-        event = build_event(name, data, livemode=bool(body.get("livemode")), created=created)
+        event = build_event(
+            name,
+            data,
+            livemode=bool(body.get("livemode")),
+            account=body.get("account") or None,
+            created=created,
+        )
         event["pending_webhooks"] = 0 if body.get("delivered") else 1
         self.events.append(event)
         return event
 
-    def _answer_events(self, request: Recorded, livemode: bool) -> dict[str, Any] | None:
-        """``GET /v1/events`` and ``GET /v1/events/{id}``; ``None``: another path."""
+    def _answer_events(
+        self, request: Recorded, livemode: bool, acting: str
+    ) -> dict[str, Any] | None:
+        """``GET /v1/events`` and ``GET /v1/events/{id}`` in the account ``acting``;
+        ``None``: another path."""
         path = request.path.rstrip("/")
         if request.method != "GET":
             return None
         if path == "/v1/events":
-            return self._list_events(livemode, request.query)
+            return self._list_events(livemode, request.query, acting)
         match = re.fullmatch(r"/v1/events/([^/]+)", path)
         if match is None:
             return None
         for event in self.events:
             if event["id"] == match.group(1) and event["livemode"] == livemode:
+                if (event.get("account") or "") != acting:
+                    break
                 return event
         raise not_found("event", match.group(1))
 
-    def _list_events(self, livemode: bool, query: dict[str, Any]) -> dict[str, Any]:
-        """``GET /v1/events``: newest first; ``created[gte|gt|lte|lt]``, ``type`` (a name,
-        or ``prefix.*``), ``types[]``, ``delivery_success``, ``limit``, ``starting_after``."""
+    def _list_events(self, livemode: bool, query: dict[str, Any], acting: str) -> dict[str, Any]:
+        """``GET /v1/events`` of the account ``acting`` (``""``: the platform): newest first;
+        ``created[gte|gt|lte|lt]``, ``type`` (a name, or ``prefix.*``), ``types[]``,
+        ``delivery_success``, ``limit``, ``starting_after``."""
         created = query.get("created")
         bounds = created if isinstance(created, dict) else {}
         if created is not None and not isinstance(created, dict):
@@ -114,7 +126,7 @@ class Events:
         success = None if flag is None else flag == "true"
 
         def keep(event: dict[str, Any]) -> bool:
-            if event["livemode"] != livemode:
+            if event["livemode"] != livemode or (event.get("account") or "") != acting:
                 return False
             if any(not checks[op](event["created"], int(v)) for op, v in bounds.items()):
                 return False

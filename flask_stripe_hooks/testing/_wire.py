@@ -1,6 +1,6 @@
-"""Stripe's wire format as :class:`~flask_stripe_hooks.testing.FakeStripe` reads and writes
-it: form-encoded bodies back into nested values, a recorded request, Stripe's error bodies,
-a page of a list, a URL Stripe accepts."""
+"""Stripe's wire format as :class:`~flask_stripe_hooks.fake_stripe.FakeStripe` reads and
+writes it: form-encoded bodies back into nested values, a recorded request, Stripe's error
+bodies, the pages of a list."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 _PART = re.compile(r"\[([^\]]*)\]")
 
@@ -93,6 +92,12 @@ def not_found(kind: str, object_id: str, code: str = "resource_missing") -> Stri
     return StripeError(404, f"No such {kind}: '{object_id}'", param="id", code=code)
 
 
+def last_segment(context: str) -> str:
+    """The account a ``Stripe-Context`` acts in: its last segment (``acct_1/acct_2`` →
+    ``acct_2``)."""
+    return context.rsplit("/", 1)[-1]
+
+
 def page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> dict[str, Any]:
     """One page of a v1 list, newest first: ``starting_after`` and ``limit`` (1-100)."""
     found = sorted(objects, key=lambda o: (o["created"], o["id"]), reverse=True)
@@ -104,20 +109,3 @@ def page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> 
     if not 1 <= limit <= 100:
         raise StripeError(400, "Invalid integer: limit must be between 1 and 100.", param="limit")
     return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}
-
-
-def check_url(url: str) -> str:
-    """A webhook URL as Stripe accepts one: with a scheme, and resolvable (``.invalid`` is
-    not)."""
-    if not re.match(r"^https?://[^/\s]+", url or ""):
-        raise StripeError(
-            400, "Invalid URL: An explicit scheme (such as https) must be provided.", param="url"
-        )
-    if (urlsplit(url).hostname or "").endswith(".invalid"):  # does not resolve
-        raise StripeError(
-            400,
-            "Invalid URL: URL must be publicly accessible. Consider using a tool like the"
-            " Stripe CLI to test webhooks locally: https://github.com/stripe/stripe-cli",
-            param="url",
-        )
-    return url

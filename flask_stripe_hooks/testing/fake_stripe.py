@@ -15,9 +15,16 @@ It serves:
   :meth:`FakeStripe.add_event`, or posted to ``POST /_fake/events`` (the fake's own path,
   not Stripe's: :mod:`._events`);
 - ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete),
-  ``/v2/core/events/{id}`` (:meth:`FakeStripe.add_thin_event`; :mod:`._destinations`) and
-  ``GET`` of any object added with :meth:`FakeStripe.add_object` (a thin event's related
-  object).
+  ``/v2/core/events/{id}`` (:meth:`FakeStripe.add_thin_event`) and ``GET`` of any object
+  added with :meth:`FakeStripe.add_object` (a subscription for ``fetch_object()``, a thin
+  event's related object).
+
+Connect as on Stripe: an object, event or thin event added for a connected account
+(``account="acct_..."``, an event's ``account``, a thin event's ``context``) belongs to it. A
+request acts in the account its ``Stripe-Context`` (its last segment) or ``Stripe-Account``
+names, else in the key's own (the platform's): it sees only that account's objects and
+events, and anything else is ``404 No such ...``. Organization keys (``sk_org_...``) are
+refused without ``Stripe-Context``, as Stripe refuses them.
 
 In your tests::
 
@@ -54,11 +61,11 @@ from .. import event_types
 from ..utils import mode_name
 from ._destinations import Destinations
 from ._events import EVENTS_PATH, Events
-from ._wire import Recorded, StripeError, check_url, decode_form, not_found, page
+from ._wire import Recorded, StripeError, decode_form, last_segment, not_found, page
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
 MAX_ENDPOINTS = 16
-_KEY = re.compile(r"(sk|rk)_(test|live)_\w+")
+_KEY = re.compile(r"(?:sk|rk|sk_org)_(test|live)_\w+")
 
 
 @dataclass
@@ -67,7 +74,8 @@ class FakeStripe(Events, Destinations):
 
     ``with FakeStripe() as stripe_api:`` (or :meth:`start` / :meth:`stop`); ``stripe_api.url``
     is the ``STRIPE_HOOKS_API_BASE``. ``keys`` are the API keys it accepts; by default any
-    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode).
+    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode;
+    ``sk_org_test_...`` and ``sk_org_live_...``, organization keys, likewise).
     """
 
     keys: set[str] | None = None
@@ -93,6 +101,14 @@ class FakeStripe(Events, Destinations):
     thin_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Any object served by ``GET {path}`` (related objects).
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The connected account that owns an object (by path) or a thin event (by id); an
+    #: event's owner is its ``account``. Unlisted: the platform's.
+    owners: dict[str, str] = field(default_factory=dict)
+    #: The platform's own account id: ``Stripe-Account`` naming it acts as the platform.
+    platform: str = "acct_1FakePlatform"
+    #: The connected accounts the platform may act as; others are refused (403
+    #: ``account_invalid``). ``None``: any.
+    connected: set[str] | None = None
     url: str = ""
     #: Print one line per request (the server's command line does).
     log: bool = False
@@ -148,6 +164,7 @@ class FakeStripe(Events, Destinations):
                 self.destination_urls,
                 self.thin_events,
                 self.objects,
+                self.owners,
             ):
                 kept.clear()
             self.next_id = None
@@ -166,10 +183,20 @@ class FakeStripe(Events, Destinations):
         endpoint.pop("secret")
         return endpoint
 
-    def add_object(self, url: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Serve ``obj`` at ``GET url`` (e.g. a thin event's ``related_object.url``)."""
+    def add_thin_event(self, notification: dict[str, Any], **data: Any) -> dict[str, Any]:
+        """The full ``v2.core.event`` behind a notification, as ``/v2/core/events`` gives it."""
+        event = {**notification, "data": data or None, "changes": None}
+        with self._lock:
+            self.thin_events[notification["id"]] = event
+            self.owners[notification["id"]] = last_segment(notification.get("context") or "")
+        return event
+
+    def add_object(self, url: str, obj: dict[str, Any], *, account: str = "") -> dict[str, Any]:
+        """Serve ``obj`` at ``GET url`` (``/v1/subscriptions/sub_...``, a thin event's
+        ``related_object.url``), to the connected ``account`` only when one is given."""
         with self._lock:
             self.objects[url] = obj
+            self.owners[url] = account
         return obj
 
     # -- the API ------------------------------------------------------------------------
@@ -216,7 +243,28 @@ class FakeStripe(Events, Destinations):
         if (key not in self.keys) if self.keys is not None else not _KEY.fullmatch(key):
             shown = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "****"
             raise StripeError(401, f"Invalid API Key provided: {shown}")
-        return key.startswith(("sk_live_", "rk_live_"))
+        return key.startswith(("sk_live_", "rk_live_", "sk_org_live_"))
+
+    def _acting(self, request: Recorded) -> str:
+        """The connected account a request acts in; ``""``: the platform."""
+        context = request.headers.get("Stripe-Context", "")
+        if request.api_key.startswith("sk_org_") and not context:
+            raise StripeError(
+                400,
+                "Requests made with an organization API key must include a Stripe-Context"
+                " header naming the account to act in.",
+            )
+        account = last_segment(context) or request.headers.get("Stripe-Account", "")
+        if account in ("", self.platform):
+            return ""
+        if self.connected is not None and account not in self.connected:
+            raise StripeError(
+                403,
+                f"The provided key does not have access to account '{account}' (or that"
+                " account does not exist). Application access may have been revoked.",
+                code="account_invalid",
+            )
+        return account
 
     def _answer(self, request: Recorded) -> tuple[int, dict[str, Any]]:
         path, method = request.path.rstrip("/"), request.method
@@ -225,16 +273,20 @@ class FakeStripe(Events, Destinations):
         if self.faults:
             return self.faults.pop(0)
         livemode = self._livemode(request)
+        acting = self._acting(request)
         if path in self.objects and method == "GET":
-            return 200, self.objects[path]
+            obj = self.objects[path]
+            if self.owners.get(path, "") != acting:
+                raise not_found(str(obj.get("object", "object")), str(obj.get("id")))
+            return 200, obj
         if path.startswith("/v2/"):
-            return self._answer_v2(request, livemode, path)
+            return self._answer_v2(request, livemode, path, acting)
         if path == "/v1/webhook_endpoints":
             if method == "POST":
                 return 200, self._create(livemode, request.form)
             if method == "GET":
                 return 200, self._list(livemode, request.query)
-        event = self._answer_events(request, livemode)
+        event = self._answer_events(request, livemode, acting)
         if event is not None:
             return 200, event
         match = re.fullmatch(r"/v1/webhook_endpoints/([^/]+)", path)
@@ -268,6 +320,23 @@ class FakeStripe(Events, Destinations):
                 )
         return events
 
+    @staticmethod
+    def _check_url(url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url or ""):
+            raise StripeError(
+                400,
+                "Invalid URL: An explicit scheme (such as https) must be provided.",
+                param="url",
+            )
+        if (urlsplit(url).hostname or "").endswith(".invalid"):  # does not resolve
+            raise StripeError(
+                400,
+                "Invalid URL: URL must be publicly accessible. Consider using a tool like the"
+                " Stripe CLI to test webhooks locally: https://github.com/stripe/stripe-cli",
+                param="url",
+            )
+        return url
+
     def _new(self, livemode: bool, form: dict[str, Any]) -> dict[str, Any]:
         mine = [e for e in self.endpoints.values() if e["livemode"] == livemode]
         if len(mine) >= MAX_ENDPOINTS:
@@ -296,7 +365,7 @@ class FakeStripe(Events, Destinations):
         return endpoint
 
     def _create(self, livemode: bool, form: dict[str, Any]) -> dict[str, Any]:
-        check_url(form.get("url", ""))
+        self._check_url(form.get("url", ""))
         self._check_events(form)
         version = form.get("api_version")
         if version is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.\w+)?", version):
@@ -305,7 +374,7 @@ class FakeStripe(Events, Destinations):
 
     def _update(self, endpoint: dict[str, Any], form: dict[str, Any]) -> dict[str, Any]:
         if "url" in form:
-            endpoint["url"] = check_url(form["url"])
+            endpoint["url"] = self._check_url(form["url"])
         if "enabled_events" in form:
             endpoint["enabled_events"] = self._check_events(form)
         if "description" in form:
