@@ -20,7 +20,7 @@ import stripe
 from flask import current_app
 
 from . import event_types, signals, stripe_api
-from .errors import NotAnEvent
+from .errors import NotAnEvent, StripeAPIError
 from .events import Event
 from .models import event_table
 from .pipeline import store_event
@@ -107,12 +107,10 @@ def find_missed(
     ``connected``: read the events of this connected account (as it, ``Stripe-Account``),
     with the key of ``account``, the platform's.
 
-    Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
+    Raises :class:`~flask_stripe_hooks.errors.StripeAPIError` with a message to act on.
     """
     if since > EVENTS_KEPT:
-        raise stripe_api.StripeAPIError(
-            "Stripe keeps events for 30 days; use --since 30d or less.", "since"
-        )
+        raise StripeAPIError("Stripe keeps events for 30 days; use --since 30d or less.", "since")
     client = stripe_api.client_as(state, account=account, livemode=livemode, connected=connected)
     params = _list_params(since, type_prefix, undelivered)
     prefix = event_types.normalize_prefix(type_prefix)
@@ -140,11 +138,11 @@ def find_missed(
         missed.events += _not_stored(session, batch)
     except stripe.PermissionError as exc:
         if connected and getattr(exc.error, "code", None) == "account_invalid":
-            raise stripe_api.StripeAPIError(
+            raise StripeAPIError(
                 f"Stripe refused to act as {connected}: it is not an account connected to"
                 " this platform (or it disconnected)."
             ) from None
-        raise stripe_api.StripeAPIError(
+        raise StripeAPIError(
             "The key may not read events; use a secret key, or give the restricted key"
             " read access to Events."
         ) from None
@@ -164,14 +162,12 @@ def find_missed_in(
     account Stripe refused: the others are read all the same. A refusal of the key's own
     account, or a bad option, raises :class:`~flask_stripe_hooks.errors.StripeAPIError`."""
     if options.get("since", EVENTS_KEPT) > EVENTS_KEPT:
-        raise stripe_api.StripeAPIError(
-            "Stripe keeps events for 30 days; use --since 30d or less.", "since"
-        )
+        raise StripeAPIError("Stripe keeps events for 30 days; use --since 30d or less.", "since")
     found, refused = [], []
     for account in connected:
         try:
             found.append(find_missed(state, connected=account, **options))
-        except stripe_api.StripeAPIError as exc:
+        except StripeAPIError as exc:
             if not account:
                 raise
             refused.append((account, exc.message))

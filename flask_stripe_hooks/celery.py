@@ -86,7 +86,7 @@ def _celery_for(flask_app: Flask) -> Celery:
             " has no Celery app. Call 'flask_stripe_hooks.celery.make_celery(app)' (or"
             " 'init_celery(celery_app, app)') in your app factory."
         )
-    return celery_app  # type: ignore[no-any-return]
+    return celery_app
 
 
 def enqueue(event_id: str) -> None:
@@ -125,7 +125,7 @@ def backoff(task: Task, retries: int) -> float:
     delay = min(float(task.retry_backoff_max), factor * 2**retries)
     if task.retry_jitter:
         delay = random.uniform(delay / 2, delay)
-    return delay
+    return float(delay)
 
 
 @shared_task(

@@ -94,7 +94,7 @@ def seal(secret: str, state: State | None = None) -> str:
     fernet = (state or get_state()).fernet
     if fernet is None or sealed(secret):
         return secret
-    return PREFIX + fernet.encrypt(secret.encode()).decode()
+    return PREFIX + str(fernet.encrypt(secret.encode()).decode())
 
 
 def unreadable_reason(state: State) -> str:
@@ -189,7 +189,7 @@ def rotate_all(state: State, *, dry_run: bool = False) -> tuple[int, int]:
         if not sealed(value):
             return seal(value, state)
         unseal(value, state)  # a clear error for a token no key reads
-        return PREFIX + fernet.rotate(value[len(PREFIX) :].encode()).decode()
+        return PREFIX + str(fernet.rotate(value[len(PREFIX) :].encode()).decode())
 
     return _rewrite(state, rotate, dry_run)
 

@@ -3,7 +3,7 @@
 The CLI (``flask stripe-hooks create-endpoint`` ...) and the admin pages are thin callers of
 these functions. Each runs in an app context and commits. Bad input raises
 :class:`EndpointError` before any call to Stripe; Stripe's refusals raise
-:class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both are
+:class:`~flask_stripe_hooks.errors.StripeAPIError`. Both are
 :class:`~flask_stripe_hooks.errors.StripeHooksError` with ``message`` and ``field``
 (``"url"``, ``"enabled_events"``, ``"metadata"``, ``"api_version"``, ``"secret"``, ...).
 
@@ -24,12 +24,12 @@ import stripe
 
 from . import audit, event_types, stripe_api
 from .crypto import seal, unseal
-from .errors import EndpointError
+from .errors import EndpointError, StripeAPIError
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table, event_table
 from .public_url import LISTEN_HINT, check_base_url
 from .state import get_state
-from .stripe_api import StripeAPIError, client_for
+from .stripe_api import client_for
 from .utils import utcnow
 
 __all__ = ["LISTEN_HINT", "EndpointError", "check_base_url"]  # and the operations below
@@ -144,7 +144,7 @@ def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoin
     """An endpoint row in this app context's session: by row, uuid or Stripe id (``we_...``)."""
     session = _session()
     if isinstance(value, WebhookEndpoint):
-        return value if value in session else session.merge(value)  # type: ignore[no-any-return]
+        return value if value in session else session.merge(value)
     if isinstance(value, str) and value.startswith(("we_", "ed_")):
         where = WebhookEndpoint.stripe_id == value
     else:

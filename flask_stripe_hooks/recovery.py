@@ -259,7 +259,7 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     session = state.db.session
     done = session.execute(
         event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
-    ).rowcount  # type: ignore[attr-defined]
+    ).rowcount
     session.commit()
     if not done:
         return Result(MISSING, f"no stored event {event_id}", event_id)

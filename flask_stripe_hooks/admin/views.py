@@ -24,7 +24,7 @@ from wtforms import Form
 
 from .. import audit, endpoints, event_types, health, paging, recovery
 from ..crypto import sealed, unseal
-from ..errors import StripeHooksError, UnreadableSecret
+from ..errors import BadCursor, StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
 from ..outcomes import DEAD, FAILED, MISSING, QUEUED, REJECTED
@@ -411,7 +411,7 @@ def keyset(query: sa.Select[Any], model: Any) -> paging.Page:
             before=request.args.get("before"),
             after=request.args.get("after"),
         )
-    except paging.BadCursor as exc:
+    except BadCursor as exc:
         abort(
             make_response(message_page(400, "message.html", title="Bad page link", text=str(exc)))
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,13 +22,16 @@ MODES = click.Choice(["test", "live"])
 PAYLOADS = click.Choice(["snapshot", "thin"])
 
 
-def payload_option(help: str) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def payload_option(help: str) -> Callable[[F], F]:
     return click.option(
         "--payload", type=PAYLOADS, default="snapshot", show_default=True, help=help
     )
 
 
-def session():  # type: ignore[no-untyped-def]
+def session() -> Any:
     return get_state().db.session
 
 
@@ -51,7 +54,7 @@ def refused() -> Iterator[None]:
         raise click.ClickException(exc.message) from None
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """``30s``, ``5m``, ``2h``, ``3d`` (``0``: now) as a ``timedelta``."""
 
     name = "duration"
@@ -68,7 +71,7 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
-class AccountId(click.ParamType):
+class AccountId(click.ParamType):  # type: ignore[type-arg]
     """A Stripe account id, ``acct_...`` (with ``path``, also ``acct_.../acct_...``)."""
 
     name = "acct_..."

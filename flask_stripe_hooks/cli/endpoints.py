@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from .. import endpoint_sync, stripe_cli
 from .. import endpoints as endpoint_ops
+from ..errors import StripeAPIError
 from ..models import WebhookEndpoint, active_secrets
 from ..state import get_state
-from ..stripe_api import StripeAPIError, key_source
+from ..stripe_api import key_source
 from ..utils import utcnow
 from . import cli
 from ._support import (

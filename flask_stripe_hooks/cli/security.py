@@ -10,6 +10,7 @@ from collections.abc import Callable
 import click
 
 from .. import audit, crypto
+from ..errors import UnreadableSecret
 from ..state import get_state
 from . import cli
 from ._support import DRY_RUN, session, table
@@ -18,7 +19,7 @@ from ._support import DRY_RUN, session, table
 def _migrate(operation: Callable[..., tuple[int, int]], verb: str, dry_run: bool) -> None:
     try:
         rows, secrets = operation(get_state(), dry_run=dry_run)
-    except crypto.UnreadableSecret as exc:
+    except UnreadableSecret as exc:
         raise click.ClickException(f"{exc} Nothing was changed.") from None
     done = f"Would {verb.lower()}" if dry_run else f"{verb}ed"
     click.echo(f"{done} {secrets} secret(s) of {rows} endpoint(s).")

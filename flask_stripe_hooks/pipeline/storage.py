@@ -110,7 +110,7 @@ class Insert:
         """Run it; the number of rows inserted (0: skipped, the key exists)."""
         return int(self.execute(connection, values).rowcount)
 
-    def execute(self, connection: sa.Connection, values: Mapping[str, Any]) -> sa.CursorResult:
+    def execute(self, connection: sa.Connection, values: Mapping[str, Any]) -> sa.CursorResult[Any]:
         """Run it; the driver's result."""
         dialect = connection.dialect
         key = (type(dialect), tuple(values), _on_conflict)

@@ -316,7 +316,7 @@ def endpoint_parts(endpoint: Any, secret: str | None) -> tuple[str, str]:
         if not stored:
             raise ValueError(f"{endpoint!r} has no signing secret.")
         secret = stored[-1] if isinstance(stored[-1], str) else unseal(stored[-1]["secret"])
-    return str(endpoint.uuid), secret  # type: ignore[return-value]
+    return str(endpoint.uuid), secret
 
 
 def deliver(
