@@ -1,19 +1,19 @@
 """One connected account's events, with a long history: the admin's events list filtered by
-account, its third page, the CLI's ``events --account``, and the accounts ``fetch-missed
---all-connected`` reads.
+account, its third page, the CLI's ``events --account``, and the accounts ``fetch-missed --all-
+connected`` reads.
 
     python bench/connect.py [--pg-sizes 1000,100000,1000000] [--sqlite-sizes 1000,100000,1000000]
                             [--accounts 5] [--pg-url URL] [--quick]
 
 For each size, a fresh database holds that many events and one delivery each, made with SQL
-(``tests/history_support.py``, as ``bench/history.py`` makes them: one event every 3 s, close
-to a million a month), spread over ``--accounts`` connected accounts, then ``ANALYZE``. Each
-page is requested 5 times with the in-process test client (the admin allowed), after one
+(``tests/support/history_support.py``, as ``bench/history.py`` makes them: one event every 3 s,
+close to a million a month), spread over ``--accounts`` connected accounts, then ``ANALYZE``.
+Each page is requested 5 times with the in-process test client (the admin allowed), after one
 untimed request; the median is printed, and the growth factor from the smallest size to the
-largest. With 5 accounts every page is full at every size (50 rows in the admin, 20 in
-the CLI). The CLI's figure is split into its two queries: the page's rows, and the count of
-the matching rows, which stops at 1,001 index entries (an account with 200 events at 1,000
-reads 200; from 100,000 on, 1,001).
+largest. With 5 accounts every page is full at every size (50 rows in the admin, 20 in the
+CLI). The CLI's figure is split into its two queries: the page's rows, and the count of the
+matching rows, which stops at 1,001 index entries (an account with 200 events at 1,000 reads
+200; from 100,000 on, 1,001).
 
 ``--all-connected`` reads the accounts of the events received within ``--since`` (3 days:
 86,400 rows at one every 3 s): its cost follows the window, not the history.

@@ -1,5 +1,5 @@
-"""What the trust boundaries cost a delivery when they are on, and what a flood of badly
-signed requests stores.
+"""What the trust boundaries cost a delivery when they are on, and what a flood of badly signed
+requests stores.
 
     python bench/guard.py [--deliveries 4500] [--pairs 150] [--pg-url URL] [--quick]
     python bench/guard.py flood [--seconds 60] [--clients 4] [--workers 4] [--body-mb 4] [--old]
@@ -12,12 +12,12 @@ second comparison, ``STRIPE_HOOKS_REDACT`` removing a customer's email, name and
 ratio printed is the median over the pairs of (time on) / (time off), with a 95% bootstrap
 interval: 1.03 would be 3% slower.
 
-``flood``: gunicorn (``--workers`` sync workers) on 127.0.0.1 serving ``tests/queue_app.py`` on a
-throwaway PostgreSQL, and ``--clients`` threads posting ``--body-mb`` MB bodies with a bad
-signature to one endpoint for ``--seconds``. Prints the requests answered (by status), the
-rejected deliveries stored, and how much the database (``pg_database_size``) and the WAL grew.
-``--old`` keeps whole rejected deliveries with no bound in bytes (the bound in rows only), as
-versions before the bound in bytes did.
+``flood``: gunicorn (``--workers`` sync workers) on 127.0.0.1 serving
+``tests/support/queue_app.py`` on a throwaway PostgreSQL, and ``--clients`` threads posting
+``--body-mb`` MB bodies with a bad signature to one endpoint for ``--seconds``. Prints the
+requests answered (by status), the rejected deliveries stored, and how much the database
+(``pg_database_size``) and the WAL grew. ``--old`` keeps whole rejected deliveries with no
+bound in bytes (the bound in rows only), as versions before the bound in bytes did.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def flood() -> None:
         port = ack_latency.free_port()
         server = ack_latency.start(
             [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind"]
-            + [f"127.0.0.1:{port}", f"queue_app:create_app({config})"],
+            + [f"127.0.0.1:{port}", f"support.queue_app:create_app({config})"],
             env,
             Path(tmp) / "gunicorn.log",
         )

@@ -4,7 +4,7 @@
                             [--ingest-history 1000000] [--pg-url URL] [--quick]
 
 1. Pages: for each size, a fresh database holds that many events and one delivery each,
-   made with SQL (``tests/history_support.py``: ``INSERT ... SELECT`` over
+   made with SQL (``tests/support/history_support.py``: ``INSERT ... SELECT`` over
    ``generate_series`` on PostgreSQL, a recursive CTE on SQLite), received at a steady
    rate of one every 3 s (close to a million a month, so the last 24 hours hold the same
    28,800 rows at every size past that), then ``VACUUM ANALYZE``. Each page is requested
@@ -17,7 +17,7 @@
    against one holding ``--ingest-history`` events, deliveries in alternating blocks.
 4. Draining: ``--drain`` pending events (among the history) handed to Celery with
    ``process-pending --older-than 0 --enqueue``, drained by a worker of concurrency 1, 2
-   and 4 (Redis broker, PostgreSQL, ``tests/queue_app.py``'s handler, which writes one row
+   and 4 (Redis broker, PostgreSQL, ``tests/support/queue_app.py``'s handler, which writes one row
    per event); the time until none is pending, and a check that every event ran once.
 """
 
@@ -44,7 +44,7 @@ from flask_stripe_hooks.testing import create_endpoint  # noqa: E402
 from flask_stripe_hooks.utils import utcnow  # noqa: E402
 
 import common  # noqa: E402
-from history_support import fill  # noqa: E402
+from support.history_support import fill  # noqa: E402
 
 ADMIN = "/admin"
 #: One event every 3 s: close to a million a month (whole seconds suit SQLite's rows).
@@ -240,7 +240,7 @@ def drain_figures(pg_url: str, tmp: str, count: int) -> None:
         url = common.create_database(pg_url, "drain")
         env = app_env(url, Path(tmp), REDIS_URL=f"redis://127.0.0.1:{port}")
         os.environ.update(DATABASE_URL=url, MARKS=tmp, REDIS_URL=env["REDIS_URL"])
-        import queue_app
+        from support import queue_app
 
         app = queue_app.create_app()
         db = app.extensions["sqlalchemy"]

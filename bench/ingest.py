@@ -4,7 +4,7 @@
     python bench/ingest.py --against REV     # this tree paired against a git revision of it
 
 1. Signed deliveries per second through the blueprint, in-process with the Flask test client,
-   on SQLite (a file) and on PostgreSQL (a throwaway server, ``tests/pgserver.py``), against
+   on SQLite (a file) and on PostgreSQL (a throwaway server, ``tests/support/pgserver.py``), against
    ``flask_systems.create_minimal`` in the same run. Both apps live side by side, each on a
    fresh database; the deliveries go in blocks, back to back in pairs (a block to one app,
    the same block to the other, the order alternating); the ratio printed is the median of

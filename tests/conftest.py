@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.testing import create_endpoint, new_secret
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     FIGURES,
     FIGURES_FILE,
     LeakGuard,
@@ -29,8 +27,8 @@ from helpers import (  # noqa: E402
     missing,
     reset_postgres,
 )
-from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
-from queue_support import processes, redis_server, redis_url  # noqa: E402, F401
+from support.pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
+from support.queue_support import processes, redis_server, redis_url  # noqa: E402, F401
 
 #: Where the run's PostgreSQL comes from, for the summary.
 POSTGRES_FROM: list[str] = []

@@ -11,7 +11,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.testing import build_event, deliver
 from werkzeug.serving import make_server
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 
 @pytest.fixture

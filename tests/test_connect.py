@@ -35,8 +35,8 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from admin_support import ADMIN, allow
-from helpers import rows
+from support.admin_support import ADMIN, allow
+from support.helpers import rows
 
 PLATFORM_KEY, ORG_KEY = "sk_test_platform", "sk_org_test_org"
 CONNECTED, OTHER, GONE = "acct_1Conn", "acct_2Conn", "acct_9Gone"
@@ -474,7 +474,7 @@ def test_the_cli_pages_through_one_accounts_events(app, fake):
 def test_the_account_filter_reads_its_index(app, fake, database_url):
     """The account filter with its order is one index range: a page costs the same with a
     million events as with a thousand (bench/connect.py has the figures)."""
-    from history_support import fill
+    from support.history_support import fill
 
     db = app.extensions["sqlalchemy"]
     with app.app_context():

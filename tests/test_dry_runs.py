@@ -18,7 +18,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import record, rows
+from support.helpers import record, rows
 
 
 def invoke(app: Flask, *args: str) -> Any:

@@ -28,7 +28,7 @@ from flask_stripe_hooks.stripe_api import client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 TEST_KEY, LIVE_KEY = "sk_test_stub", "sk_live_stub"
 

@@ -11,7 +11,7 @@ from example_app import create_app, db
 from example_app.models import ActivityLog, Customer
 from flask_migrate import upgrade
 
-from helpers import expected_lz4_columns, lz4_columns
+from support.helpers import expected_lz4_columns, lz4_columns
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import stripe
 from flask_stripe_hooks.testing import FakeStripe, build_event
 
-from helpers import fetch_json
+from support.helpers import fetch_json
 
 
 @pytest.fixture(scope="module")

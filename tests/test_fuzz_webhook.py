@@ -44,7 +44,7 @@ from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import count, make_app, reset_postgres, stored_text
+from support.helpers import count, make_app, reset_postgres, stored_text
 
 SQLITE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 POSTGRES_EXAMPLES = max(SQLITE_EXAMPLES // 5, 50)

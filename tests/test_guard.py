@@ -21,7 +21,7 @@ from flask_stripe_hooks.pipeline import guard
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from helpers import handled, make_app, record, rows
+from support.helpers import handled, make_app, record, rows
 
 SHIPPED = json.loads((Path(ips.__file__).parent / "data" / ips.IPS_FILE).read_text("utf-8"))[
     "WEBHOOKS"

@@ -17,8 +17,8 @@ from flask_stripe_hooks.models import delivery_table, event_table
 from flask_stripe_hooks.testing import create_endpoint
 from flask_stripe_hooks.utils import utcnow
 
-from admin_support import ADMIN, allow
-from history_support import fill
+from support.admin_support import ADMIN, allow
+from support.history_support import fill
 
 ROW = re.compile(r">(evt_[a-z]+\d+)<")
 OLDER = re.compile(r'href="([^"]+)" rel="next">Older')

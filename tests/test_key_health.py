@@ -15,7 +15,7 @@ from flask import Flask
 from flask_stripe_hooks.models import StripeEvent, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, deliver, new_secret
 
-from helpers import rows
+from support.helpers import rows
 
 KEY, OTHER = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 ADMIN = "/stripe-hooks/admin"
@@ -49,7 +49,7 @@ def test_doctor_and_the_health_page_report_an_unreadable_secret(
     app_factory: Any, encrypted: tuple[str, str]
 ) -> None:
     uuid, _ = encrypted
-    from admin_support import allow
+    from support.admin_support import allow
 
     wrong = app_factory(STRIPE_HOOKS_ENCRYPTION_KEY=OTHER, STRIPE_HOOKS_ADMIN_AUTH=allow)
     result = cli(wrong, "doctor")

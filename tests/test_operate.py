@@ -19,7 +19,7 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import AuditEntry, StripeEvent, WebhookEndpoint
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
-from helpers import fetch_json, rows
+from support.helpers import fetch_json, rows
 
 SECRET = "whsec_" + "o" * 32
 
@@ -151,7 +151,7 @@ def test_no_audit_row_for_a_change_that_changes_nothing(app_factory: Any, stub: 
 
 
 def test_endpoint_unhealthy_is_sent_by_doctor_not_by_the_health_page(app_factory: Any) -> None:
-    from admin_support import allow
+    from support.admin_support import allow
 
     app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
     db = app.extensions["sqlalchemy"]
@@ -186,7 +186,7 @@ def test_fetch_missed_against_the_fake_stripe_server(
 ) -> None:
     """The try-out of docs/operations.md: the fake run as ``python -m``, events added to it
     with ``POST /_fake/events``, then ``fetch-missed --undelivered`` and ``fetch-missed``."""
-    from queue_support import Process, wait_until
+    from support.queue_support import Process, wait_until
 
     args = [sys.executable, "-m", "flask_stripe_hooks.testing.fake_stripe", "--port", "0"]
     server = Process(args, dict(os.environ), tmp_path / "fake.log")

@@ -22,7 +22,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, delivery_tab
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 TEST_KEY, LIVE_KEY = "sk_test_recovery51Habc", "sk_live_recovery51Habc"
 

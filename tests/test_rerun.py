@@ -16,7 +16,7 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 ADMIN = "/stripe-hooks/admin"
 
@@ -147,7 +147,7 @@ def test_cli_rerun_of_a_failed_or_processed_event(app_factory: Any, hooks: Strip
 def test_admin_process_again_shows_the_new_failure(
     app_factory: Any, hooks: StripeHooks, died: list[str]
 ) -> None:
-    from admin_support import allow
+    from support.admin_support import allow
 
     app = app_factory(STRIPE_HOOKS_MAX_ATTEMPTS=1, STRIPE_HOOKS_ADMIN_AUTH=allow)
     handler = Handler(app, hooks)
@@ -173,8 +173,8 @@ def test_admin_process_again_shows_the_new_failure(
 def test_queue_rerun_of_a_dead_event_through_a_celery_worker(
     database_url: str, redis_url: str, tmp_path: Path, processes: list[Any]
 ) -> None:
-    import queue_app
-    from queue_support import app_env, queue_app_in, start_worker, wait_until
+    from support import queue_app
+    from support.queue_support import app_env, queue_app_in, start_worker, wait_until
 
     marks = tmp_path / "marks"
     marks.mkdir()

@@ -39,7 +39,7 @@ from flask_stripe_hooks.testing import (
     webhook_path,
 )
 
-from helpers import NODE_HINT, handled, missing, record, rows
+from support.helpers import NODE_HINT, handled, missing, record, rows
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
 API_VERSION = "2025-03-31.basil"

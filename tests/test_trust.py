@@ -25,7 +25,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
 )
 
-from helpers import handled, make_app, record, rows
+from support.helpers import handled, make_app, record, rows
 
 METER_ERROR = "v1.billing.meter.error_report_triggered"
 MB = 1024 * 1024

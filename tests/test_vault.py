@@ -18,8 +18,8 @@ from flask_stripe_hooks import audit, endpoints
 from flask_stripe_hooks.models import AuditEntry, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, deliver, new_secret
 
-from helpers import missing, rows
-from pgserver import find_bindir
+from support.helpers import missing, rows
+from support.pgserver import find_bindir
 
 ADMIN = "/stripe-hooks/admin"
 KEY, OTHER = Fernet.generate_key().decode(), Fernet.generate_key().decode()

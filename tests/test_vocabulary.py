@@ -15,7 +15,7 @@ from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import event_table
 from flask_stripe_hooks.testing import build_event, create_endpoint, event_for
 
-from helpers import missing
+from support.helpers import missing
 
 #: Stored types, and which of them the prefix ``invoice`` holds.
 TYPES = {

@@ -15,7 +15,7 @@ from flask_stripe_hooks import endpoints
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
 
-from helpers import missing
+from .helpers import missing
 
 ADMIN = "/stripe-hooks/admin"
 PASSWORD = "correct horse battery staple"

@@ -2,7 +2,7 @@
 
 from flask_stripe_hooks import signals
 
-from queue_app import create_app, log_dead
+from .queue_app import create_app, log_dead
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from helpers import missing
+from .helpers import missing
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tests/: support.* imports from there
 
 
 def free_port() -> int:
@@ -153,7 +153,7 @@ def app_env(database_url: str, marks: Path, **extra: Any) -> dict[str, str]:
 def queue_app_in(env: dict[str, str]) -> Any:
     """:mod:`queue_app`'s app built in this process with ``env`` (as the worker has it),
     its tables created."""
-    import queue_app
+    from . import queue_app
 
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -170,9 +170,9 @@ def start_worker(
     *,
     pool: str = "prefork",
     concurrency: int = 2,
-    app: str = "queue_worker:celery_app",
+    app: str = "support.queue_worker:celery_app",
 ) -> Process:
-    """``celery -A queue_worker:celery_app worker``; returns once it says it is ready."""
+    """``celery -A support.queue_worker:celery_app worker``; returns once it says it is ready."""
     args = [sys.executable, "-m", "celery", "-A", app, "worker"]
     args += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
     args += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"w{log.stem}@%h"]
@@ -196,7 +196,7 @@ def start_gunicorn(
     port = port or free_port()
     args = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
     args += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--timeout", "120"]
-    args += ["queue_app:create_app()"]
+    args += ["support.queue_app:create_app()"]
     server = Process(args, env, log)
     try:
         wait_until(lambda: port_open(port) or not server.alive(), 60, "gunicorn")
