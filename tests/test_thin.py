@@ -224,7 +224,8 @@ def test_thin_payload_on_snapshot_endpoint_is_400(app, client, endpoint, seen):
         ('{"id": "evt_1", "object": "v2.core.ev', "sign", "body is not JSON"),
         (json.dumps({**build_thin_event(NO_METER), "n": float("nan")}), "sign", "body is not JSON"),
         ("[" * 100_000 + "]" * 100_000, "sign", "body is not JSON"),
-        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "body is not a Stripe thin event"),
+        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "event has no valid id"),
+        ('{"id": "evt_1", "object": "list", "type": "v1.x"}', "sign", "body is not a Stripe thin"),
         (
             '{"id": "evt_1", "object": "v2.core.event", "type": "v1.billing.meter.no_meter_found",'
             ' "created": "2026-01-01T00:00:00Z"}',

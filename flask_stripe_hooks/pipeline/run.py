@@ -44,10 +44,13 @@ from ..outcomes import (
     PAUSED,
     PROCESSED,
     RETRYING,
+    SHADOW,
+    TWIN,
     UNAVAILABLE,
     Result,
 )
 from ..stripe_api import client_for
+from . import twins
 from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
@@ -59,7 +62,7 @@ from .attempt import (
 )
 from .callbacks import collecting, run, stop_collecting
 from .endpoint_cache import EndpointInfo, endpoint_by_id
-from .storage import claim, lock_stored, mark_stale, track_newest
+from .storage import claim, lock_stored, mark_stale, set_attempt, track_newest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -101,9 +104,13 @@ def run_handlers(
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
+    shadow = event.thin and endpoint is not None and endpoint.phase == twins.SHADOW_PHASE
+    object.__setattr__(event, "shadow", shadow)
     connection: sa.Connection | None = None
+    shadow_error: Exception | None = None
     try:
         claimed, new, newer = True, False, None
+        twins.look_up(event, endpoint)
         object_id, created = event.object_id, event.created_at
         if stored:
             claimed = claim(session, event.id, now, skip=skip)
@@ -121,6 +128,15 @@ def run_handlers(
             )
             if not new:  # stored before: a failed event is claimed, a processed one is not
                 claimed = claim(session, event.id, now)
+        twin_id = None
+        if not claimed and not stored:  # a snapshot event whose thin twin ran first?
+            twin_id = twins.adopt(state, session, event, endpoint_id, now)
+        elif claimed and not shadow:
+            twin_id = twins.settle(state, session, event, now)
+        if twin_id is not None:
+            write_attempt(state, session, TWIN, delivery, event)
+            notify(signals.twin_skipped, event=event, twin_id=twin_id)
+            return Result(TWIN, f"twin of {twin_id}: it ran the handlers", event.id)
         if not claimed:
             write_attempt(state, session, DUPLICATE, delivery, event)
             notify(signals.duplicate_skipped, event=event)
@@ -131,42 +147,23 @@ def run_handlers(
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
         skipped = state.registry.dispatch(event, endpoint=endpoint)
-        if skipped:
+        if skipped and not shadow:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
             notify(signals.stale_skipped, event=event, handlers=skipped)
-        write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
-    except Ignore as exc:
-        reason = exc.reason or None
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason)
-        notify(signals.event_ignored, event=event, reason=exc.reason)
-        return Result(IGNORED, exc.reason or IGNORED, event.id)
-    except Retry as exc:
-        reason = exc.reason or None
-        status, delay = write_failure(
-            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc
-        )
-        if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
-            return Result(DEAD, "dead: retried too often", event.id)
-        notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
-        return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+        if not shadow:
+            write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
+    except (Ignore, Retry) as exc:
+        if not shadow:  # in shadow, not failures: the event is never run again anyway
+            return _declined(state, session, event, endpoint_id, delivery, exc)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-        status, _ = write_failure(
-            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace
-        )
-        notify(signals.event_failed, event=event, exception=exc)
-        if unavailable(exc):
-            log.warning("database unavailable while processing %s: %s", event.id, exc)
-            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
-        log.exception("handler failed for event %s (%s)", event.id, event.type)
-        if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
-            return Result(DEAD, "dead: failed too often", event.id)
-        return Result(FAILED, "handler failed", event.id)
+        if shadow and not unavailable(exc):
+            shadow_error = exc
+        else:
+            return _failed(state, session, event, endpoint_id, delivery, exc)
     finally:
         stop_collecting(token)
+    if shadow:
+        return _shadowed(state, session, event, endpoint_id, delivery, shadow_error)
     run(callbacks)
     notify(
         signals.event_processed,
@@ -174,6 +171,86 @@ def run_handlers(
         duration_ms=(time.perf_counter() - started) * 1000.0,
     )
     return Result(PROCESSED, event_id=event.id)
+
+
+def _failed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception,
+) -> Result:
+    """A handler (or the database) raised: roll back, store the event as ``failed`` (``dead``
+    once its attempts are spent) with the traceback; the database being away is
+    ``unavailable``."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    status, _ = write_failure(
+        state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace
+    )
+    notify(signals.event_failed, event=event, exception=exc)
+    if unavailable(exc):
+        log.warning("database unavailable while processing %s: %s", event.id, exc)
+        return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
+    log.exception("handler failed for event %s (%s)", event.id, event.type)
+    if status == DEAD:
+        notify(signals.event_dead, event=event, exception=exc)
+        return Result(DEAD, "dead: failed too often", event.id)
+    return Result(FAILED, "handler failed", event.id)
+
+
+def _declined(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Ignore | Retry,
+) -> Result:
+    """A handler raised ``Ignore`` or ``Retry``: roll back, and store the event as
+    ``ignored`` or ``retrying`` (``dead`` once its attempts are spent)."""
+    reason = exc.reason or None
+    if isinstance(exc, Ignore):
+        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason)
+        notify(signals.event_ignored, event=event, reason=exc.reason)
+        return Result(IGNORED, exc.reason or IGNORED, event.id)
+    status, delay = write_failure(
+        state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc
+    )
+    if status == DEAD:
+        notify(signals.event_dead, event=event, exception=exc)
+        return Result(DEAD, "dead: retried too often", event.id)
+    notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
+    return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+
+
+def _shadowed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception | None,
+) -> Result:
+    """The shadow phase of a move to thin events: the handlers ran; roll back all they wrote
+    (and drop their ``on_commit`` callbacks), then store the event as ``shadow`` with what a
+    handler raised, in a new transaction. Answered 200: a failure here is for the person
+    moving, not for Stripe to retry."""
+    session.rollback()
+    error = trace = None
+    if exc is not None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    now = datetime.now(timezone.utc)
+    insert_event(
+        state, session, event, endpoint_id, now, status=SHADOW, attempts=1, processed_at=now
+    )
+    set_attempt(session, event.id, SHADOW, 1, error, trace)
+    write_attempt(state, session, SHADOW, delivery, event, error=error)
+    notify(signals.event_shadowed, event=event, exception=exc)
+    reason = "shadow: handlers ran, their writes rolled back"
+    return Result(SHADOW, reason if exc is None else "shadow: a handler failed", event.id)
 
 
 def process_stored(
