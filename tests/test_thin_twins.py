@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,19 @@ def answer(response: Any) -> tuple[int, str]:
     return response.status_code, response.text.strip()
 
 
+def twin_of(event_id: str) -> str:
+    """What the twin that ran nothing is answered."""
+    return f"twin of {event_id}: it ran the handlers"
+
+
 @pytest.mark.parametrize("upsert", [True, False], ids=["on-conflict", "integrity-error"])
 def test_snapshot_first_then_thin_twin_runs_nothing(app, client, endpoint, thin, handlers, upsert):
     snapshot = build_event("customer.created")
     twin = build_thin_twin(snapshot)
     s_id, t_id = snapshot["id"], twin["id"]
-    with without_on_conflict() if not upsert else _nothing():
+    with without_on_conflict() if not upsert else nullcontext():
         assert answer(deliver(client, endpoint, snapshot)) == (200, "processed")
-        assert answer(deliver(client, thin, twin)) == (200, f"twin of {s_id}: it ran the handlers")
+        assert answer(deliver(client, thin, twin)) == (200, twin_of(s_id))
         for again in ((endpoint, snapshot), (thin, twin)):  # redeliveries of either
             assert answer(deliver(client, *again)) == (200, "duplicate")
     assert handled(app) == [(s_id, "snapshot handler")]
@@ -86,12 +92,12 @@ def test_thin_first_then_snapshot_twin_runs_nothing(app, client, endpoint, thin,
     snapshot = build_event("customer.created", {"email": "a@example.com"})
     twin = build_thin_twin(snapshot)
     s_id, t_id = snapshot["id"], twin["id"]
-    with without_on_conflict() if not upsert else _nothing():
+    with without_on_conflict() if not upsert else nullcontext():
         assert answer(deliver(client, thin, twin)) == (200, "processed")
         assert statuses(app) == {t_id: ("processed", s_id), s_id: ("twin", t_id)}
         assert answer(deliver(client, endpoint, snapshot)) == (
             200,
-            f"twin of {t_id}: it ran the handlers",
+            twin_of(t_id),
         )
         for again in ((endpoint, snapshot), (thin, twin)):
             assert answer(deliver(client, *again)) == (200, "duplicate")
@@ -101,14 +107,6 @@ def test_thin_first_then_snapshot_twin_runs_nothing(app, client, endpoint, thin,
     (stored,) = rows(app, StripeEvent, StripeEvent.id == s_id)
     assert stored.data["object"]["email"] == "a@example.com" and stored.type == "customer.created"
     assert stored.endpoint_id == endpoint.id and stored.attempts == 1
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_a_failed_first_twin_leaves_the_business_event_to_the_other(
@@ -136,7 +134,7 @@ def test_a_failed_first_twin_leaves_the_business_event_to_the_other(
     handlers["thin"] = False
     assert answer(deliver(client, thin, twin)) == (
         200,
-        f"twin of {snapshot['id']}: it ran the handlers",
+        twin_of(snapshot["id"]),
     )
     assert handled(app)[1:] == [(snapshot["id"], "snapshot handler")]
 
@@ -169,7 +167,7 @@ def test_queue_mode_workers_apply_the_twins_rule(app_factory, hooks, database_ur
         result = process_stored(get_state(), twin["id"])
     assert (result.outcome, result.reason) == (
         "twin",
-        f"twin of {snapshot['id']}: it ran the handlers",
+        twin_of(snapshot["id"]),
     )
     assert handled(app) == [(snapshot["id"], "customer.created")]
     assert statuses(app)[twin["id"]] == ("twin", snapshot["id"])
