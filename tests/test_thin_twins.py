@@ -220,3 +220,41 @@ def test_concurrent_twins_from_several_processes_run_once(postgres_url, tmp_path
     finally:
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose()
+
+
+# -- the link, both ways, in the CLI and the admin ----------------------------------------------
+
+
+def allow() -> bool:
+    return True
+
+
+def test_cli_and_admin_show_the_link_both_ways(app_factory, hooks):
+    app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        snapshot_endpoint, thin = create_endpoint(db), create_endpoint(db, payload="thin")
+    hooks.on("customer.created", "v1.customer.created")(lambda event, **kw: None)
+    client = app.test_client()
+    snapshot = build_event("customer.created")
+    twin = build_thin_twin(snapshot)
+    s_id, t_id = snapshot["id"], twin["id"]
+    deliver(client, thin, twin)
+    deliver(client, snapshot_endpoint, snapshot)
+
+    listing = app.test_cli_runner().invoke(args=["stripe-hooks", "events"])
+    assert listing.exit_code == 0, listing.output
+    lines = {line.split()[0]: line for line in listing.output.splitlines()[1:]}
+    assert f"processed, twin {s_id}" in lines[t_id]
+    assert f"twin of {t_id}" in lines[s_id]
+    twins_only = app.test_cli_runner().invoke(args=["stripe-hooks", "events", "--status", "twin"])
+    assert [line.split()[0] for line in twins_only.output.splitlines()[1:]] == [s_id]
+
+    page = client.get(f"/stripe-hooks/admin/events/{t_id}")
+    assert page.status_code == 200
+    assert f'href="/stripe-hooks/admin/events/{s_id}"' in page.text
+    assert "this one ran the handlers, that one ran nothing" in page.text
+    page = client.get(f"/stripe-hooks/admin/events/{s_id}")
+    assert f'href="/stripe-hooks/admin/events/{t_id}"' in page.text
+    assert "that one ran the handlers, this one ran nothing" in page.text
+    assert '<span class="badge twin">twin</span>' in page.text

@@ -299,9 +299,11 @@ def event_detail(event_id: str) -> Any:
         .order_by(WebhookDelivery.id)
     ).all()
     payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
+    twin = session.get(StripeEvent, event.twin_id) if event.twin_id else None
     return render_template(
         T + "event.html",
         event=event,
+        twin=twin,
         payload=payload,
         deliveries=deliveries,
         form=ProcessForm(formdata=None),
