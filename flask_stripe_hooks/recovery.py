@@ -371,9 +371,9 @@ def find_missed(
             if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
                 batch.append(event)
             if len(batch) >= 100:
-                missed.events += _not_stored(session, batch)
+                missed.events += not_stored(session, batch)
                 batch = []
-        missed.events += _not_stored(session, batch)
+        missed.events += not_stored(session, batch)
     except stripe.PermissionError:
         raise stripe_api.StripeAPIError(
             "The key may not read events; use a secret key, or give the restricted key"
@@ -387,7 +387,8 @@ def find_missed(
     return missed
 
 
-def _not_stored(session: Any, events: list[Event]) -> list[Event]:
+def not_stored(session: Any, events: list[Event]) -> list[Event]:
+    """The events whose id is not stored here, each once."""
     if not events:
         return []
     ids = [e.id for e in events]
@@ -403,13 +404,14 @@ def _not_stored(session: Any, events: list[Event]) -> list[Event]:
     return out
 
 
-def store_missed(state: State, events: Iterable[Event]) -> Summary:
-    """Store and process (or, in queue mode, queue) events that never arrived."""
+def store_missed(state: State, events: Iterable[Event], endpoint: Any = None) -> Summary:
+    """Store and process (or, in queue mode, queue) events that never arrived; ``endpoint``
+    (an ``EndpointInfo``) is the one they are recorded for, whose account they fetch with."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     summary = Summary()
     for event in events:
         with app.app_context():
-            summary.add(store_event(state, event))
+            summary.add(store_event(state, event, endpoint))
     return summary
 
 

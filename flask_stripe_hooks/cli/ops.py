@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import click
 
-from .. import health, recovery
+from .. import health, recovery, thin_recovery
+from ..events import PAYLOAD_STYLES
 from ..state import get_state
 from . import cli
 from ._support import DRY_RUN, DURATION, MODES, check_type, find_endpoint, progress, refused
@@ -75,6 +76,18 @@ def _print_findings(findings: list[health.Finding]) -> None:
 )
 @click.option("--account", default="", help="Name of the account in STRIPE_HOOKS_ACCOUNTS.")
 @click.option("--mode", type=MODES, default="test", show_default=True)
+@click.option(
+    "--payload",
+    type=click.Choice(PAYLOAD_STYLES),
+    default="snapshot",
+    show_default=True,
+    help="thin: read thin events (GET /v2/core/events) instead of snapshot events.",
+)
+@click.option(
+    "--endpoint",
+    "endpoint_id",
+    help="With --payload thin: the thin endpoint to record them for (default: the only one).",
+)
 @DRY_RUN
 def fetch_missed(
     since: timedelta,
@@ -82,21 +95,45 @@ def fetch_missed(
     undelivered: bool,
     account: str,
     mode: str,
+    payload: str,
+    endpoint_id: str | None,
     dry_run: bool,
 ) -> None:
     """Read recent events from Stripe; store and process those that never arrived."""
-    check_type(type_prefix)
-    state = get_state()
-    with refused():
-        missed = recovery.find_missed(
-            state,
-            since=since,
-            type_prefix=type_prefix,
-            account=account,
-            livemode=mode == "live",
-            undelivered=undelivered,
+    state, livemode, thin = get_state(), mode == "live", payload == "thin"
+    check_type(type_prefix, thin=thin)
+    if thin and undelivered:
+        raise click.ClickException(
+            "Stripe's v2 events API cannot tell undelivered events: run 'fetch-missed"
+            " --payload thin' without --undelivered (it stores every event not stored here)."
         )
-    which = "undelivered event(s)" if undelivered else "event(s)"
+    if endpoint_id and not thin:
+        raise click.ClickException("--endpoint is for --payload thin.")
+    named = find_endpoint(endpoint_id) if endpoint_id else None
+    with refused():
+        if thin:
+            endpoint = thin_recovery.thin_endpoint(
+                state, account=account, livemode=livemode, named=named
+            )
+            missed = thin_recovery.find_missed_thin(
+                state,
+                since=since,
+                type_prefix=type_prefix,
+                account=account,
+                livemode=livemode,
+                endpoint=endpoint,
+            )
+        else:
+            endpoint = None
+            missed = recovery.find_missed(
+                state,
+                since=since,
+                type_prefix=type_prefix,
+                account=account,
+                livemode=livemode,
+                undelivered=undelivered,
+            )
+    which = "undelivered event(s)" if undelivered else "thin event(s)" if thin else "event(s)"
     click.echo(f"Stripe listed {missed.seen} {which}; {len(missed.events)} not stored here.")
     if dry_run:
         for event in missed.events:
@@ -105,7 +142,7 @@ def fetch_missed(
         click.echo(f"fetch-missed: dry run, would store {len(missed.events)}")
         return
     with progress(missed.events, "Storing") as bar:
-        summary = recovery.store_missed(state, bar)
+        summary = recovery.store_missed(state, bar, endpoint)
     recovery.reconciled(missed, summary, undelivered=undelivered)
     click.echo(f"fetch-missed: {summary.line()}")
     if summary.failed:

@@ -13,9 +13,10 @@ It serves:
 - ``/v1/events``: list (``created[gte|gt|lte|lt]``, ``type``, ``types[]``,
   ``delivery_success``, ``starting_after``, ``limit``) and retrieve, for events added with
   :meth:`FakeStripe.add_event`;
-- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete),
-  ``/v2/core/events/{id}`` (:meth:`FakeStripe.add_thin_event`) and ``GET`` of any object
-  added with :meth:`FakeStripe.add_object` (a thin event's related object).
+- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete, list),
+  ``/v2/core/events`` (list: ``created[...]``, ``types[]``, ``object_id``, pages) and
+  ``/v2/core/events/{id}`` for events added with :meth:`FakeStripe.add_thin_event`, and
+  ``GET`` of any object added with :meth:`FakeStripe.add_object` (a related object).
 
 In your tests::
 
@@ -49,6 +50,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import event_types
 from ..utils import mode_name
+from . import _v2_lists
 from ._wire import Recorded, StripeError, decode_form, not_found, now
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
@@ -96,6 +98,7 @@ class FakeStripe:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._pages: _v2_lists.Pages = {}  # the v2 lists' page tokens
 
     # -- control ------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class FakeStripe:
             ):
                 kept.clear()
             self.next_id = None
+            self._pages.clear()
 
     def fail_next(self, status: int, error: dict[str, Any]) -> None:
         """Answer the next request with this HTTP status and ``{"error": error}``."""
@@ -405,6 +409,8 @@ class FakeStripe:
         method = request.method
         if path == "/v2/core/event_destinations" and method == "POST":
             return 200, self._create_destination(livemode, request.json or {})
+        if method == "GET" and path in ("/v2/core/events", "/v2/core/event_destinations"):
+            return 200, self._list_v2(livemode, path, request.query)
         match = re.fullmatch(r"/v2/core/events/([^/]+)", path)
         if match and method == "GET":
             event = self.thin_events.get(match.group(1))
@@ -432,6 +438,13 @@ class FakeStripe:
                 del self.destinations[destination["id"]]
                 return 200, {"id": destination["id"], "object": "v2.core.event_destination"}
         raise StripeError(404, f"Unrecognized request URL ({method}: {request.path}).")
+
+    def _list_v2(self, livemode: bool, path: str, query: dict[str, Any]) -> dict[str, Any]:
+        """``GET /v2/core/events`` and ``GET /v2/core/event_destinations`` (see ``_v2_lists``)."""
+        if path == "/v2/core/events":
+            return _v2_lists.list_events(self.thin_events.values(), livemode, query, self._pages)
+        destinations = self.destinations.values()
+        return _v2_lists.list_destinations(destinations, livemode, query, self._pages, self._shown)
 
     @staticmethod
     def _check_thin_events(events: Any) -> list[str]:
