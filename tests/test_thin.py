@@ -605,14 +605,14 @@ def test_delete_of_a_destination_gone_on_stripe_is_not_an_error(app, db, stub, s
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_sync_endpoints_leaves_thin_endpoints_alone(app, db, stub, secret):
+def test_sync_endpoints_reports_a_thin_endpoint_gone_on_stripe(app, db, stub, secret):
     with app.app_context():
-        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_kept")
-    result = cli(app, "sync-endpoints")
+        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_gone")
+    result = cli(app, "sync-endpoints")  # thin endpoints are synced too (test_thin_sync.py)
     assert result.exit_code == 0, result.output
-    assert "missing" not in result.output
+    assert "1 missing on Stripe" in result.output and "ed_test_gone" in result.output
     (endpoint,) = rows(app, WebhookEndpoint)
-    assert endpoint.status == "enabled"
+    assert endpoint.status == "enabled"  # left alone
 
 
 # -- CLI: register, send-test-event, event-types -----------------------------------------------
