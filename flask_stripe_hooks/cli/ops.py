@@ -1,5 +1,6 @@
 """Commands to run the extension in production: ``doctor``, ``fetch-missed`` (with
-``--undelivered``) and ``upgrade-endpoint``, added to the ``flask stripe-hooks`` group.
+``--undelivered``, or ``--payload thin``), ``upgrade-endpoint`` and ``migrate-to-thin``,
+added to the ``flask stripe-hooks`` group.
 
 Thin, as :mod:`flask_stripe_hooks.cli` is: :mod:`flask_stripe_hooks.health`,
 :mod:`flask_stripe_hooks.recovery` and :mod:`flask_stripe_hooks.endpoints` do the work.
@@ -12,7 +13,7 @@ from datetime import timedelta
 
 import click
 
-from .. import health, recovery, thin_recovery
+from .. import health, recovery, thin_migration, thin_recovery
 from ..events import PAYLOAD_STYLES
 from ..state import get_state
 from . import cli
@@ -169,3 +170,32 @@ def upgrade_endpoint(endpoint_id: str, api_version: str, base_url: str | None) -
         " Once the new one has delivered for a while ('flask stripe-hooks doctor'),"
         f" turn the old one off: flask stripe-hooks update-endpoint {old.uuid} --disable"
     )
+
+
+@cli.command("migrate-to-thin")
+@click.argument("endpoint_id", metavar="UUID")
+@click.option("--base-url", help="Base URL of this app (default: the snapshot endpoint's URL).")
+@click.option("--cutover", is_flag=True, help="Shadow → cutover: thin events run for real.")
+@click.option("--retire", is_flag=True, help="Cutover → done: disable the snapshot endpoint.")
+@click.option("--force", is_flag=True, help="With --cutover: even if shadow events failed.")
+def migrate_to_thin(
+    endpoint_id: str, base_url: str | None, cutover: bool, retire: bool, force: bool
+) -> None:
+    """Move the snapshot endpoint UUID to thin events: a thin destination mirroring its
+    types (shadow), then --cutover, then --retire. Run without a flag to see where it is."""
+    if cutover and retire:
+        raise click.ClickException("Choose one step: --cutover or --retire.")
+    snapshot = find_endpoint(endpoint_id)
+    with refused():
+        if cutover:
+            thin = thin_migration.cutover(snapshot, force=force)
+        elif retire:
+            thin = thin_migration.retire(snapshot)
+        else:
+            started = thin_migration.thin_of(snapshot) is None
+            thin = thin_migration.start(snapshot, base_url=base_url)
+            if started:
+                click.echo(f"Created thin endpoint {thin.uuid}, mirroring {snapshot.uuid}:")
+                describe(thin)
+    for line in thin_migration.report(get_state(), thin).lines():
+        click.echo(line)
