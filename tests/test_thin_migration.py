@@ -180,10 +180,8 @@ def test_retire_before_cutover_names_the_next_step(app, snapshot, stub):
     cli(app, "migrate-to-thin", str(snapshot.uuid))
     result = cli(app, "migrate-to-thin", str(snapshot.uuid), "--retire")
     assert result.exit_code == 1
-    assert (
-        f"in the shadow phase, not cutover; next: flask stripe-hooks migrate-to-thin {snapshot.uuid} --cutover"
-        in result.output
-    )
+    step = f"flask stripe-hooks migrate-to-thin {snapshot.uuid} --cutover"
+    assert f"in the shadow phase, not cutover; next: {step}" in result.output
     assert stub.endpoints[snapshot.stripe_id]["status"] == "enabled"
 
 
