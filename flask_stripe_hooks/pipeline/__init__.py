@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from .callbacks import on_commit
-from .dispatch import HandlerSignal, Registry
+from .dispatch import HandlerSignal, NotificationHandler, Registry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, watch_endpoint_writes
 from .guard import parse_allowlist, parse_rejected_limit, parse_store_body
 from .intake import store_event
@@ -40,6 +40,7 @@ __all__ = [
     "SHADOW_PHASE",
     "EndpointInfo",
     "HandlerSignal",
+    "NotificationHandler",
     "Registry",
     "configure",
     "endpoint_by_id",
