@@ -86,3 +86,39 @@ def test_fetch_missed_stores_the_changes_with_the_event(app, db, stub, asked):
     assert result.exit_code == 0, result.output
     assert asked == [(missed["id"], CHANGES, CHANGES["before"])]
     assert [c.path for c in stub.calls("GET")] == ["/v2/core/events"]  # no fetch: it was stored
+
+
+def test_the_worked_example_runs_once_per_business_event(app, db, hooks, stub):
+    """docs/thin-events.md's handler for both kinds: fetch_object() and previous_attributes."""
+    statuses: list[tuple[str, str]] = []
+
+    @hooks.on("customer.subscription.updated", "v1.customer.subscription.updated")
+    def subscription_updated(event: Any, **kwargs: Any) -> None:
+        if "status" in event.previous_attributes:
+            sub = event.fetch_object()  # the current subscription, whichever twin came first
+            statuses.append((sub.id, sub.status))
+
+    with app.app_context():
+        snapshot_endpoint, thin = create_endpoint(db), create_endpoint(db, payload="thin")
+    client = app.test_client()
+    for first in ("snapshot", "thin"):
+        snapshot = build_event(
+            "customer.subscription.updated",
+            {"status": "active"},
+            previous_attributes={"status": "trialing"},
+        )
+        sub_id = snapshot["data"]["object"]["id"]
+        stub.add_object(
+            f"/v1/subscriptions/{sub_id}",
+            {"id": sub_id, "object": "subscription", "status": "past_due"},
+        )
+        twin = build_thin_twin(snapshot)
+        stub.add_thin_event(twin)["changes"] = {
+            "before": {"status": "trialing"},
+            "after": {"status": "active"},
+        }
+        order = [(snapshot_endpoint, snapshot), (thin, twin)]
+        for endpoint, event in order if first == "snapshot" else order[::-1]:
+            assert deliver(client, endpoint, event).status_code == 200
+        assert statuses[-1] == (sub_id, "past_due")  # as it is now, from Stripe
+    assert len(statuses) == 2
