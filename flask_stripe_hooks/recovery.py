@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -355,34 +356,53 @@ def find_missed(
     client = stripe_api.client_for(state, account=account, livemode=livemode)
     params = _list_params(since, type_prefix, undelivered)
     prefix = event_types.normalize_prefix(type_prefix)
-    missed = Missed()
-    session = state.db.session
-    try:
+    with reading_events(state, account, livemode, "Events"):
         listing = client.v1.events.list(params)  # type: ignore[arg-type]
-        page: Iterator[Any] = iter(listing.auto_paging_iter())
-        batch: list[Event] = []
-        for item in page:
-            missed.seen += 1
-            try:
-                event = Event.from_payload(item.to_dict())
-            except NotAnEvent as exc:
-                log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
-                continue
-            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
-                batch.append(event)
-            if len(batch) >= 100:
-                missed.events += not_stored(session, batch)
-                batch = []
-        missed.events += not_stored(session, batch)
+        return gather(state, listing.auto_paging_iter(), Event.from_payload, prefix, livemode)
+
+
+@contextmanager
+def reading_events(state: State, account: str, livemode: bool, what: str) -> Iterator[None]:
+    """stripe-python's errors while listing events → a ``StripeAPIError`` to act on (a key
+    that may not read ``what``); the session holds no transaction afterwards."""
+    try:
+        yield
     except stripe.PermissionError:
         raise stripe_api.StripeAPIError(
             "The key may not read events; use a secret key, or give the restricted key"
-            " read access to Events."
+            f" read access to {what}."
         ) from None
     except stripe.StripeError as exc:
         raise stripe_api.translate(exc, state, account=account, livemode=livemode) from None
     finally:
-        session.rollback()
+        state.db.session.rollback()
+
+
+def gather(
+    state: State,
+    items: Iterable[Any],
+    parse: Callable[[dict[str, Any]], Event],
+    prefix: str | None,
+    livemode: bool,
+) -> Missed:
+    """The events Stripe listed (``items``, read page by page) that are of ``prefix`` and
+    this mode and not stored here, oldest first; an item ``parse`` refuses is logged."""
+    missed = Missed()
+    session = state.db.session
+    batch: list[Event] = []
+    for item in items:
+        missed.seen += 1
+        try:
+            event = parse(item.to_dict())
+        except NotAnEvent as exc:
+            log.warning("fetch-missed: skipped an item Stripe listed: %s", exc)
+            continue
+        if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
+            batch.append(event)
+        if len(batch) >= 100:
+            missed.events += not_stored(session, batch)
+            batch = []
+    missed.events += not_stored(session, batch)
     missed.events.sort(key=lambda e: (e.created or 0, e.id))
     return missed
 

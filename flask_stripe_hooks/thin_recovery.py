@@ -12,27 +12,21 @@ thin events; every event of the range is listed and those stored here are left o
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-import stripe
 
 from . import event_types, stripe_api
-from .errors import NotAnEvent, StripeAPIError
+from .errors import StripeAPIError
 from .events import THIN, ThinEvent
 from .models import WebhookEndpoint
 from .pipeline import EndpointInfo, endpoint_by_id
-from .recovery import EVENTS_KEPT, Missed, not_stored
+from .recovery import EVENTS_KEPT, Missed, gather, reading_events
 from .utils import utcnow
 
 if TYPE_CHECKING:
     from .state import State
-
-log = logging.getLogger("flask_stripe_hooks")
-
 
 def _rfc3339(delta: timedelta) -> str:
     return (utcnow() - delta).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -96,35 +90,10 @@ def find_missed_thin(
     client = stripe_api.client_for(state, account=account, livemode=livemode)
     prefix = event_types.normalize_prefix(type_prefix)
     client_account = endpoint.account if endpoint is not None else account
-    missed = Missed()
-    session = state.db.session
-    try:
+
+    def parse(item: dict[str, Any]) -> ThinEvent:
+        return ThinEvent.from_payload(item, client_account)
+
+    with reading_events(state, account, livemode, "Events (v2)"):
         listing = client.v2.core.events.list(list_params(since, type_prefix))  # type: ignore[arg-type]
-        page: Iterator[Any] = iter(listing.auto_paging_iter())
-        batch: list[Any] = []
-        for item in page:
-            missed.seen += 1
-            try:
-                event = ThinEvent.from_payload(item.to_dict(), client_account)
-            except NotAnEvent as exc:
-                log.warning("fetch-missed: skipped an item of /v2/core/events: %s", exc)
-                continue
-            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
-                batch.append(event)
-            if len(batch) >= 100:
-                missed.events += not_stored(session, batch)
-                batch = []
-        missed.events += not_stored(session, batch)
-    except stripe.PermissionError:
-        raise StripeAPIError(
-            "The key may not read events; use a secret key, or give the restricted key"
-            " read access to Events (v2)."
-        ) from None
-    except stripe.StripeError as exc:
-        raise stripe_api.translate(
-            exc, state, account=account, livemode=livemode, call="GET /v2/core/events"
-        ) from None
-    finally:
-        session.rollback()
-    missed.events.sort(key=lambda e: (e.created or 0, e.id))
-    return missed
+        return gather(state, listing.auto_paging_iter(), parse, prefix, livemode)
