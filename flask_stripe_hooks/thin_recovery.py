@@ -28,6 +28,7 @@ from .utils import utcnow
 if TYPE_CHECKING:
     from .state import State
 
+
 def _rfc3339(delta: timedelta) -> str:
     return (utcnow() - delta).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 

@@ -12,7 +12,6 @@ from flask import Flask
 from flask_stripe_hooks import event_types
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import (
-    FakeStripe,
     build_event,
     build_thin_event,
     build_thin_twin,
@@ -26,8 +25,8 @@ KEY = "sk_test_stub"
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: FakeStripe) -> Flask:
-    return app_factory(STRIPE_TEST_SECRET_KEY=KEY, STRIPE_HOOKS_API_BASE=stub.url)  # type: ignore[no-any-return]
+def app(stub_app: Flask) -> Flask:
+    return stub_app
 
 
 @pytest.fixture

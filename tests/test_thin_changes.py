@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_stripe_hooks.testing import (
-    FakeStripe,
     build_event,
     build_thin_event,
     build_thin_twin,
@@ -24,8 +23,8 @@ CHANGES = {"before": {"email": "old@example.com"}, "after": {"email": "new@examp
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: FakeStripe) -> Flask:
-    return app_factory(STRIPE_TEST_SECRET_KEY=KEY, STRIPE_HOOKS_API_BASE=stub.url)  # type: ignore[no-any-return]
+def app(stub_app: Flask) -> Flask:
+    return stub_app
 
 
 @pytest.fixture

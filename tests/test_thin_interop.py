@@ -27,8 +27,8 @@ KEY = "sk_test_stub"
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: FakeStripe) -> Flask:
-    return app_factory(STRIPE_TEST_SECRET_KEY=KEY, STRIPE_HOOKS_API_BASE=stub.url)  # type: ignore[no-any-return]
+def app(stub_app: Flask) -> Flask:
+    return stub_app
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ ALONE = "customer.source.created"  # a snapshot type with no thin twin
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: FakeStripe) -> Flask:
-    return app_factory(STRIPE_TEST_SECRET_KEY=KEY, STRIPE_HOOKS_API_BASE=stub.url)  # type: ignore[no-any-return]
+def app(stub_app: Flask) -> Flask:
+    return stub_app
 
 
 def cli(app: Flask, *args: str) -> Any:

@@ -25,8 +25,8 @@ METER = "v1.billing.meter.no_meter_found"
 
 
 @pytest.fixture
-def app(app_factory: Any, stub: FakeStripe) -> Flask:
-    return app_factory(STRIPE_TEST_SECRET_KEY=KEY, STRIPE_HOOKS_API_BASE=stub.url)  # type: ignore[no-any-return]
+def app(stub_app: Flask) -> Flask:
+    return stub_app
 
 
 def dashboard(stub: FakeStripe, **body: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import click
 
@@ -111,29 +112,21 @@ def fetch_missed(
     if endpoint_id and not thin:
         raise click.ClickException("--endpoint is for --payload thin.")
     named = find_endpoint(endpoint_id) if endpoint_id else None
+    asked: dict[str, Any] = {
+        "since": since,
+        "type_prefix": type_prefix,
+        "account": account,
+        "livemode": livemode,
+    }
+    endpoint = None
     with refused():
         if thin:
             endpoint = thin_recovery.thin_endpoint(
                 state, account=account, livemode=livemode, named=named
             )
-            missed = thin_recovery.find_missed_thin(
-                state,
-                since=since,
-                type_prefix=type_prefix,
-                account=account,
-                livemode=livemode,
-                endpoint=endpoint,
-            )
+            missed = thin_recovery.find_missed_thin(state, **asked, endpoint=endpoint)
         else:
-            endpoint = None
-            missed = recovery.find_missed(
-                state,
-                since=since,
-                type_prefix=type_prefix,
-                account=account,
-                livemode=livemode,
-                undelivered=undelivered,
-            )
+            missed = recovery.find_missed(state, **asked, undelivered=undelivered)
     which = "undelivered event(s)" if undelivered else "thin event(s)" if thin else "event(s)"
     click.echo(f"Stripe listed {missed.seen} {which}; {len(missed.events)} not stored here.")
     if dry_run:
