@@ -353,7 +353,8 @@ class ThinEvent(Event):
         value = self.data.get("snapshot_event")
         if value is None and self._full is not None:
             value = getattr(self._full, "snapshot_event", None)
-        return value if isinstance(value, str) and value.startswith("evt_") else None
+        valid = isinstance(value, str) and value.startswith("evt_") and value != self.id
+        return value if valid else None
 
     @property
     def changes(self) -> dict[str, Any] | None:

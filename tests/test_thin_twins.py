@@ -258,3 +258,46 @@ def test_cli_and_admin_show_the_link_both_ways(app_factory, hooks):
     assert f'href="/stripe-hooks/admin/events/{t_id}"' in page.text
     assert "that one ran the handlers, this one ran nothing" in page.text
     assert '<span class="badge twin">twin</span>' in page.text
+
+
+def test_the_twin_that_ran_nothing_is_never_run_again(app_factory, hooks):
+    """Reprocessing it (the CLI, the queue, the admin) would run the business event twice."""
+    queued: list[str] = []
+    app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow, STRIPE_HOOKS_EVENT_CALLBACK=queued.append)
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        snapshot_endpoint, thin = create_endpoint(db), create_endpoint(db, payload="thin")
+    hooks.on("customer.created", "v1.customer.created")(
+        lambda event, **kw: record(app, event.id, event.type)
+    )
+    snapshot = build_event("customer.created")
+    twin = build_thin_twin(snapshot)
+    client = app.test_client()
+    deliver(client, thin, twin)
+    deliver(client, snapshot_endpoint, snapshot)
+    with app.app_context():
+        assert process_stored(get_state(), twin["id"]).outcome == "processed"
+        assert process_stored(get_state(), snapshot["id"]).outcome == "twin"
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["stripe-hooks", "reprocess", snapshot["id"]])
+    assert result.exit_code == 0 and "reprocess: 1 twin" in result.output, result.output
+    queued.clear()
+    result = runner.invoke(args=["stripe-hooks", "reprocess", snapshot["id"], "--enqueue"])
+    assert "1 twin" in result.output and queued == []
+    assert statuses(app)[snapshot["id"]] == ("twin", twin["id"])
+    page = client.get(f"/stripe-hooks/admin/events/{snapshot['id']}")
+    assert "Its twin ran the handlers" in page.text and "Process again" not in page.text
+    assert handled(app) == [(twin["id"], "v1.customer.created")]
+
+    # Its twin can be run again, as any event, and stays the one that ran.
+    result = runner.invoke(args=["stripe-hooks", "reprocess", twin["id"]])
+    assert "reprocess: 1 processed" in result.output
+    result = runner.invoke(args=["stripe-hooks", "reprocess", twin["id"], "--enqueue"])
+    assert "1 queued" in result.output and queued == [twin["id"]]
+    with app.app_context():
+        assert process_stored(get_state(), twin["id"]).outcome == "processed"
+    assert handled(app) == [(twin["id"], "v1.customer.created")] * 3
+    assert statuses(app) == {
+        twin["id"]: ("processed", snapshot["id"]),
+        snapshot["id"]: ("twin", twin["id"]),
+    }

@@ -27,7 +27,7 @@ from ..crypto import sealed, unseal
 from ..errors import StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
-from ..outcomes import FAILED, MISSING, REJECTED
+from ..outcomes import FAILED, MISSING, REJECTED, TWIN
 from ..state import get_state
 from ..utils import fmt_time as utc_time
 from ..utils import mask, parse_duration, utcnow
@@ -314,7 +314,9 @@ def event_process(event_id: str) -> Any:
     result = recovery.process_again(get_state(), event_id)
     if result.outcome == MISSING:
         abort(404, "No such event.")
-    if result.outcome == "queued":
+    if result.outcome == TWIN:
+        flash(f"Event {event_id} is not run: {result.reason}; process that one again.", "error")
+    elif result.outcome == "queued":
         flash(f"Event {event_id} queued to be processed again by a worker.", "success")
     elif result.ok:
         flash(f"Event {event_id} processed again: {result.outcome}.", "success")

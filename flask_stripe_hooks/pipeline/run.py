@@ -257,6 +257,7 @@ def process_stored(
     state: State, event_id: str, *, force: bool = False, dead: bool = False
 ) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
+    An event whose twin ran the handlers is never run (``twin``): run its twin again.
 
     Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
     same event at once). An event the pipeline is done with (processed, ignored, dead) is
@@ -274,6 +275,9 @@ def process_stored(
         if row is None:
             session.rollback()
             return Result(MISSING, f"no stored event {event_id}", event_id)
+        if row.status == TWIN:  # its twin ran the business event: that is the one to run
+            session.rollback()
+            return Result(TWIN, f"twin of {row.twin_id}: it ran the handlers", event_id)
         skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
         if row.status in skip:
             session.rollback()

@@ -317,9 +317,10 @@ def claim_twin(session: Session, placeholder: Mapping[str, Any]) -> bool:
     """Take the business event of the snapshot event ``placeholder["id"]`` for a thin event:
     insert the snapshot event's row as its placeholder (status ``twin``, no data, 0 attempts)
     unless a row with its id exists; else take over a row the pipeline is not done with
-    (failed, pending, retrying). ``False``: the snapshot event is done (processed, ignored,
-    dead) or its twin already ran. On PostgreSQL a concurrent attempt on the same id waits
-    for this transaction, then finds the row (the primary key is the twin key)."""
+    (failed, pending, retrying), or one this thin event claimed before (it is run again).
+    ``False``: the snapshot event is done (processed, ignored, dead) or another twin ran.
+    On PostgreSQL a concurrent attempt on the same id waits for this transaction, then
+    finds the row (the primary key is the twin key)."""
     connection = session.connection()
     if connection.dialect.name in _ON_CONFLICT and _on_conflict:
         if insert_event(connection, placeholder):
@@ -331,10 +332,17 @@ def claim_twin(session: Session, placeholder: Mapping[str, Any]) -> bool:
             return True
         except IntegrityError:
             pass
+    row, claimant = event_table.c, placeholder["twin_id"]
     taken = session.execute(
         event_table.update()
-        .where(event_table.c.id == placeholder["id"], event_table.c.status.not_in(FINAL_STATUSES))
-        .values(status=TWIN, twin_id=placeholder["twin_id"], next_attempt_at=None)
+        .where(
+            row.id == placeholder["id"],
+            sa.or_(
+                row.status.not_in(FINAL_STATUSES),
+                sa.and_(row.status == TWIN, row.twin_id == claimant),  # claimed before: a rerun
+            ),
+        )
+        .values(status=TWIN, twin_id=claimant, next_attempt_at=None)
     )
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
