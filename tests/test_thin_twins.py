@@ -172,6 +172,17 @@ def test_queue_mode_workers_apply_the_twins_rule(app_factory, hooks, database_ur
     assert handled(app) == [(snapshot["id"], "customer.created")]
     assert statuses(app)[twin["id"]] == ("twin", snapshot["id"])
 
+    # The thin twin's worker first: the snapshot event's delivery, queued after, is its twin.
+    snapshot = build_event("customer.created", {"email": "b@example.com"})
+    twin = build_thin_twin(snapshot)
+    assert answer(deliver(client, thin, twin)) == (200, "queued")
+    with app.app_context():
+        assert process_stored(get_state(), twin["id"]).outcome == "processed"
+    assert answer(deliver(client, snapshot_endpoint, snapshot)) == (200, twin_of(twin["id"]))
+    (row,) = rows(app, StripeEvent, StripeEvent.id == snapshot["id"])
+    assert (row.status, row.data["object"]["email"]) == ("twin", "b@example.com")
+    assert handled(app)[1:] == [(twin["id"], "v1.customer.created")]
+
 
 # -- several processes at once, on PostgreSQL ---------------------------------------------------
 
