@@ -444,11 +444,14 @@ class ThinEvent(Event):
 
 
 def _needs_related_object(event_type: str) -> bool:
-    """Whether stripe-python's notification class of the type declares a related object."""
-    from .event_types import thin_notification_classes
+    """Whether stripe-python's notification class of the type declares a related object
+    (found as its ``parse_event_notification`` finds it: that one class is imported)."""
+    from stripe.events import UnknownEventNotification
+    from stripe.events._event_classes import get_v2_event_notification_class
 
-    cls = thin_notification_classes().get(event_type)
-    return cls is not None and "related_object" in getattr(cls, "__annotations__", {})
+    cls = get_v2_event_notification_class(event_type)
+    known = cls is not UnknownEventNotification  # whose related object is optional
+    return known and "related_object" in getattr(cls, "__annotations__", {})
 
 
 def check_thin_fields(payload: dict[str, Any], event_type: str) -> None:
