@@ -10,7 +10,8 @@ platform's key): the platform's own ``/v1/events`` never lists them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -114,28 +115,27 @@ def find_missed(
     client = stripe_api.client_as(state, account=account, livemode=livemode, connected=connected)
     params = _list_params(since, type_prefix, undelivered)
     prefix = event_types.normalize_prefix(type_prefix)
-    missed = Missed(connected=connected)
-    session = state.db.session
-    try:
+
+    def parse(payload: dict[str, Any]) -> Event:
+        if connected:  # as a Connect endpoint would have received it
+            payload.setdefault("account", connected)
+        return Event.from_payload(payload)
+
+    with reading_events(state, account, livemode, "Events", connected=connected):
         listing = client.v1.events.list(params)  # type: ignore[arg-type]
-        page: Iterator[Any] = iter(listing.auto_paging_iter())
-        batch: list[Event] = []
-        for item in page:
-            missed.seen += 1
-            payload = item.to_dict()
-            if connected:  # as a Connect endpoint would have received it
-                payload.setdefault("account", connected)
-            try:
-                event = Event.from_payload(payload)
-            except NotAnEvent as exc:
-                log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
-                continue
-            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
-                batch.append(event)
-            if len(batch) >= 100:
-                missed.events += _not_stored(session, batch)
-                batch = []
-        missed.events += _not_stored(session, batch)
+        missed = Missed(connected=connected)
+        return gather(state, listing.auto_paging_iter(), parse, prefix, livemode, missed)
+
+
+@contextmanager
+def reading_events(
+    state: State, account: str, livemode: bool, what: str, *, connected: str = ""
+) -> Iterator[None]:
+    """stripe-python's errors while listing events → a ``StripeAPIError`` to act on (a key
+    that may not read ``what``, a connected account that is not the platform's); the session
+    holds no transaction afterwards."""
+    try:
+        yield
     except stripe.PermissionError as exc:
         if connected and getattr(exc.error, "code", None) == "account_invalid":
             raise StripeAPIError(
@@ -144,12 +144,40 @@ def find_missed(
             ) from None
         raise StripeAPIError(
             "The key may not read events; use a secret key, or give the restricted key"
-            " read access to Events."
+            f" read access to {what}."
         ) from None
     except stripe.StripeError as exc:
         raise stripe_api.translate(exc, state, account=account, livemode=livemode) from None
     finally:
-        session.rollback()
+        state.db.session.rollback()
+
+
+def gather(
+    state: State,
+    items: Iterable[Any],
+    parse: Callable[[dict[str, Any]], Event],
+    prefix: str | None,
+    livemode: bool,
+    missed: Missed | None = None,
+) -> Missed:
+    """The events Stripe listed (``items``, read page by page) that are of ``prefix`` and
+    this mode and not stored here, oldest first; an item ``parse`` refuses is logged."""
+    missed = missed or Missed()
+    session = state.db.session
+    batch: list[Event] = []
+    for item in items:
+        missed.seen += 1
+        try:
+            event = parse(item.to_dict())
+        except NotAnEvent as exc:
+            log.warning("fetch-missed: skipped an item Stripe listed: %s", exc)
+            continue
+        if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
+            batch.append(event)
+        if len(batch) >= 100:
+            missed.events += _not_stored(session, batch)
+            batch = []
+    missed.events += _not_stored(session, batch)
     missed.events.sort(key=lambda e: (e.created or 0, e.id))
     return missed
 
@@ -190,13 +218,14 @@ def _not_stored(session: Any, events: list[Event]) -> list[Event]:
     return out
 
 
-def store_missed(state: State, events: Iterable[Event]) -> Summary:
-    """Store and process (or, in queue mode, queue) events that never arrived."""
+def store_missed(state: State, events: Iterable[Event], endpoint: Any = None) -> Summary:
+    """Store and process (or, in queue mode, queue) events that never arrived; ``endpoint``
+    (an ``EndpointInfo``) is the one they are recorded for, whose account they fetch with."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     summary = Summary()
     for event in events:
         with app.app_context():
-            summary.add(store_event(state, event))
+            summary.add(store_event(state, event, endpoint))
     return summary
 
 

@@ -262,6 +262,7 @@ def create_endpoint(
     metadata: dict[str, Any] | None = None,
     connect: bool = False,
     payload: str = SNAPSHOT,
+    migration: dict[str, str] | None = None,
 ) -> WebhookEndpoint:
     """Create an endpoint on Stripe and store it with its one-time signing secret.
 
@@ -272,6 +273,7 @@ def create_endpoint(
     is also put in the Stripe endpoint's metadata (``flask_stripe_hooks_uuid``). Events
     default to ``*``; the API version to ``STRIPE_API_VERSION``, else the version of the
     installed stripe-python, so events arrive in the shape the library expects.
+    ``migration``: what ``migrate-to-thin`` records on the thin endpoint it makes.
     """
     state = get_state()
     base = check_base_url(base_url)
@@ -330,6 +332,7 @@ def create_endpoint(
         status="disabled" if remote.get("status") == "disabled" else "enabled",
         connect=connect,
         payload=THIN if thin else SNAPSHOT,
+        migration=migration,
     )
     _session().add(endpoint)
     try:

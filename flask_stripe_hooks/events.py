@@ -74,6 +74,9 @@ class Event:
     #: The id of an event about the same object with a strictly later ``created`` that was
     #: processed before this one arrived (see :attr:`is_stale`); set by the pipeline.
     newer_event_id: str | None = field(default=None, compare=False)
+    #: Received during the shadow phase of a move to thin events: the handlers' writes are
+    #: rolled back and their ``on_commit`` callbacks never run; set by the pipeline.
+    shadow: bool = field(default=False, compare=False)
     _fetched: Any = field(default=None, repr=False, compare=False)
 
     #: ``True`` for a thin event (:class:`ThinEvent`).
@@ -158,7 +161,26 @@ class Event:
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
+        """The changed fields' values before the event (``data.previous_attributes``)."""
         return self.data.get("previous_attributes") or {}
+
+    @property
+    def changes(self) -> dict[str, Any] | None:
+        """What changed on the object: ``{"before": {...}, "after": {...}}`` with the changed
+        fields only, as a thin event's ``changes`` says it; for a snapshot event, made from
+        ``previous_attributes`` and the object. ``None`` when the event names no change (a
+        ``*.created`` event, say)."""
+        before = self.previous_attributes
+        obj = self.object if isinstance(self.object, dict) else {}
+        if not before:
+            return None
+        return {"before": dict(before), "after": {key: obj.get(key) for key in before}}
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """The id of the snapshot event this thin event is the twin of (``None`` here: a
+        snapshot event is its own; see :attr:`ThinEvent.snapshot_event`)."""
+        return None
 
     @property
     def created_at(self) -> datetime | None:
@@ -331,6 +353,7 @@ class ThinEvent(Event):
     #: The endpoint's account (a name in ``STRIPE_HOOKS_ACCOUNTS``; ``""``: the default).
     client_account: str = ""
     _notification: Any = field(default=None, repr=False, compare=False)
+    _full: Any = field(default=None, repr=False, compare=False)
 
     thin: ClassVar[bool] = True
 
@@ -367,8 +390,42 @@ class ThinEvent(Event):
         return self._notification
 
     def fetch_event(self) -> Any:
-        """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``."""
-        return self.notification.fetch_event()
+        """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``.
+        Fetched once, then reused by every handler of this delivery."""
+        if self._full is None:
+            object.__setattr__(self, "_full", self.notification.fetch_event())
+        return self._full
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """The id of the snapshot event this thin event is the twin of (``v1.customer.created``
+        of ``customer.created``): the notification's ``snapshot_event``, else the fetched
+        event's. Both are one business event: only the first to arrive runs its handlers."""
+        value = self.data.get("snapshot_event")
+        if value is None and self._full is not None:
+            value = getattr(self._full, "snapshot_event", None)
+        valid = isinstance(value, str) and value.startswith("evt_") and value != self.id
+        return value if valid else None
+
+    @property
+    def changes(self) -> dict[str, Any] | None:
+        """What changed on the related object: ``{"before": {...}, "after": {...}}``, the
+        changed fields only (the thin counterpart of ``previous_attributes``), or ``None``
+        when Stripe gives none. Read from the stored event when it holds them (events
+        fetched by ``fetch-missed``), else from :meth:`fetch_event` (one API call)."""
+        if "changes" in self.data:
+            changes = self.data["changes"]
+        else:
+            changes = getattr(self.fetch_event(), "changes", None)
+        if changes is not None and hasattr(changes, "to_dict"):
+            changes = changes.to_dict()
+        return changes if isinstance(changes, dict) and changes else None
+
+    @property
+    def previous_attributes(self) -> dict[str, Any]:
+        """The changed fields' values before the event: ``changes["before"]``, as a snapshot
+        event's ``data.previous_attributes`` gives them."""
+        return dict((self.changes or {}).get("before") or {})
 
     @property
     def object_id(self) -> str | None:
@@ -411,6 +468,7 @@ class ThinEvent(Event):
         if not isinstance(payload, dict) or payload.get("object") != THIN_OBJECT:
             raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
         event_id, event_type, livemode = identity(payload)
+        check_thin_fields(payload, event_type)
         reason = payload.get("reason")
         request = reason.get("request") if isinstance(reason, dict) else None
         if not isinstance(request, dict):
@@ -435,3 +493,50 @@ class ThinEvent(Event):
         """Rebuild it from its ``stripe_hooks_event`` row; fetches go through ``endpoint``'s
         account (the default account when the endpoint is gone)."""
         return cls.from_payload(row.data, endpoint.account if endpoint is not None else "")
+
+
+def _needs_related_object(event_type: str) -> bool:
+    """Whether stripe-python's notification class of the type declares a related object
+    (found as its ``parse_event_notification`` finds it: that one class is imported)."""
+    from stripe.events import UnknownEventNotification
+    from stripe.events._event_classes import get_v2_event_notification_class
+
+    cls = get_v2_event_notification_class(event_type)
+    known = cls is not UnknownEventNotification  # whose related object is optional
+    return known and "related_object" in getattr(cls, "__annotations__", {})
+
+
+def check_thin_fields(payload: dict[str, Any], event_type: str) -> None:
+    """The fields of a thin notification that stripe-python reads, each of the shape it
+    reads; else :class:`NotAnEvent` naming the field (the delivery is answered 400 with it)."""
+    if "created" not in payload:
+        raise NotAnEvent("thin event has no created time")
+    context = payload.get("context")
+    if context is not None and (not isinstance(context, str) or len(context) > 255):
+        raise NotAnEvent("thin event's context is not an account id")
+    reason = payload.get("reason")
+    if reason:
+        if not isinstance(reason, dict) or not isinstance(reason.get("type"), str):
+            raise NotAnEvent("thin event's reason has no type")
+        request = reason.get("request")
+        if reason["type"] == "request" and not (
+            isinstance(request, dict) and "id" in request and "idempotency_key" in request
+        ):
+            raise NotAnEvent("thin event's reason has no request id and idempotency_key")
+    related = payload.get("related_object")
+    if related is None and _needs_related_object(event_type):
+        raise NotAnEvent(f"thin event has no related_object (a {event_type} event has one)")
+    if related is not None:
+        if not isinstance(related, dict):
+            raise NotAnEvent("thin event's related_object is not an object")
+        for key in ("id", "type", "url"):
+            value = related.get(key)
+            if not isinstance(value, str) or not value or len(value) > 2048:
+                raise NotAnEvent(f"thin event's related_object has no {key}")
+        if not related["url"].startswith("/"):
+            raise NotAnEvent("thin event's related_object url is not a path of Stripe's API")
+    twin = payload.get("snapshot_event")
+    if twin is not None and (
+        not isinstance(twin, str) or not twin.startswith("evt_") or len(twin) > 255
+    ):
+        raise NotAnEvent("thin event's snapshot_event is not an event id")

@@ -161,6 +161,15 @@ class StripeHooks:
         """
         return self.registry.on(*event_types, latest_only=latest_only)
 
+    def use_notification_handler(self, handler: Any) -> Any:
+        """Run a stripe-python ``StripeEventNotificationHandler`` for thin events: its
+        callbacks (and fallback, and ``pre_handle``) get each thin event this extension has
+        verified, stored and not run before, inside the transaction that stores it, as
+        ``@hooks.on`` handlers do. Its own webhook secret is not used: the endpoint's
+        secrets are. Returns the handler. An async handler raises ``TypeError``."""
+        self.registry.on("*")(pipeline.NotificationHandler(handler))
+        return handler
+
     def signal(self, name: str) -> HandlerSignal:
         """The blinker signal behind ``on(name)``, for direct ``connect`` / ``disconnect``."""
         return self.registry.signal(name)

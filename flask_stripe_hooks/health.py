@@ -4,7 +4,8 @@ admin's Health page.
 Each check is a plain function that returns a list of :class:`Finding`. Against Stripe (with
 the endpoint's account and mode): the endpoint still exists, is enabled, points at this
 app's URL, is pinned to the API version stripe-python speaks, sends every type a handler
-listens to and nothing no handler wants. Here: signing secrets that the configured
+listens to and nothing no handler wants. Here: where a move to thin events stands (and what
+stands in the way of its next step), signing secrets that the configured
 ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt or that are about to expire, deliveries that
 failed since the last successful processing, failed, retrying, dead and stuck pending
 events. Every query is bounded (a 24-hour window, or the few rows in a
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import crypto, endpoints, event_types, signals, stripe_api
+from . import crypto, endpoints, event_types, signals, stripe_api, thin_migration
 from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
+from .pipeline import SHADOW_PHASE
 from .state import get_state
 from .utils import aware, fmt_time, utcnow
 
@@ -106,7 +108,46 @@ def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
         *check_remote(state, endpoint),
         *check_secrets(endpoint, now),
         *check_deliveries(state, endpoint, now),
+        *check_migration(state, endpoint),
     ]
+
+
+def check_migration(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """A thin endpoint made by ``migrate-to-thin``: the phase and what is left (a note), and
+    what stands in the way of the next step."""
+    if not endpoint.thin or not endpoint.migration:
+        return []
+    uuid = str(endpoint.uuid)
+    report = thin_migration.report(state, endpoint)
+    *said, _ = report.lines()
+    found = [Finding(uuid, NOTE, "migration", " ".join(said), report.next_step)]
+    if report.phase == SHADOW_PHASE and report.shadow_failed:
+        found.append(
+            Finding(
+                uuid,
+                WARNING,
+                "shadow-failures",
+                f"{report.shadow_failed} thin event(s) failed in their handlers during the"
+                " shadow phase; cutover waits until they pass.",
+                "See 'flask stripe-hooks events --status shadow' (last error), fix the thin"
+                " handlers; the next thin events show whether they pass.",
+            )
+        )
+    if report.phase == SHADOW_PHASE:
+        missing = thin_migration.uncovered(state, list(endpoint.enabled_events))
+        if missing:
+            listed = ", ".join(f"{s} → {t}" for s, t in missing[:5])
+            found.append(
+                Finding(
+                    uuid,
+                    WARNING,
+                    "thin-handler-missing",
+                    f"Handlers listen to snapshot types whose thin twin no handler listens to"
+                    f" ({listed}); cutover is refused until one does.",
+                    "Add @hooks.on('v1....') handlers (docs: thin-events, the worked example).",
+                )
+            )
+    return found
 
 
 # -- against Stripe --------------------------------------------------------------------------

@@ -85,6 +85,9 @@ class WebhookEndpoint(Base):
     paused: Mapped[bool] = mapped_column(
         sa.Boolean, default=False, server_default=sa.false(), nullable=False
     )
+    #: A thin endpoint made by ``migrate-to-thin``: ``{"from": <the snapshot endpoint's
+    #: uuid>, "phase": "shadow" | "cutover" | "done"}``; ``None`` for every other endpoint.
+    migration: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False
     )
@@ -227,6 +230,10 @@ class StripeEvent(Base):
     #: ``{"newer_event_id": ..., "skipped": [handler, ...]}`` when ``latest_only`` handlers
     #: skipped the event because a newer one about its object had been processed.
     stale: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    #: The other half of one business event sent twice: on a thin event, the snapshot event
+    #: its ``snapshot_event`` names; on a snapshot event, the thin event that named it. Of
+    #: the two, the one whose status is ``twin`` ran nothing.
+    twin_id: Mapped[str | None] = mapped_column(sa.String(255))
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

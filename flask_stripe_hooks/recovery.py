@@ -37,6 +37,7 @@ from .outcomes import (
     PROCESSED,
     QUEUED,
     RETRYING,
+    TWIN,
     UNAVAILABLE,
     Result,
 )
@@ -258,9 +259,18 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     """Mark one event pending, commit, and hand it to the queue callback."""
     session = state.db.session
     done = session.execute(
-        event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
+        event_table.update()
+        .where(event_table.c.id == event_id, event_table.c.status != TWIN)
+        .values(status=PENDING)
     ).rowcount
+    twin_of = None
+    if not done:
+        twin_of = session.execute(
+            sa.select(event_table.c.twin_id).where(event_table.c.id == event_id)
+        ).scalar()
     session.commit()
+    if twin_of is not None:  # its twin ran the business event: that is the one to run
+        return Result(TWIN, f"twin of {twin_of}: it ran the handlers", event_id)
     if not done:
         return Result(MISSING, f"no stored event {event_id}", event_id)
     try:

@@ -366,6 +366,29 @@ def update_event_destination(
     return answer
 
 
+def list_thin_destinations(
+    state: State, *, account: str = "", livemode: bool = False
+) -> list[dict[str, Any]]:
+    """Every event destination of the account in this mode that posts thin events to a
+    webhook URL (``GET /v2/core/event_destinations``, all pages), v1-shaped (see
+    :func:`_as_webhook_endpoint`) with its ``description`` and ``metadata``. Destinations of
+    other types (Amazon EventBridge, Azure Event Grid) and snapshot ones are left out."""
+    client = client_for(state, account=account, livemode=livemode)
+    params = {"include": ["webhook_endpoint.url"], "limit": 100}
+    with _calling(state, account, livemode, "GET /v2/core/event_destinations"):
+        page = client.v2.core.event_destinations.list(params)  # type: ignore[arg-type]
+        found = [d.to_dict() for d in page.auto_paging_iter()]
+    return [
+        {
+            **_as_webhook_endpoint(d),
+            "description": d.get("description") or "",
+            "metadata": d.get("metadata") or {},
+        }
+        for d in found
+        if d.get("type") == "webhook_endpoint" and d.get("event_payload") == "thin"
+    ]
+
+
 # -- either: the endpoint functions endpoints.py calls ---------------------------------------
 
 

@@ -194,3 +194,11 @@ def stripe_server() -> Iterator[Any]:
 def stub(stripe_server: Any) -> Any:
     stripe_server.reset()
     return stripe_server
+
+
+@pytest.fixture
+def stub_app(app_factory: Any, stub: Any) -> Flask:
+    """An app whose Stripe API is the fake ``stub``, with its test key ``sk_test_stub``."""
+    return app_factory(  # type: ignore[no-any-return]
+        STRIPE_TEST_SECRET_KEY="sk_test_stub", STRIPE_HOOKS_API_BASE=stub.url
+    )

@@ -419,9 +419,10 @@ def test_sync_endpoints(app: Flask, stub: FakeStripe, client: Any) -> None:
     assert result.exit_code == 0, result.output
     assert "1 updated, 1 imported, 0 unchanged, 1 missing on Stripe." in result.output
     assert "set-secret" in result.output and f"{stale.uuid}" in result.output
-    (call,) = stub.calls()
+    call, destinations = stub.calls()  # and the v2 event destinations (thin endpoints)
     assert (call.method, call.path, call.query) == ("GET", "/v1/webhook_endpoints",
                                                     {"limit": "100"})  # fmt: skip
+    assert (destinations.method, destinations.path) == ("GET", "/v2/core/event_destinations")
     by_id = {e.stripe_id: e for e in rows(app, WebhookEndpoint)}
     assert by_id[known.stripe_id].description == "edited in the Dashboard"
     assert by_id[known.stripe_id].enabled_events == ["invoice.paid"]

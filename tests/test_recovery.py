@@ -401,6 +401,8 @@ def test_counts(queue_mode: Any) -> None:
             "retrying": 0,
             "ignored": 0,
             "dead": 0,
+            "twin": 0,
+            "shadow": 0,
             "last_24h": 3,
             "failed_24h": 1,
         }

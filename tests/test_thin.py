@@ -218,7 +218,8 @@ def test_thin_payload_on_snapshot_endpoint_is_400(app, client, endpoint, seen):
         ('{"id": "evt_1", "object": "v2.core.ev', "sign", "body is not JSON"),
         (json.dumps({**build_thin_event(NO_METER), "n": float("nan")}), "sign", "body is not JSON"),
         ("[" * 100_000 + "]" * 100_000, "sign", "body is not JSON"),
-        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "body is not a Stripe thin event"),
+        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "event has no valid id"),
+        ('{"id": "evt_1", "object": "list", "type": "v1.x"}', "sign", "body is not a Stripe thin"),
         (
             '{"id": "evt_1", "object": "v2.core.event", "type": "v1.billing.meter.no_meter_found",'
             ' "created": "2026-01-01T00:00:00Z"}',
@@ -601,14 +602,14 @@ def test_delete_of_a_destination_gone_on_stripe_is_not_an_error(app, db, stub, s
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_sync_endpoints_leaves_thin_endpoints_alone(app, db, stub, secret):
+def test_sync_endpoints_reports_a_thin_endpoint_gone_on_stripe(app, db, stub, secret):
     with app.app_context():
-        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_kept")
-    result = cli(app, "sync-endpoints")
+        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_gone")
+    result = cli(app, "sync-endpoints")  # thin endpoints are synced too (test_thin_sync.py)
     assert result.exit_code == 0, result.output
-    assert "missing" not in result.output
+    assert "1 missing on Stripe" in result.output and "ed_test_gone" in result.output
     (endpoint,) = rows(app, WebhookEndpoint)
-    assert endpoint.status == "enabled"
+    assert endpoint.status == "enabled"  # left alone
 
 
 # -- CLI: register, send-test-event, event-types -----------------------------------------------

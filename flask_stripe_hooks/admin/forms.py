@@ -28,10 +28,10 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp, Validatio
 
 from .. import event_types
 from ..events import ACCOUNT_PATH
-from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED
+from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED, SHADOW, TWIN
 from ..utils import parse_duration
 
-DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED)
+DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED, TWIN, SHADOW)
 
 
 def choices(*pairs: tuple[str, str] | str) -> list[SelectChoice]:

@@ -27,7 +27,7 @@ from ..crypto import sealed, unseal
 from ..errors import BadCursor, StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
-from ..outcomes import DEAD, FAILED, MISSING, QUEUED, REJECTED
+from ..outcomes import DEAD, FAILED, MISSING, QUEUED, REJECTED, TWIN
 from ..state import get_state
 from ..utils import fmt_time as utc_time
 from ..utils import mask, parse_duration, utcnow
@@ -301,9 +301,11 @@ def event_detail(event_id: str) -> Any:
         .order_by(WebhookDelivery.id)
     ).all()
     payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
+    twin = session.get(StripeEvent, event.twin_id) if event.twin_id else None
     return render_template(
         T + "event.html",
         event=event,
+        twin=twin,
         payload=payload,
         deliveries=deliveries,
         form=ProcessForm(formdata=None),
@@ -314,7 +316,9 @@ def event_process(event_id: str) -> Any:
     result = recovery.process_again(get_state(), event_id)
     if result.outcome == MISSING:
         abort(404, "No such event.")
-    if result.outcome == QUEUED:
+    if result.outcome == TWIN:
+        flash(f"Event {event_id} is not run: {result.reason}; process that one again.", "error")
+    elif result.outcome == QUEUED:
         flash(f"Event {event_id} queued to be processed again by a worker.", "success")
     elif result.ok and result.outcome != DEAD:
         flash(f"Event {event_id} processed again: {result.outcome}.", "success")

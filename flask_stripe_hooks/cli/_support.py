@@ -93,10 +93,16 @@ def progress(items: Sequence[Any] | None, label: str, length: int | None = None)
     return click.progressbar(items, length, label=label, file=sys.stderr, show_pos=True)
 
 
-def check_type(type_prefix: str | None) -> None:
-    if type_prefix and not event_types.is_known(event_types.normalize_prefix(type_prefix) or "*"):
-        message = event_types.unknown_type_message(type_prefix, prefix=True)
+def check_type(type_prefix: str | None, *, thin: bool | None = None) -> None:
+    """A ``--type`` a user wrote: a known type or prefix (of thin events only, or of snapshot
+    events only, when ``thin`` says so)."""
+    prefix = event_types.normalize_prefix(type_prefix) or "*"
+    if type_prefix and not event_types.is_known(prefix):
+        message = event_types.unknown_type_message(type_prefix, prefix=True, thin=thin)
         raise click.ClickException(f"--type {message}")
+    if thin is not None and prefix != "*" and event_types.is_thin_name(prefix) != thin:
+        style, example = ("thin", "v1.customer") if thin else ("snapshot", "customer")
+        raise click.ClickException(f"--type {type_prefix!r} is not a {style} type; e.g. {example}.")
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

@@ -15,7 +15,7 @@ from .. import endpoints as endpoint_ops
 from .. import event_types, recovery, retention
 from ..crypto import unseal
 from ..models import active_secrets
-from ..outcomes import EVENT_STATUSES, RETRYING
+from ..outcomes import EVENT_STATUSES, RETRYING, TWIN
 from ..state import get_state
 from ..utils import mode_name, utcnow
 from . import cli
@@ -79,9 +79,14 @@ def list_events(
 
 
 def _status(event: Any) -> str:
-    """An event's status; a ``retrying`` one says when it is due."""
+    """An event's status; a ``retrying`` one says when it is due, one of two twins names
+    the other."""
     if event.status == RETRYING and event.next_attempt_at is not None:
         return f"retrying, due {event.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S')}"
+    if event.twin_id and event.status == TWIN:
+        return f"twin of {event.twin_id}"
+    if event.twin_id:
+        return f"{event.status}, twin {event.twin_id}"
     return str(event.status)
 
 

@@ -1,5 +1,6 @@
 """Commands to run the extension in production: ``doctor``, ``fetch-missed`` (with
-``--undelivered``, ``--connected-account``, ``--all-connected``) and ``upgrade-endpoint``,
+``--undelivered``, ``--connected-account``, ``--all-connected``, or ``--payload thin``),
+``upgrade-endpoint`` and ``migrate-to-thin``,
 added to the ``flask stripe-hooks`` group.
 
 Thin, as :mod:`flask_stripe_hooks.cli` is: :mod:`flask_stripe_hooks.health`,
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import click
 
-from .. import backfill, health
+from .. import backfill, health, thin_migration, thin_recovery
+from ..events import PAYLOAD_STYLES
 from ..state import get_state
 from . import cli
 from ._support import (
@@ -97,6 +100,18 @@ def _print_findings(findings: list[health.Finding]) -> None:
     is_flag=True,
     help="Read the events of every connected account seen in events stored within --since.",
 )
+@click.option(
+    "--payload",
+    type=click.Choice(PAYLOAD_STYLES),
+    default="snapshot",
+    show_default=True,
+    help="thin: read thin events (GET /v2/core/events) instead of snapshot events.",
+)
+@click.option(
+    "--endpoint",
+    "endpoint_id",
+    help="With --payload thin: the thin endpoint to record them for (default: the only one).",
+)
 @DRY_RUN
 def fetch_missed(
     since: timedelta,
@@ -106,25 +121,54 @@ def fetch_missed(
     mode: str,
     connected: tuple[str, ...],
     all_connected: bool,
+    payload: str,
+    endpoint_id: str | None,
     dry_run: bool,
 ) -> None:
     """Read recent events from Stripe; store and process those that never arrived."""
-    check_type(type_prefix)
+    state, livemode, thin = get_state(), mode == "live", payload == "thin"
+    check_type(type_prefix, thin=thin)
     if connected and all_connected:
         raise click.ClickException("Give --connected-account or --all-connected, not both.")
-    state = get_state()
-    accounts = list(connected) or [""]
-    if all_connected:
-        accounts = backfill.connected_accounts(state, since=since, livemode=mode == "live")
-        if not accounts:
-            click.echo(f"No {mode}-mode event of a connected account is stored within --since.")
-            return
-    options = {"since": since, "type_prefix": type_prefix, "undelivered": undelivered}
-    with refused():
-        found, failed = backfill.find_missed_in(
-            state, accounts, account=account, livemode=mode == "live", **options
+    if thin and undelivered:
+        raise click.ClickException(
+            "Stripe's v2 events API cannot tell undelivered events: run 'fetch-missed"
+            " --payload thin' without --undelivered (it stores every event not stored here)."
         )
-    which = "undelivered event(s)" if undelivered else "event(s)"
+    if thin and (connected or all_connected):
+        raise click.ClickException(
+            "--connected-account and --all-connected read snapshot events (/v1/events);"
+            " thin events carry their account as their context."
+        )
+    if endpoint_id and not thin:
+        raise click.ClickException("--endpoint is for --payload thin.")
+    options: dict[str, Any] = {
+        "since": since,
+        "type_prefix": type_prefix,
+        "account": account,
+        "livemode": livemode,
+    }
+    endpoint = None
+    failed: list[tuple[str, str]] = []
+    if thin:
+        named = find_endpoint(endpoint_id) if endpoint_id else None
+        with refused():
+            endpoint = thin_recovery.thin_endpoint(
+                state, account=account, livemode=livemode, named=named
+            )
+            found = [thin_recovery.find_missed_thin(state, **options, endpoint=endpoint)]
+    else:
+        accounts = list(connected) or [""]
+        if all_connected:
+            accounts = backfill.connected_accounts(state, since=since, livemode=livemode)
+            if not accounts:
+                click.echo(f"No {mode}-mode event of a connected account is stored within --since.")
+                return
+        with refused():
+            found, failed = backfill.find_missed_in(
+                state, accounts, **options, undelivered=undelivered
+            )
+    which = "undelivered event(s)" if undelivered else "thin event(s)" if thin else "event(s)"
     for missed in found:
         where = f"{missed.connected}: " if missed.connected else ""
         click.echo(
@@ -140,7 +184,7 @@ def fetch_missed(
         click.echo(f"fetch-missed: dry run, would store {len(events)}")
     else:
         with progress(events, "Storing") as bar:
-            summary = backfill.store_missed(state, bar)
+            summary = backfill.store_missed(state, bar, endpoint)
         backfill.reconciled(found, summary, undelivered=undelivered)
         click.echo(f"fetch-missed: {summary.line()}")
         if summary.failed:
@@ -169,3 +213,32 @@ def upgrade_endpoint(endpoint_id: str, api_version: str, base_url: str | None) -
         " Once the new one has delivered for a while ('flask stripe-hooks doctor'),"
         f" turn the old one off: flask stripe-hooks update-endpoint {old.uuid} --disable"
     )
+
+
+@cli.command("migrate-to-thin")
+@click.argument("endpoint_id", metavar="UUID")
+@click.option("--base-url", help="Base URL of this app (default: the snapshot endpoint's URL).")
+@click.option("--cutover", is_flag=True, help="Shadow → cutover: thin events run for real.")
+@click.option("--retire", is_flag=True, help="Cutover → done: disable the snapshot endpoint.")
+@click.option("--force", is_flag=True, help="With --cutover: even if shadow events failed.")
+def migrate_to_thin(
+    endpoint_id: str, base_url: str | None, cutover: bool, retire: bool, force: bool
+) -> None:
+    """Move the snapshot endpoint UUID to thin events: a thin destination mirroring its
+    types (shadow), then --cutover, then --retire. Run without a flag to see where it is."""
+    if cutover and retire:
+        raise click.ClickException("Choose one step: --cutover or --retire.")
+    snapshot = find_endpoint(endpoint_id)
+    with refused():
+        if cutover:
+            thin = thin_migration.cutover(snapshot, force=force)
+        elif retire:
+            thin = thin_migration.retire(snapshot)
+        else:
+            started = thin_migration.thin_of(snapshot) is None
+            thin = thin_migration.start(snapshot, base_url=base_url)
+            if started:
+                click.echo(f"Created thin endpoint {thin.uuid}, mirroring {snapshot.uuid}:")
+                describe(thin)
+    for line in thin_migration.report(get_state(), thin).lines():
+        click.echo(line)

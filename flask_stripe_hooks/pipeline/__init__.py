@@ -9,14 +9,16 @@ and the recovery functions import from here, never from the modules inside:
   ``STRIPE_HOOKS_TRACING`` is on;
 - :func:`process_stored` runs a stored event's handlers (workers, ``reprocess``, the admin);
 - :func:`store_event` takes in an event that came another way (``fetch-missed``);
+- :func:`endpoint_by_id` reads what the pipeline knows of an endpoint (:class:`EndpointInfo`);
+- the phases of a thin endpoint made by ``migrate-to-thin`` (:data:`PHASES`);
 - :func:`configure` reads the receiving path's settings for ``init_app``.
 
 Inside: ``intake`` (request bytes to a verified event or a rejection, and where it goes),
 ``run`` (the handlers in one transaction), ``queue`` (queue mode and pausing), ``attempt``
 (the one writer of what an attempt came to), ``verification`` (pure signature and payload
 checks), ``storage`` (all of the pipeline's SQL), ``dispatch`` (the handler registry),
-``callbacks`` (``on_commit``), ``endpoint_cache``, ``guard`` (the receiving path's guards)
-and ``tracing``.
+``callbacks`` (``on_commit``), ``endpoint_cache``, ``guard`` (the receiving path's guards),
+``twins`` (a snapshot event and its thin twin run once) and ``tracing``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from .callbacks import on_commit
-from .dispatch import HandlerSignal, Registry
-from .endpoint_cache import EndpointInfo, watch_endpoint_writes
+from .dispatch import HandlerSignal, NotificationHandler, Registry
+from .endpoint_cache import EndpointInfo, endpoint_by_id, watch_endpoint_writes
 from .guard import (
     parse_allowlist,
     parse_rejected_limit,
@@ -34,12 +36,19 @@ from .guard import (
 )
 from .intake import store_event
 from .tracing import process_stored, receiver
+from .twins import CUTOVER_PHASE, DONE_PHASE, PHASES, SHADOW_PHASE
 
 __all__ = [
+    "CUTOVER_PHASE",
+    "DONE_PHASE",
+    "PHASES",
+    "SHADOW_PHASE",
     "EndpointInfo",
     "HandlerSignal",
+    "NotificationHandler",
     "Registry",
     "configure",
+    "endpoint_by_id",
     "on_commit",
     "process_stored",
     "receiver",

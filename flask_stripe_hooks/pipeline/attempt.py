@@ -115,6 +115,27 @@ def unavailable(exc: BaseException) -> bool:
     )
 
 
+def event_row(state: State, event: Event, endpoint_id: int | None, now: datetime) -> dict[str, Any]:
+    """The columns of an event's row that come from the event (its data redacted as
+    ``STRIPE_HOOKS_REDACT`` says) and from this attempt."""
+    redact = state.redact
+    return {
+        "id": event.id,
+        "type": event.type,
+        "livemode": event.livemode,
+        "account": event.account,
+        "context": event.context,
+        "api_version": event.api_version,
+        "created": event.created_at,
+        "data": event.data if redact is None else redacted(redact, event.data),
+        "request_id": event.request_id,
+        "idempotency_key": event.idempotency_key,
+        "endpoint_id": endpoint_id,
+        "received_at": now,
+        "twin_id": event.snapshot_event,
+    }
+
+
 def insert_event(
     state: State,
     session: Session,
@@ -130,22 +151,7 @@ def insert_event(
     (the same statement on PostgreSQL). Returns whether the row is new and, when tracked,
     the newer event's id if this one is stale. On a database without ``ON CONFLICT`` an
     existing row raises ``IntegrityError``: the transaction is rolled back here."""
-    redact = state.redact
-    row = {
-        "id": event.id,
-        "type": event.type,
-        "livemode": event.livemode,
-        "account": event.account,
-        "context": event.context,
-        "api_version": event.api_version,
-        "created": event.created_at,
-        "data": event.data if redact is None else redacted(redact, event.data),
-        "request_id": event.request_id,
-        "idempotency_key": event.idempotency_key,
-        "endpoint_id": endpoint_id,
-        "received_at": now,
-        **columns,
-    }
+    row = {**event_row(state, event, endpoint_id, now), **columns}
     try:
         return insert_tracked_event(session.connection(), row, event.object_id if track else None)
     except IntegrityError:

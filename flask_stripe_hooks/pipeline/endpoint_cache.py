@@ -55,6 +55,8 @@ class EndpointInfo:
     payload: str = "snapshot"
     #: Paused: its events are stored as pending and run on ``resume``.
     paused: bool = False
+    #: A thin endpoint made by ``migrate-to-thin``: ``"shadow"``, ``"cutover"`` or ``"done"``.
+    phase: str | None = None
 
     @property
     def mode(self) -> str:
@@ -75,6 +77,7 @@ _COLUMNS = (
     endpoint_table.c.secrets,
     endpoint_table.c.payload,
     endpoint_table.c.paused,
+    endpoint_table.c.migration,
 )
 _select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
 _select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
@@ -102,6 +105,7 @@ def _info(row: Any, state: State | None) -> EndpointInfo:
         secrets=secrets,
         payload=row.payload,
         paused=row.paused,
+        phase=(row.migration or {}).get("phase"),
     )
 
 

@@ -48,10 +48,13 @@ from ..outcomes import (
     PAUSED,
     PROCESSED,
     RETRYING,
+    SHADOW,
+    TWIN,
     UNAVAILABLE,
     Result,
 )
 from ..stripe_api import client_as
+from . import twins
 from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
@@ -64,7 +67,7 @@ from .attempt import (
 )
 from .callbacks import collecting, run, stop_collecting
 from .endpoint_cache import EndpointInfo, endpoint_by_id
-from .storage import claim, lock_stored, mark_stale, track_newest
+from .storage import claim, lock_stored, mark_stale, set_attempt, track_newest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -116,9 +119,13 @@ def run_handlers(
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
+    shadow = event.thin and endpoint is not None and endpoint.phase == twins.SHADOW_PHASE
+    object.__setattr__(event, "shadow", shadow)
     connection: sa.Connection | None = None
+    shadow_error: Exception | None = None
     try:
         claimed, new, newer = True, False, None
+        twins.look_up(event, endpoint)
         object_id, created = event.object_id, event.created_at
         if taken is not None:
             claimed = claim(session, event.id, now, skip=skip)
@@ -136,6 +143,15 @@ def run_handlers(
             )
             if not new:  # stored before: a failed event is claimed, a processed one is not
                 claimed = claim(session, event.id, now)
+        twin_id = None
+        if not claimed and taken is None:  # a snapshot event whose thin twin ran first?
+            twin_id = twins.adopt(state, session, event, endpoint_id, now)
+        elif claimed and not shadow:
+            twin_id = twins.settle(state, session, event, now)
+        if twin_id is not None:
+            write_attempt(state, session, TWIN, delivery, event)
+            notify(signals.twin_skipped, event=event, twin_id=twin_id)
+            return Result(TWIN, f"twin of {twin_id}: it ran the handlers", event.id)
         if not claimed:
             write_attempt(state, session, DUPLICATE, delivery, event)
             notify(signals.duplicate_skipped, event=event)
@@ -146,50 +162,23 @@ def run_handlers(
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
         skipped = state.registry.dispatch(event, endpoint=endpoint)
-        if skipped:
+        if skipped and not shadow:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
             notify(signals.stale_skipped, event=event, handlers=skipped)
-        write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
-    except Ignore as exc:
-        reason = exc.reason or None
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken)
-        notify(signals.event_ignored, event=event, reason=exc.reason)
-        return Result(IGNORED, exc.reason or IGNORED, event.id)
-    except Retry as exc:
-        reason = exc.reason or None
-        status, delay = write_failure(
-            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, taken=taken
-        )
-        if status == DEAD:
-            _died(state, event, exc, taken)
-            return Result(DEAD, "dead: retried too often", event.id)
-        notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
-        return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+        if not shadow:
+            write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
+    except (Ignore, Retry) as exc:
+        if not shadow:  # in shadow, not failures: the event is never run again anyway
+            return _declined(state, session, event, endpoint_id, delivery, exc, taken)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-        status, _ = write_failure(
-            state,
-            session,
-            FAILED,
-            delivery,
-            event,
-            endpoint_id,
-            error,
-            traceback=trace,
-            taken=taken,
-        )
-        notify(signals.event_failed, event=event, exception=exc)
-        if unavailable(exc):
-            log.warning("database unavailable while processing %s: %s", event.id, exc)
-            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
-        log.exception("handler failed for event %s (%s)", event.id, event.type)
-        if status == DEAD:
-            _died(state, event, exc, taken)
-            return Result(DEAD, "dead: failed too often", event.id)
-        return Result(FAILED, "handler failed", event.id)
+        if shadow and not unavailable(exc):
+            shadow_error = exc
+        else:
+            return _failed(state, session, event, endpoint_id, delivery, exc, taken)
     finally:
         stop_collecting(token)
+    if shadow:
+        return _shadowed(state, session, event, endpoint_id, delivery, shadow_error)
     run(callbacks)
     notify(
         signals.event_processed,
@@ -205,10 +194,93 @@ def _died(state: State, event: Event, exc: BaseException, taken: Taken | None) -
         notify(signals.event_dead, event=event, exception=exc)
 
 
+def _failed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception,
+    taken: Taken | None,
+) -> Result:
+    """A handler (or the database) raised: roll back, store the event as ``failed`` (``dead``
+    once its attempts are spent) with the traceback; the database being away is
+    ``unavailable``."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    status, _ = write_failure(
+        state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace, taken=taken
+    )
+    notify(signals.event_failed, event=event, exception=exc)
+    if unavailable(exc):
+        log.warning("database unavailable while processing %s: %s", event.id, exc)
+        return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
+    log.exception("handler failed for event %s (%s)", event.id, event.type)
+    if status == DEAD:
+        _died(state, event, exc, taken)
+        return Result(DEAD, "dead: failed too often", event.id)
+    return Result(FAILED, "handler failed", event.id)
+
+
+def _declined(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Ignore | Retry,
+    taken: Taken | None,
+) -> Result:
+    """A handler raised ``Ignore`` or ``Retry``: roll back, and store the event as
+    ``ignored`` or ``retrying`` (``dead`` once its attempts are spent)."""
+    reason = exc.reason or None
+    if isinstance(exc, Ignore):
+        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken)
+        notify(signals.event_ignored, event=event, reason=exc.reason)
+        return Result(IGNORED, exc.reason or IGNORED, event.id)
+    status, delay = write_failure(
+        state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, taken=taken
+    )
+    if status == DEAD:
+        _died(state, event, exc, taken)
+        return Result(DEAD, "dead: retried too often", event.id)
+    notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
+    return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+
+
+def _shadowed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception | None,
+) -> Result:
+    """The shadow phase of a move to thin events: the handlers ran; roll back all they wrote
+    (and drop their ``on_commit`` callbacks), then store the event as ``shadow`` with what a
+    handler raised, in a new transaction. Answered 200: a failure here is for the person
+    moving, not for Stripe to retry."""
+    session.rollback()
+    error = trace = None
+    if exc is not None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    now = datetime.now(timezone.utc)
+    insert_event(
+        state, session, event, endpoint_id, now, status=SHADOW, attempts=1, processed_at=now
+    )
+    set_attempt(session, event.id, SHADOW, 1, error, trace)
+    write_attempt(state, session, SHADOW, delivery, event, error=error)
+    notify(signals.event_shadowed, event=event, exception=exc)
+    reason = "shadow: handlers ran, their writes rolled back"
+    return Result(SHADOW, reason if exc is None else "shadow: a handler failed", event.id)
+
+
 def process_stored(
     state: State, event_id: str, *, force: bool = False, dead: bool = False
 ) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
+    An event whose twin ran the handlers is never run (``twin``): run its twin again.
 
     Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
     same event at once). An event the pipeline is done with (processed, ignored, dead) is
@@ -226,6 +298,9 @@ def process_stored(
         if row is None:
             session.rollback()
             return Result(MISSING, f"no stored event {event_id}", event_id)
+        if row.status == TWIN:  # its twin ran the business event: that is the one to run
+            session.rollback()
+            return Result(TWIN, f"twin of {row.twin_id}: it ran the handlers", event_id)
         skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
         if row.status in skip:
             session.rollback()

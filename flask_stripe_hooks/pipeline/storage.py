@@ -1,6 +1,6 @@
 """All of the pipeline's SQL: its INSERTs compiled once per database dialect and run on the
 session's connection, tracking the newest event per object, claiming, locking and marking a
-stored event.
+stored event, and settling which of two twins (a snapshot event and its thin twin) runs.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result, as much CPU as the round trip to the database
@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from ..models import delivery_table, event_table, object_table
-from ..outcomes import FINAL_STATUSES, PROCESSED
+from ..outcomes import FINAL_STATUSES, PROCESSED, TWIN
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -313,3 +314,69 @@ def lock_stored(session: Session, event_id: str) -> tuple[Any, bool]:
     if row is None and status_of(session, event_id) is not None:
         return None, True
     return row, False
+
+
+# -- twins: a snapshot event and the thin event whose snapshot_event names it -------------------
+
+
+def claim_twin(session: Session, placeholder: Mapping[str, Any]) -> bool:
+    """Take the business event of the snapshot event ``placeholder["id"]`` for a thin event:
+    insert the snapshot event's row as its placeholder (status ``twin``, no data, 0 attempts)
+    unless a row with its id exists; else take over a row the pipeline is not done with
+    (failed, pending, retrying), or one this thin event claimed before (it is run again).
+    ``False``: the snapshot event is done (processed, ignored, dead) or another twin ran.
+    On PostgreSQL a concurrent attempt on the same id waits for this transaction, then
+    finds the row (the primary key is the twin key)."""
+    connection = session.connection()
+    if connection.dialect.name in _ON_CONFLICT and _on_conflict:
+        if insert_event(connection, placeholder):
+            return True
+    else:
+        try:
+            with session.begin_nested():
+                insert_event(session.connection(), placeholder)
+            return True
+        except IntegrityError:
+            pass
+    row, claimant = event_table.c, placeholder["twin_id"]
+    taken = session.execute(
+        event_table.update()
+        .where(
+            row.id == placeholder["id"],
+            sa.or_(
+                row.status.not_in(FINAL_STATUSES),
+                sa.and_(row.status == TWIN, row.twin_id == claimant),  # claimed before: a rerun
+            ),
+        )
+        .values(status=TWIN, twin_id=claimant, next_attempt_at=None)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_twin(session: Session, event_id: str, twin_id: str) -> None:
+    """Record ``event_id`` as the twin that ran nothing, and link the other half back to it
+    (unless it names another twin already)."""
+    session.execute(
+        event_table.update()
+        .where(event_table.c.id == event_id)
+        .values(status=TWIN, twin_id=twin_id)
+    )
+    session.execute(
+        event_table.update()
+        .where(event_table.c.id == twin_id, event_table.c.twin_id.is_(None))
+        .values(twin_id=event_id)
+    )
+
+
+def adopt_placeholder(session: Session, event_id: str, values: Mapping[str, Any]) -> str | None:
+    """A snapshot event whose thin twin ran first: fill its placeholder row (see
+    :func:`claim_twin`) with what was delivered. Returns the twin's id; ``None`` when the row
+    is no placeholder (a plain duplicate)."""
+    row = event_table.c
+    done = session.execute(
+        event_table.update()
+        .where(row.id == event_id, row.status == TWIN, row.attempts == 0)
+        .values(**values, attempts=1)
+        .returning(row.twin_id)
+    ).first()
+    return None if done is None else str(done[0])

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import stripe
 
 from ..errors import NotAnEvent, Rejected
-from ..events import THIN_OBJECT, Event, ThinEvent
+from ..events import Event, ThinEvent
 from ..utils import mode_name
 
 #: The longest ``Stripe-Signature`` header checked. Stripe's holds a time and one signature
@@ -241,21 +241,21 @@ def verify_thin(
     def parse(text: str, secret: str) -> Any:
         try:  # tolerance=0: verified_text checks the time window, in both directions
             return client.parse_event_notification(text, header, secret, tolerance=0)
-        except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
-            return None  # signed with this secret, but not a thin event: the reason is below
+        except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
+            return exc  # signed with this secret, but not a thin event: the reason is below
 
     text, notification = verified_text(body, header, secrets, parse, tolerance=tolerance, now=now)
     payload = parse_json(text)  # the same rules as snapshot bodies: storable JSON only
-    if notification is None and isinstance(payload, dict) and payload.get("object") == "event":
+    if isinstance(payload, dict) and payload.get("object") == "event":
         raise Rejected(
             "snapshot event sent to a thin endpoint; snapshot events need an endpoint whose"
             " payload style is snapshot"
         )
-    try:
-        if notification is None:
-            raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
+    try:  # each field stripe-python reads is checked here, so the reason names it
         event = ThinEvent.from_payload(payload, account)
     except NotAnEvent as exc:
         raise Rejected(str(exc)) from None
+    if isinstance(notification, Exception):  # a shape the checks above do not know
+        raise Rejected(f"stripe-python cannot read this thin event ({type(notification).__name__})")
     check_livemode(event, livemode)
     return event

@@ -160,13 +160,15 @@ def build_thin_event(
     event_id: str | None = None,
     created: int | None = None,
     reason: bool = True,
+    snapshot_event: str | None = None,
 ) -> dict[str, Any]:
     """A thin event notification (``"object": "v2.core.event"``), as an event destination
     sends it.
 
     ``related_object``: ``True`` makes one from the type (see :func:`related_object_for`),
     a dict is used as is, ``False``/``None`` leaves it out. ``context`` is the account the
-    event happened in (``acct_...``).
+    event happened in (``acct_...``). ``snapshot_event``: the id of the snapshot event this
+    one is the thin twin of (see :func:`build_thin_twin`).
     """
     now = int(time.time()) if created is None else created
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
@@ -188,7 +190,27 @@ def build_thin_event(
             "type": "request",
             "request": {"id": random_id("req"), "idempotency_key": str(uuid.uuid4())},
         }
+    if snapshot_event is not None:
+        event["snapshot_event"] = snapshot_event
     return event
+
+
+def build_thin_twin(snapshot: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The thin twin of a snapshot event (as :func:`build_event` makes them): ``v1.`` + its
+    type, about the same object, created at the same time, with ``snapshot_event`` naming
+    it. ``kwargs`` go to :func:`build_thin_event`."""
+    event_type = event_types.thin_twin_type(snapshot["type"])
+    if event_type is None:
+        raise InvalidTestEvent(f"{snapshot['type']!r} has no thin twin in stripe-python.")
+    obj = snapshot["data"]["object"]
+    options: dict[str, Any] = {
+        "related_object": related_object_for(event_type, obj.get("id")),
+        "livemode": snapshot["livemode"],
+        "context": snapshot.get("account"),
+        "created": snapshot["created"],
+        "snapshot_event": snapshot["id"],
+    }
+    return build_thin_event(event_type, **{**options, **kwargs})
 
 
 def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from .. import event_types
+from . import _v2_lists
 from ._wire import Recorded, StripeError, not_found, now
 
 _DESTINATION = re.compile(r"/v2/core/event_destinations/([^/]+)(?:/(enable|disable))?")
@@ -21,6 +22,7 @@ class Destinations:
     thin_events: dict[str, dict[str, Any]]
     secrets: dict[str, str]
     owners: dict[str, str]
+    _pages: _v2_lists.Pages
 
     @staticmethod
     def _check_url(url: str) -> str:
@@ -32,6 +34,15 @@ class Destinations:
         method = request.method
         if path == "/v2/core/event_destinations" and method == "POST":
             return 200, self._create_destination(livemode, request.json or {})
+        if method == "GET" and path == "/v2/core/events":  # the acting account's own
+            mine = (e for i, e in self.thin_events.items() if self.owners.get(i, "") == acting)
+            return 200, _v2_lists.list_events(mine, livemode, request.query, self._pages)
+        if method == "GET" and path == "/v2/core/event_destinations":
+            destinations = self.destinations.values()
+            found = _v2_lists.list_destinations(
+                destinations, livemode, request.query, self._pages, self._shown
+            )
+            return 200, found
         match = re.fullmatch(r"/v2/core/events/([^/]+)", path)
         if match and method == "GET":
             event = self.thin_events.get(match.group(1))

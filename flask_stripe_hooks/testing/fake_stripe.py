@@ -14,7 +14,8 @@ It serves:
   ``delivery_success``, ``starting_after``, ``limit``) and retrieve, for events added with
   :meth:`FakeStripe.add_event`, or posted to ``POST /_fake/events`` (the fake's own path,
   not Stripe's: :mod:`._events`);
-- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete),
+- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete, list),
+  ``/v2/core/events`` (list: ``created[...]``, ``types[]``, ``object_id``, pages),
   ``/v2/core/events/{id}`` (:meth:`FakeStripe.add_thin_event`) and ``GET`` of any object
   added with :meth:`FakeStripe.add_object` (a subscription for ``fetch_object()``, a thin
   event's related object).
@@ -59,6 +60,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import event_types
 from ..utils import mode_name
+from . import _v2_lists
 from ._destinations import Destinations
 from ._events import EVENTS_PATH, Events
 from ._wire import Recorded, StripeError, decode_form, last_segment, not_found, page
@@ -116,6 +118,7 @@ class FakeStripe(Events, Destinations):
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._pages: _v2_lists.Pages = {}  # the v2 lists' page tokens
 
     # -- control ------------------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class FakeStripe(Events, Destinations):
             ):
                 kept.clear()
             self.next_id = None
+            self._pages.clear()
 
     def fail_next(self, status: int, error: dict[str, Any]) -> None:
         """Answer the next request with this HTTP status and ``{"error": error}``."""
