@@ -18,7 +18,8 @@ from flask_stripe_hooks.testing import (
     create_endpoint,
     deliver,
 )
-from helpers import handled, record, rows
+
+from support.helpers import handled, record, rows
 
 KEY = "sk_test_stub"
 

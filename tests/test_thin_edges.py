@@ -13,7 +13,8 @@ from flask import Flask
 from flask_stripe_hooks import event_types
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_thin_event, create_endpoint, deliver
-from helpers import rows
+
+from support.helpers import rows
 
 TYPE = "v1.customer.created"
 

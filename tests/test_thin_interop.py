@@ -20,7 +20,8 @@ from flask_stripe_hooks.testing import (
     deliver,
     new_secret,
 )
-from helpers import handled, record, rows
+
+from support.helpers import handled, record, rows
 
 KEY = "sk_test_stub"
 
@@ -58,8 +59,11 @@ def handler(app: Flask, hooks: Any, stub: FakeStripe, unhandled: list[Any]) -> A
 
 
 def customer(stub: FakeStripe, notification: dict[str, Any]) -> None:
+    """The customer the notification is about, in the account of its context (as on Stripe,
+    only requests acting in that account see it)."""
     related = notification["related_object"]
-    stub.add_object(related["url"], {"id": related["id"], "object": "customer", "email": "a@b.c"})
+    obj = {"id": related["id"], "object": "customer", "email": "a@b.c"}
+    stub.add_object(related["url"], obj, account=notification.get("context") or "")
 
 
 def test_callbacks_run_once_per_thin_event(app, db, handler, stub, unhandled):

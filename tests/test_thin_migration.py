@@ -17,7 +17,8 @@ from flask_stripe_hooks.testing import (
     build_thin_twin,
     deliver,
 )
-from helpers import handled, record, rows
+
+from support.helpers import handled, record, rows
 
 KEY = "sk_test_stub"
 BASE = "https://shop.example.com"

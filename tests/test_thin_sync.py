@@ -17,7 +17,8 @@ from flask_stripe_hooks.testing import (
     deliver,
     new_secret,
 )
-from helpers import rows
+
+from support.helpers import rows
 
 KEY = "sk_test_stub"
 METER = "v1.billing.meter.no_meter_found"

@@ -27,7 +27,8 @@ from flask_stripe_hooks.testing import (
     deliver,
     sign_payload,
 )
-from helpers import handled, make_app, record, reset_postgres, rows
+
+from support.helpers import handled, make_app, record, reset_postgres, rows
 
 
 @pytest.fixture
@@ -185,7 +186,8 @@ def test_queue_mode_workers_apply_the_twins_rule(app_factory, hooks, database_ur
 
 # -- several processes at once, on PostgreSQL ---------------------------------------------------
 
-WORKER = Path(__file__).with_name("concurrent_delivery.py")
+#: Run as ``python -m support.concurrent_delivery`` from tests/.
+WORKER = [sys.executable, "-m", "support.concurrent_delivery"]
 
 
 def test_concurrent_twins_from_several_processes_run_once(postgres_url, tmp_path):
@@ -207,7 +209,8 @@ def test_concurrent_twins_from_several_processes_run_once(postgres_url, tmp_path
             start_at = time.time() + 3.0
             procs = [
                 subprocess.Popen(
-                    [sys.executable, str(WORKER), postgres_url, *bodies[n % 2], str(start_at), "0"],
+                    [*WORKER, postgres_url, *bodies[n % 2], str(start_at), "0"],
+                    cwd=Path(__file__).parent,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
