@@ -59,6 +59,9 @@ class State:
     allowed_ips: Callable[[str | None], bool] | None = None
     #: ``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE`` (``guard.RejectedLimit``); None: no limit.
     rejected_limit: Any = None
+    #: The receiving path's warnings, each logged at most once a minute (``guard.Notices``):
+    #: rejected deliveries per endpoint, a database without this extension's tables.
+    notices: Any = field(default=None, repr=False)
     #: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose body is kept; None: all.
     keep_body: frozenset[str] | None = None
     #: ``STRIPE_HOOKS_REDACT``: ``redact(data) -> data`` stored for each event; None: off.

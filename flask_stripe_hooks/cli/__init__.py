@@ -9,14 +9,35 @@
 
 Commands run inside the app context Flask's CLI provides; each parses its arguments and calls
 the function that does the work. Errors end in a ``click.ClickException`` with a message to
-act on. No command prints a secret.
+act on (a database without this extension's tables: "run 'flask db upgrade'"). No command
+prints a secret.
 """
 
 from __future__ import annotations
 
-from flask.cli import AppGroup
+from typing import Any
 
-cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
+import click
+from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
+
+from ..utils import schema_missing, upgrade_hint
+
+
+class Group(AppGroup):
+    """The group: a command run before the migration says what to run, in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            said = schema_missing(exc)
+            if said is None:
+                raise
+            raise click.ClickException(upgrade_hint(said)) from None
+
+
+cli = Group("stripe-hooks", help="Stripe webhook endpoints and events.")
 
 # Each adds its commands to ``cli``.
 from . import data, endpoints, events, ops, security  # noqa: E402, F401

@@ -26,7 +26,7 @@ from typing import Any
 from .callbacks import on_commit
 from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import EndpointInfo, watch_endpoint_writes
-from .guard import parse_allowlist, parse_rejected_limit, parse_store_body
+from .guard import Notices, parse_allowlist, parse_rejected_limit, parse_store_body
 from .intake import store_event
 from .tracing import process_stored, receiver
 
@@ -45,10 +45,11 @@ __all__ = [
 
 def configure(config: dict[str, Any], instance_path: str | None, redact: Any) -> dict[str, Any]:
     """The receiving path's guards, read from the app's settings once: the ``State`` fields
-    ``allowed_ips``, ``rejected_limit`` and ``keep_body``. A bad value raises
-    ``RuntimeError`` naming the setting."""
+    ``allowed_ips``, ``rejected_limit`` and ``keep_body``, and ``notices``, the warnings
+    it logs at most once a minute. A bad value raises ``RuntimeError`` naming the setting."""
     return {
         "allowed_ips": parse_allowlist(config["STRIPE_HOOKS_ALLOWED_IPS"], instance_path),
         "rejected_limit": parse_rejected_limit(config["STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"]),
         "keep_body": parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
+        "notices": Notices(),
     }

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
 from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, REJECTED, RETRYING
+from ..utils import schema_missing, upgrade_hint
 from .guard import redacted
 from .storage import attempts_of, insert_delivery, insert_tracked_event, set_attempt
 
@@ -91,6 +92,17 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )
+
+
+def no_schema(state: State, exc: BaseException) -> bool:
+    """``exc`` says this extension's tables (or a column) are missing: log what to run, at
+    most once a minute (:class:`~.guard.Notices`); the delivery is answered 503, so Stripe
+    retries once the migration has run."""
+    said = schema_missing(exc)
+    if said is None:
+        return False
+    state.notices.schema.add(upgrade_hint(said))
+    return True
 
 
 def insert_event(

@@ -52,6 +52,7 @@ from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
     insert_event,
+    no_schema,
     notify,
     unavailable,
     write_attempt,
@@ -151,6 +152,9 @@ def run_handlers(
         notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
         return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
     except Exception as exc:
+        if no_schema(state, exc):  # nothing to record it in: logged once a minute
+            session.rollback()
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
         error = f"{type(exc).__name__}: {exc}"[:2000]
         trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         status, _ = write_failure(
@@ -209,6 +213,8 @@ def process_stored(
             return Result(PAUSED, "paused: it runs on resume", event_id)
     except DBAPIError as exc:
         session.rollback()
+        if no_schema(state, exc):
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
         if not unavailable(exc):
             raise
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
