@@ -25,7 +25,7 @@ from flask import current_app
 from . import audit, event_types, paging, signals, stripe_api
 from .errors import NotAnEvent
 from .events import Event
-from .models import endpoint_table, event_table
+from .models import StripeEvent, endpoint_table, event_table
 from .outcomes import (
     BUSY,
     DEAD,
@@ -139,22 +139,43 @@ _IN_ORDER = (
 )
 
 
-def recent_events(
-    state: State, *, type_prefix: str | None = None, status: str | None = None, limit: int = 20
+def event_filter(
+    *,
+    type_prefix: str | None = None,
+    status: str | None = None,
+    livemode: bool | None = None,
+    object_id: str | None = None,
 ) -> list[Any]:
-    """Stored events (rows of ``event_table``), newest first: ``flask stripe-hooks events``."""
-    prefix = event_types.normalize_prefix(type_prefix)
-    query = (
-        sa.select(event_table)
-        .where(event_types.type_condition(event_table.c.type, prefix))
-        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
-        .limit(limit)
-    )
+    """The conditions of a list of events (the CLI's, the admin's), each served by an index
+    with the list's order (``received_at``, ``id``): a type or types below it, a status, a
+    mode, the object the events are about."""
+    e = event_table.c
+    where = [event_types.type_condition(e.type, event_types.normalize_prefix(type_prefix))]
     if status:
-        query = query.where(event_table.c.status == status)
-    found = list(state.db.session.execute(query))
-    state.db.session.rollback()
-    return found
+        where.append(e.status == status)
+    if livemode is not None:
+        where.append(e.livemode.is_(livemode))
+    if object_id:
+        where.append(e.object_id == object_id)
+    return where
+
+
+def recent_events(
+    state: State, *, limit: int = 20, before: str | None = None, **filters: Any
+) -> paging.Page:
+    """Stored events (``StripeEvent`` rows) matching :func:`event_filter`'s ``filters``,
+    newest first, a keyset page of ``limit`` older than the cursor ``before``:
+    ``flask stripe-hooks events``. Raises :class:`~.errors.BadCursor` for a bad cursor."""
+    query = sa.select(StripeEvent).where(*event_filter(**filters))
+    session = state.db.session
+    try:
+        page = paging.keyset_page(
+            session, query, StripeEvent.received_at, StripeEvent.id, per_page=limit, before=before
+        )
+        session.expunge_all()  # the rows stay readable after the rollback
+        return page
+    finally:
+        session.rollback()
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
@@ -181,16 +202,17 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
 
 
 def failed_ids(
-    state: State, since: timedelta | None = None, type_prefix: str | None = None
+    state: State, since: timedelta | None = None, type_prefix: str | None = None, **filters: Any
 ) -> list[str]:
-    """Failed and dead events, oldest first, received within ``since`` and of
-    ``type_prefix``."""
-    query = sa.select(event_table.c.id).where(event_table.c.status.in_((FAILED, DEAD)))
+    """Failed and dead events, oldest first, received within ``since``, of ``type_prefix``
+    and matching :func:`event_filter`'s other ``filters`` (``livemode``, ``object_id``;
+    ``status`` narrows to one of the two)."""
+    query = sa.select(event_table.c.id).where(
+        event_table.c.status.in_((FAILED, DEAD)),
+        *event_filter(type_prefix=type_prefix, **filters),
+    )
     if since is not None:
         query = query.where(event_table.c.received_at >= utcnow() - since)
-    query = query.where(
-        event_types.type_condition(event_table.c.type, event_types.normalize_prefix(type_prefix))
-    )
     query = query.order_by(*_IN_ORDER)
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()

@@ -165,6 +165,11 @@ class ProcessForm(AdminForm):
 
 class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
+    object = StringField(
+        "Object",
+        validators=[Optional(), Length(max=255)],
+        render_kw={"placeholder": "sub_..., cus_...", "spellcheck": "false"},
+    )
     status = SelectField("Status", choices=choices(("", "any"), *EVENT_STATUSES), default="")
     mode = SelectField("Mode", choices=[*choices(("", "any")), *mode_choices()], default="")
 

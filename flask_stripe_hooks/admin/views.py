@@ -22,7 +22,7 @@ from flask import (
 )
 from wtforms import Form
 
-from .. import audit, endpoints, event_types, health, paging, recovery
+from .. import audit, endpoints, health, paging, recovery
 from ..crypto import sealed, unseal
 from ..errors import StripeHooksError, UnreadableSecret
 from ..events import Event
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     pass
 
 PER_PAGE = 50
+#: Other events about the same object shown on an event's page (the rest: its list).
+RELATED = 10
 T = "stripe_hooks/admin/"
 
 #: Stripe's parameter names (and the library's) → the form field that shows the error.
@@ -268,15 +270,8 @@ def event_list() -> Any:
     form = EventFilterForm(request.args)
     query = sa.select(StripeEvent)
     valid = form.validate()
-    if valid:
-        prefix = event_types.normalize_prefix(form.type.data)
-        query = query.where(event_types.type_condition(StripeEvent.type, prefix))
-        if form.status.data:
-            query = query.where(StripeEvent.status == form.status.data)
-        if form.mode.data:
-            query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
-    else:
-        query = query.where(sa.false())
+    where = recovery.event_filter(**event_filters(form)) if valid else [sa.false()]
+    query = query.where(*where)
     page = keyset(query, StripeEvent)
     return render_template(
         T + "events.html",
@@ -285,6 +280,16 @@ def event_list() -> Any:
         counts=recovery.counts(state),
         filtered=filtered(form),
     ), 200 if valid else 400
+
+
+def event_filters(form: EventFilterForm) -> dict[str, Any]:
+    """A valid filter form as :func:`~flask_stripe_hooks.recovery.event_filter`'s keywords."""
+    return {
+        "type_prefix": form.type.data,
+        "status": form.status.data,
+        "livemode": None if not form.mode.data else form.mode.data == "live",
+        "object_id": (form.object.data or "").strip() or None,
+    }
 
 
 def event_detail(event_id: str) -> Any:
@@ -299,11 +304,23 @@ def event_detail(event_id: str) -> Any:
         .order_by(WebhookDelivery.id)
     ).all()
     payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
+    related: list[Any] = []
+    if event.object_id:  # the newest others about its object: one range of their index
+        related = list(
+            session.execute(
+                sa.select(StripeEvent)
+                .where(StripeEvent.object_id == event.object_id, StripeEvent.id != event.id)
+                .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+                .limit(RELATED)
+            ).scalars()
+        )
     return render_template(
         T + "event.html",
         event=event,
         payload=payload,
         deliveries=deliveries,
+        related=related,
+        related_more=len(related) == RELATED,
         form=ProcessForm(formdata=None),
     )
 

@@ -34,10 +34,28 @@ from ._support import (
 @cli.command("events")
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option(
+    "--object", "object_id", help="Only events about this Stripe object (sub_..., cus_...)."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-def list_events(type_prefix: str | None, status: str | None, limit: int) -> None:
-    """List stored events, newest first."""
-    found = recovery.recent_events(get_state(), type_prefix=type_prefix, status=status, limit=limit)
+@click.option("--before", help="The next page: the cursor the previous page printed.")
+def list_events(
+    type_prefix: str | None,
+    status: str | None,
+    object_id: str | None,
+    limit: int,
+    before: str | None,
+) -> None:
+    """List stored events, newest first (an object's history with --object)."""
+    with refused():  # a cursor that is not one
+        page = recovery.recent_events(
+            get_state(),
+            type_prefix=type_prefix,
+            status=status,
+            object_id=(object_id or "").strip() or None,
+            limit=limit,
+            before=before,
+        )
     rows = [
         (
             e.id,
@@ -48,12 +66,14 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
             (e.last_error or "")[:60],
         )
-        for e in found
+        for e in page.items
     ]
     if not rows:
         click.echo("No events match.")
         return
     table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+    if page.older:
+        click.echo(f"Older events: the same command with --before {page.older}")
 
 
 def _status(event: Any) -> str:

@@ -133,10 +133,11 @@ def insert_event(
         "idempotency_key": event.idempotency_key,
         "endpoint_id": endpoint_id,
         "received_at": now,
+        "object_id": event.object_id,
         **columns,
     }
     try:
-        return insert_tracked_event(session.connection(), row, event.object_id if track else None)
+        return insert_tracked_event(session.connection(), row, track)
     except IntegrityError:
         session.rollback()
         return False, None
