@@ -174,7 +174,7 @@ class WebhookDelivery(Base):
     #: The handlers this delivery's attempt ran, in order: ``{"name": "module.function",
     #: "ms": 0.4}``, with ``"error"`` on the one that raised (or whose writes failed when
     #: flushed) and ``"skipped"`` on a ``latest_only`` one that a stale event skipped.
-    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
+    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<WebhookDelivery {self.id} {self.outcome} {self.event_id or ''}>"
@@ -230,7 +230,7 @@ class StripeEvent(Base):
     object_id: Mapped[str | None] = mapped_column(sa.String(255))
     #: The handlers of the latest run that was not a delivery (a worker, ``reprocess``, the
     #: admin's "process again", ``fetch-missed``), as :attr:`WebhookDelivery.handlers`.
-    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
+    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

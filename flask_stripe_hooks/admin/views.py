@@ -314,11 +314,20 @@ def event_detail(event_id: str) -> Any:
                 .limit(RELATED)
             ).scalars()
         )
+    runs = [
+        (f"Delivery at {fmt_time(d.received_at)}", d.outcome, d.handlers)
+        for d, _ in deliveries
+        if d.handlers is not None
+    ]
+    if event.handlers is not None:
+        runs.append(("Latest run by a worker or by hand", event.status, event.handlers))
     return render_template(
         T + "event.html",
         event=event,
         payload=payload,
         deliveries=deliveries,
+        runs=runs,
+        subscribed=get_state().registry.handlers_for(event.type),
         related=related,
         related_more=len(related) == RELATED,
         form=ProcessForm(formdata=None),

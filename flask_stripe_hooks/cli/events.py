@@ -1,6 +1,6 @@
-"""Commands for events: ``events``, ``event-types``, ``send-test-event``, ``reprocess``,
-``process-pending``, ``pause``, ``resume`` and ``prune``. :mod:`flask_stripe_hooks.recovery`
-and :mod:`flask_stripe_hooks.retention` do the work."""
+"""Commands for events: ``events``, ``event-types``, ``handlers``, ``send-test-event``,
+``reprocess``, ``process-pending``, ``pause``, ``resume`` and ``prune``.
+:mod:`flask_stripe_hooks.recovery` and :mod:`flask_stripe_hooks.retention` do the work."""
 
 from __future__ import annotations
 
@@ -96,6 +96,29 @@ def list_event_types(prefix: str | None, thin: bool) -> None:
         )
     for name in names:
         click.echo(name)
+
+
+@cli.command("handlers")
+@click.argument("event_type")
+def list_handlers(event_type: str) -> None:
+    """List the handlers an event of EVENT_TYPE runs, in the order they run."""
+    name = event_type.strip()
+    if name not in (*event_types.all_event_types(), *event_types.thin_event_types()):
+        if event_types.is_known(name):  # a prefix: the handlers depend on the whole type
+            example = event_types.matching(name, thin=event_types.is_thin_name(name))[0]
+            raise click.ClickException(f"Name a whole event type, such as {example}.")
+        raise click.ClickException(event_types.unknown_type_message(name))
+    found = get_state().registry.handlers_for(name)
+    if not found:
+        click.echo(f"No handler runs for {name}: subscribe one with @hooks.on({name!r}).")
+        return
+    table(
+        ("#", "subscribed to", "handler"),
+        [
+            (str(n), subscribed, handler + (" (latest_only)" if latest else ""))
+            for n, (subscribed, handler, latest) in enumerate(found, 1)
+        ],
+    )
 
 
 @cli.command("send-test-event")

@@ -21,7 +21,13 @@ from ..errors import Retry
 from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, REJECTED, RETRYING
 from ..utils import schema_missing, upgrade_hint
 from .guard import redacted
-from .storage import attempts_of, insert_delivery, insert_tracked_event, set_attempt
+from .storage import (
+    attempts_of,
+    insert_delivery,
+    insert_tracked_event,
+    set_attempt,
+    set_handlers,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -59,6 +65,7 @@ class Delivery:
         event_id: str | None = None,
         error: str | None = None,
         traceback: str | None = None,
+        handlers: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         return {
             "endpoint_id": self.endpoint.id,
@@ -74,6 +81,7 @@ class Delivery:
             "traceback": traceback,
             "event_id": event_id,
             "duration_ms": (time.perf_counter() - self.started) * 1000.0,
+            "handlers": handlers,
         }
 
 
@@ -152,15 +160,19 @@ def _count(
     error: str | None,
     traceback: str | None,
     retry: Retry | None,
+    handlers: list[dict[str, Any]] | None,
 ) -> tuple[str, float | None]:
     """Count an attempt that did not process the event on its row: ``dead`` once
     ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent; an event finished meanwhile by a concurrent
-    attempt stays as it is. Returns the status stored and, for a retry, its delay."""
+    attempt stays as it is. ``handlers``: what the attempt ran, when it was not a delivery.
+    Returns the status stored and, for a retry, its delay."""
     now = datetime.now(timezone.utc)
     for _ in range(2):  # a row inserted meanwhile by a concurrent attempt: count on it
         current = attempts_of(session, event.id)
         attempts = 1 if current is None else current[1] + 1
         if current is not None and current[0] in FINAL_STATUSES:
+            if handlers is not None:  # it stays as it is; what this attempt ran is kept
+                set_handlers(session, event.id, handlers)
             return current[0], None
         stored, delay, next_at = status, None, None
         if status in (FAILED, RETRYING) and attempts >= state.max_attempts:
@@ -169,7 +181,7 @@ def _count(
             delay = retry.delay(attempts, state.retry_max)
             next_at = now + timedelta(seconds=delay)
         if current is not None:
-            set_attempt(session, event.id, stored, attempts, error, traceback, next_at)
+            set_attempt(session, event.id, stored, attempts, error, traceback, next_at, handlers)
             return stored, delay
         new, _ = insert_event(
             state,
@@ -182,6 +194,7 @@ def _count(
             last_error=error,
             last_traceback=traceback,
             next_attempt_at=next_at,
+            handlers=handlers,
         )
         if new:
             return stored, delay
@@ -200,10 +213,16 @@ def write_attempt(
     traceback: str | None = None,
     retry: Retry | None = None,
     connection: sa.Connection | None = None,
+    handlers: list[dict[str, Any]] | None = None,
 ) -> tuple[str, float | None]:
     """Record what one attempt came to, and commit: for an attempt that did not process
     the event (``failed``, ``retrying``, ``ignored``) its count and status on the event row,
     then the delivery row (when the attempt was a delivery) with ``outcome``.
+
+    ``handlers``: the record of the handlers the attempt ran (``Registry.dispatch``'s
+    ``ran``), kept on the delivery row, or on the event row for an attempt that was not a
+    delivery (a worker, ``reprocess``): with the rest of the row, never a statement more
+    on a delivery's happy path.
 
     Returns the event's status as stored (``dead`` once the attempts are spent; the status
     a concurrent attempt finished it with) and, for a retry, the seconds until it is due.
@@ -211,13 +230,22 @@ def write_attempt(
     """
     stored: str = outcome
     delay: float | None = None
+    on_event = handlers if delivery is None else None
     if outcome in _COUNTED and event is not None:
-        stored, delay = _count(state, session, event, endpoint_id, outcome, error, traceback, retry)
+        stored, delay = _count(
+            state, session, event, endpoint_id, outcome, error, traceback, retry, on_event
+        )
+    elif on_event is not None and event is not None:
+        set_handlers(session, event.id, on_event)
     if delivery is not None:
         if connection is None or connection.closed:  # none yet, or a handler ended it
             connection = session.connection()
         values = delivery.values(
-            outcome, event_id=event.id if event else None, error=error, traceback=traceback
+            outcome,
+            event_id=event.id if event else None,
+            error=error,
+            traceback=traceback,
+            handlers=handlers,
         )
         insert_delivery(connection, values)
     session.commit()

@@ -26,7 +26,7 @@ import logging
 import time
 import traceback as tb
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -103,6 +103,7 @@ def run_handlers(
     callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
     connection: sa.Connection | None = None
+    ran: list[dict[str, Any]] | None = None  # the handlers' record, once they start
     try:
         claimed, new, newer = True, False, None
         object_id, created = event.object_id, event.created_at
@@ -131,20 +132,27 @@ def run_handlers(
         if not new and object_id is not None and created is not None:  # stored before
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
-        skipped = state.registry.dispatch(event, endpoint=endpoint)
+        ran = []
+        # A flush after each handler (nothing to do for one that wrote nothing): a failure
+        # of a handler's writes is raised, and recorded, as that handler's.
+        skipped = state.registry.dispatch(
+            event, ran=ran, after_each=session.flush, endpoint=endpoint
+        )
         if skipped:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
             notify(signals.stale_skipped, event=event, handlers=skipped)
-        write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
+        write_attempt(
+            state, session, PROCESSED, delivery, event, connection=connection, handlers=ran
+        )
     except Ignore as exc:
         reason = exc.reason or None
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason)
+        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, handlers=ran)
         notify(signals.event_ignored, event=event, reason=exc.reason)
         return Result(IGNORED, exc.reason or IGNORED, event.id)
     except Retry as exc:
         reason = exc.reason or None
         status, delay = write_failure(
-            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc
+            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, handlers=ran
         )
         if status == DEAD:
             notify(signals.event_dead, event=event, exception=exc)
@@ -156,9 +164,17 @@ def run_handlers(
             session.rollback()
             return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        trace = _blame(ran) + "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         status, _ = write_failure(
-            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace
+            state,
+            session,
+            FAILED,
+            delivery,
+            event,
+            endpoint_id,
+            error,
+            traceback=trace,
+            handlers=ran,
         )
         notify(signals.event_failed, event=event, exception=exc)
         if unavailable(exc):
@@ -178,6 +194,16 @@ def run_handlers(
         duration_ms=(time.perf_counter() - started) * 1000.0,
     )
     return Result(PROCESSED, event_id=event.id)
+
+
+def _blame(ran: list[dict[str, Any]] | None) -> str:
+    """The line above a failure's traceback that names the handler it came from."""
+    failed = next((h for h in ran or () if "error" in h), None)
+    if failed is None:
+        return ""
+    if failed.get("flushed"):
+        return f"Handler {failed['name']}: its writes failed when flushed after it returned.\n"
+    return f"Handler {failed['name']} raised.\n"
 
 
 def process_stored(

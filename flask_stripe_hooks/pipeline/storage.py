@@ -274,8 +274,10 @@ def set_attempt(
     error: str | None,
     traceback: str | None = None,
     next_attempt_at: datetime | None = None,
+    handlers: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Store the outcome of an attempt that did not process the event."""
+    """Store the outcome of an attempt that did not process the event (with the record of
+    its handlers when it was not a delivery)."""
     session.execute(
         event_table.update()
         .where(event_table.c.id == event_id)
@@ -285,7 +287,16 @@ def set_attempt(
             last_error=error,
             last_traceback=traceback,
             next_attempt_at=next_attempt_at,
+            **({} if handlers is None else {"handlers": handlers}),
         )
+    )
+
+
+def set_handlers(session: Session, event_id: str, handlers: list[dict[str, Any]]) -> None:
+    """Keep on the event the record of the handlers its latest run ran, when that run was
+    not a delivery (whose own row keeps it)."""
+    session.execute(
+        event_table.update().where(event_table.c.id == event_id).values(handlers=handlers)
     )
 
 
