@@ -10,6 +10,10 @@
    the pairs, with a 95% bootstrap interval of that median. Target: >= 1.0x.
 2. Dispatch with 1 and with 1,000 unrelated subscriptions: ``Registry.dispatch`` alone, and the
    whole delivery on PostgreSQL. Target: per-event time within 10%.
+3. The handlers' record (``--record-only`` runs just this): the same app delivering with each
+   handler timed, recorded on the delivery row and flushed after it, against the same app with
+   ``Registry.dispatch`` switched to a plain ``send`` (no record, no flush), in alternating
+   blocks, on SQLite and PostgreSQL. Target: time ratio <= 1.02.
 
 Runs in the project's own environment (``pip install -e .[test]``).
 """
@@ -184,6 +188,46 @@ def dispatch_delivery(args: argparse.Namespace, pg_url: str, tmp: str) -> list[s
     ]
 
 
+def handler_record(args: argparse.Namespace, pg_url: str, tmp: str) -> list[str]:
+    """Deliveries with the handlers' record (timed, recorded, flushed after each) against
+    the same app with ``Registry.dispatch`` as a plain ``send`` to each signal."""
+    from flask_stripe_hooks.pipeline.dispatch import Registry
+
+    recording = Registry.dispatch
+
+    def plain(self: Any, event: Any, *, ran: Any = None, after_each: Any = None, **kw: Any) -> Any:
+        for sig in self.signals_for(event.type):
+            if sig.receivers:
+                sig.send(event, **kw)
+        return []
+
+    def set_plain() -> None:
+        Registry.dispatch = plain  # type: ignore[method-assign]
+
+    def set_recording() -> None:
+        Registry.dispatch = recording  # type: ignore[method-assign]
+
+    bodies = payloads.bodies(args.deliveries + args.warmup, seed=7)
+    contenders = {"plain": ("fsh", {}), "recording": ("fsh", {})}
+    before = {"plain": set_plain, "recording": set_recording}
+    lines = []
+    try:
+        for backend in getattr(args, "backends", "sqlite,postgresql").split(","):
+            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
+            ratio = common.median(ratios)  # time with the record / without
+            low, high = common.median_interval(ratios)
+            lines.append(
+                f"{backend:<10} handlers' record: {rates['recording']:7.0f}/s, without"
+                f" {rates['plain']:7.0f}/s: time ratio {ratio:.3f}x (median of {len(ratios)}"
+                f" pairs, 95% interval {low:.3f}-{high:.3f})"
+                f"   {'PASS' if ratio <= 1.02 else 'MISS'} (target <= 1.02x)"
+            )
+            print("  " + lines[-1], flush=True)
+    finally:
+        set_recording()
+    return lines
+
+
 def run_arguments(doc: str | None) -> argparse.ArgumentParser:
     """The options of a paired run (this script's and those built on :func:`interleaved`)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
@@ -273,13 +317,19 @@ def summary(lines: list[str], args: argparse.Namespace) -> None:
 def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")
+    parser.add_argument("--record-only", action="store_true", help="only part 3")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="of part 3")
     args = quick(parser.parse_args())
     print(f"machine: {common.machine()}")
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        if args.record_only:
+            summary(handler_record(args, pg_url, tmp), args)
+            return
         lines = ingest(args, pg_url, tmp)
         if not args.skip_dispatch:
             lines += dispatch_only(3 if args.quick else 7, 5 if args.quick else 200)
             lines += dispatch_delivery(args, pg_url, tmp)
+        lines += handler_record(args, pg_url, tmp)
     summary(lines, args)
 
 

@@ -281,6 +281,14 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     return Result(QUEUED, event_id=event_id)
 
 
+def process_failed(state: State, event_ids: Iterable[str]) -> Summary:
+    """Failed and dead events again (the admin's bulk "process again"): handed to the queue
+    in queue mode, otherwise run now; events processed meanwhile are skipped."""
+    if state.event_callback is not None:
+        return enqueue_events(state, event_ids)
+    return process_events(state, event_ids, dead=True)
+
+
 def process_again(state: State, event_id: str) -> Result:
     """The admin's "process again": through the queue in queue mode, otherwise now."""
     if state.event_callback is not None:

@@ -73,6 +73,7 @@ def create_blueprint(state: State) -> Blueprint:
         views.endpoint_delete
     )
     bp.route("/events/")(views.event_list)
+    bp.route("/events/process-failed", methods=["GET", "POST"])(views.events_process_failed)
     bp.route("/events/<event_id>")(views.event_detail)
     bp.route("/events/<event_id>/process", methods=["POST"])(views.event_process)
     bp.route("/deliveries/")(views.delivery_list)

@@ -163,6 +163,13 @@ class ProcessForm(AdminForm):
     submit = SubmitField("Process again")
 
 
+class ProcessFailedForm(AdminForm):
+    """The confirmation of a bulk "process again"; the filter goes along in the query
+    string."""
+
+    submit = SubmitField("Process them again")
+
+
 class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
     object = StringField(

@@ -27,7 +27,7 @@ from ..crypto import sealed, unseal
 from ..errors import StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
-from ..outcomes import FAILED, MISSING, REJECTED
+from ..outcomes import DEAD, FAILED, MISSING, REJECTED
 from ..state import get_state
 from ..utils import fmt_time as utc_time
 from ..utils import mask, parse_duration, utcnow
@@ -37,6 +37,7 @@ from .forms import (
     DeliveryFilterForm,
     EventFilterForm,
     EventsForm,
+    ProcessFailedForm,
     ProcessForm,
     SecretForm,
     StatusForm,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 PER_PAGE = 50
 #: Other events about the same object shown on an event's page (the rest: its list).
 RELATED = 10
+#: Failed events processed again by one bulk "process again" (the rest: the next click).
+BULK = 200
 T = "stripe_hooks/admin/"
 
 #: Stripe's parameter names (and the library's) → the form field that shows the error.
@@ -273,13 +276,48 @@ def event_list() -> Any:
     where = recovery.event_filter(**event_filters(form)) if valid else [sa.false()]
     query = query.where(*where)
     page = keyset(query, StripeEvent)
+    failing = form.status.data in (FAILED, DEAD) or any(
+        e.status in (FAILED, DEAD) for e in page.items
+    )
     return render_template(
         T + "events.html",
         form=form,
         page=page,
+        failing=failing and valid,
+        filter_args={f.name: f.data for f in form if f.data},
         counts=recovery.counts(state),
         filtered=filtered(form),
     ), 200 if valid else 400
+
+
+def events_process_failed() -> Any:
+    """The failed and dead events the list's filter shows, processed again (through the
+    queue in queue mode): a GET shows how many and asks, a POST does it, at most
+    :data:`BULK` at a time, oldest first."""
+    state = get_state()
+    filters = EventFilterForm(request.args)
+    if not filters.validate():
+        abort(400, "These filters are not valid.")
+    ids = recovery.failed_ids(state, **event_filters(filters))
+    form = ProcessFailedForm()
+    queued = state.event_callback is not None
+    if form.validate_on_submit():
+        summary = recovery.process_failed(state, ids[:BULK])
+        rest = f"; {len(ids) - BULK} more remain: run it again" if len(ids) > BULK else ""
+        verb = "Queued" if queued else "Processed"
+        flash(
+            f"{verb} {min(len(ids), BULK)} failed event(s) again: {summary.line()}{rest}.",
+            "error" if summary.failed else "success",
+        )
+        return redirect(url_for(".event_list", **request.args))
+    return render_template(
+        T + "process_failed.html",
+        form=form,
+        ids=ids,
+        bulk=BULK,
+        queued=queued,
+        described=[f"{f.label.text.lower()} {f.data}" for f in filters if f.data],
+    )
 
 
 def event_filters(form: EventFilterForm) -> dict[str, Any]:
