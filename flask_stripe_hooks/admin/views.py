@@ -309,7 +309,8 @@ def events_process_failed() -> Any:
             f"{verb} {min(len(ids), BULK)} failed event(s) again: {summary.line()}{rest}.",
             "error" if summary.failed else "success",
         )
-        return redirect(url_for(".event_list", **request.args.to_dict()))
+        back: dict[str, Any] = request.args.to_dict()
+        return redirect(url_for(".event_list", **back))
     return render_template(
         T + "process_failed.html",
         form=form,
