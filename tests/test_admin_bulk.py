@@ -21,7 +21,8 @@ def enqueue(event_id: str) -> None:
 
 
 def text(response: Any) -> str:
-    body = re.sub(r"<script.*?</script>|<[^>]+>", " ", response.get_data(as_text=True), flags=re.S)
+    body = response.get_data(as_text=True).replace("<wbr>", "")  # a break, not a space
+    body = re.sub(r"<script.*?</script>|<[^>]+>", " ", body, flags=re.S)
     return " ".join(html.unescape(body).split())
 
 

@@ -69,7 +69,7 @@ class EventsField(SelectMultipleField):
             choices=event_choices(),
             validators=[DataRequired("Choose at least one event type, or *.")],
             validate_choice=False,  # endpoints.expand_events says what is wrong, with a hint
-            render_kw={"size": 12},
+            render_kw={"size": 12, "data-picker": "event-types"},  # admin.js
             **kwargs,
         )
 
