@@ -202,7 +202,10 @@ def only_enabled_endpoint() -> WebhookEndpoint:
             "No enabled endpoint; add one with 'flask stripe-hooks register-endpoint'."
         )
     if len(endpoints) > 1:
-        raise EndpointError("Several endpoints; choose one with --endpoint UUID.")
+        raise EndpointError(
+            "Several endpoints; choose one with --endpoint UUID ('flask stripe-hooks"
+            " list-endpoints' shows them)."
+        )
     return endpoints[0]  # type: ignore[no-any-return]
 
 
