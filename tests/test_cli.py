@@ -154,7 +154,9 @@ def test_events_listing_and_filters(app, hooks, client, runner, endpoint):
     failed = runner.invoke(args=["stripe-hooks", "events", "--status", "failed"]).output
     assert "charge.failed" in failed and "declined" in failed and "customer" not in failed
     limited = runner.invoke(args=["stripe-hooks", "events", "--limit", "1"]).output
-    assert len(limited.strip().splitlines()) == 2  # header + one
+    header, row, more = limited.strip().splitlines()  # header, one, the next page
+    assert header.split()[:2] == ["id", "type"] and row.startswith("evt_")
+    assert more.startswith("Older events: the same command with --before ")
 
 
 def test_event_types(runner):
