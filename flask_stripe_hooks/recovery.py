@@ -202,21 +202,38 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
 
 
 def failed_ids(
-    state: State, since: timedelta | None = None, type_prefix: str | None = None, **filters: Any
+    state: State,
+    since: timedelta | None = None,
+    type_prefix: str | None = None,
+    *,
+    limit: int | None = None,
+    **filters: Any,
 ) -> list[str]:
-    """Failed and dead events, oldest first, received within ``since``, of ``type_prefix``
-    and matching :func:`event_filter`'s other ``filters`` (``livemode``, ``object_id``;
-    ``status`` narrows to one of the two)."""
+    """Failed and dead events, oldest first (the first ``limit``), received within
+    ``since``, of ``type_prefix`` and matching :func:`event_filter`'s other ``filters``
+    (``livemode``, ``object_id``; ``status`` narrows to one of the two)."""
+    query = _failed(since, type_prefix, **filters).order_by(*_IN_ORDER).limit(limit)
+    ids = list(state.db.session.execute(query).scalars())
+    state.db.session.rollback()
+    return ids
+
+
+def failed_count(state: State, **filters: Any) -> int:
+    """How many events :func:`failed_ids` would list, counted up to
+    :data:`~.paging.COUNT_CAP` + 1."""
+    count = paging.capped_count(state.db.session, _failed(None, **filters), event_table.c.id)
+    state.db.session.rollback()
+    return count
+
+
+def _failed(since: timedelta | None, type_prefix: str | None = None, **filters: Any) -> Any:
     query = sa.select(event_table.c.id).where(
         event_table.c.status.in_((FAILED, DEAD)),
         *event_filter(type_prefix=type_prefix, **filters),
     )
     if since is not None:
         query = query.where(event_table.c.received_at >= utcnow() - since)
-    query = query.order_by(*_IN_ORDER)
-    ids = list(state.db.session.execute(query).scalars())
-    state.db.session.rollback()
-    return ids
+    return query
 
 
 def describe(state: State, ids: Iterable[str]) -> list[tuple[str, str, str, int]]:

@@ -122,3 +122,24 @@ def test_in_queue_mode_they_go_through_the_queue(app_factory, hooks):
     assert sorted(QUEUED) == sorted([*invoices, customer])
     after = statuses(queued)
     assert {after[i] for i in QUEUED} == {"pending"}  # the workers run them
+
+
+def test_a_long_list_goes_two_hundred_at_a_time(app_factory, hooks, monkeypatch):
+    from flask_stripe_hooks.admin import views
+
+    app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
+    invoices, customer, broken = failing_history(app, hooks)
+    monkeypatch.setattr(views, "BULK", 3)  # 4 failed events, 3 a click
+    broken["now"] = False
+    client = app.test_client()
+    url = ADMIN + "/events/process-failed"
+    confirm = client.get(url)
+    assert "4 failed or dead events are stored. This runs the oldest 3;" in text(confirm)
+    done = client.post(url, data={"csrf_token": token(confirm)}, follow_redirects=True)
+    assert "Processed 3 failed event(s) again: 3 processed; more remain: press it again." in (
+        text(done)
+    )
+    assert list(statuses(app).values()).count("failed") == 1
+    again = client.post(url, data={"csrf_token": token(client.get(url))}, follow_redirects=True)
+    assert "Processed 1 failed event(s) again: 1 processed." in text(again)
+    assert set(statuses(app).values()) == {"processed"}

@@ -298,15 +298,16 @@ def events_process_failed() -> Any:
     filters = EventFilterForm(request.args)
     if not filters.validate():
         abort(400, "These filters are not valid.")
-    ids = recovery.failed_ids(state, **event_filters(filters))
+    ids = recovery.failed_ids(state, limit=BULK, **event_filters(filters))
+    total = recovery.failed_count(state, **event_filters(filters))
     form = ProcessFailedForm()
     queued = state.event_callback is not None
     if form.validate_on_submit():
-        summary = recovery.process_failed(state, ids[:BULK])
-        rest = f"; {len(ids) - BULK} more remain: run it again" if len(ids) > BULK else ""
+        summary = recovery.process_failed(state, ids)
+        rest = "; more remain: press it again" if total > len(ids) else ""
         verb = "Queued" if queued else "Processed"
         flash(
-            f"{verb} {min(len(ids), BULK)} failed event(s) again: {summary.line()}{rest}.",
+            f"{verb} {len(ids)} failed event(s) again: {summary.line()}{rest}.",
             "error" if summary.failed else "success",
         )
         back: dict[str, Any] = request.args.to_dict()
@@ -315,7 +316,7 @@ def events_process_failed() -> Any:
         T + "process_failed.html",
         form=form,
         ids=ids,
-        bulk=BULK,
+        total=total,
         queued=queued,
         described=[f"{f.label.text.lower()} {f.data}" for f in filters if f.data],
     )
