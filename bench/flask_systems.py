@@ -55,6 +55,7 @@ class Handled(Base):
 def _base_app(db_url: str) -> tuple[Flask, SQLAlchemy]:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = db_url
+    app.config["SECRET_KEY"] = "bench"  # as an app with the admin has
     db = SQLAlchemy()
     db.init_app(app)
     return app, db

@@ -10,6 +10,9 @@
    28,800 rows at every size past that), then ``VACUUM ANALYZE``. Each page is requested
    5 times with the in-process test client (the admin allowed), after one untimed
    request; the median is printed, and the growth factor from the smallest size to the largest.
+   Every event is about one of 10 objects (``sub_0`` to ``sub_9``): an object's history
+   (``?object=sub_7``) holds 100 events at 1,000 and 100,000 at 1,000,000, a full first page
+   at every size.
 2. Prune at the largest PostgreSQL size: ``prune --dry-run`` (a capped count), then a prune
    of about a tenth of the rows in batches of 2,000 (rows per second, and the longest batch:
    the longest any lock is held), then clearing bodies of another tenth.
@@ -49,12 +52,15 @@ from support.history_support import fill  # noqa: E402
 ADMIN = "/admin"
 #: One event every 3 s: close to a million a month (whole seconds suit SQLite's rows).
 STEP = 3
+#: The Stripe objects the events are about, each as busy as the others.
+OBJECTS = 10
 PAGES = {
     "endpoints list": "/",
     "events": "/events/",
     "events ?type=invoice": "/events/?type=invoice",
     "events ?status=failed": "/events/?status=failed",
     "events page 3": None,  # found by following "Older" twice
+    "events ?object=sub_7": "/events/?object=sub_7",  # 1 in 10 events: 100,000 at 1M
     "deliveries": "/deliveries/",
     "deliveries ?outcome=failed": "/deliveries/?outcome=failed",
     "one event": "/events/evt_h500",
@@ -95,6 +101,7 @@ def filled(url: str, size: int, accounts: int = 0) -> Flask:
                     first=first,
                     step=STEP,
                     accounts=accounts,
+                    objects=OBJECTS,
                 )
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
@@ -142,6 +149,9 @@ def pages(app: Flask) -> dict[str, float]:
     runner = app.test_cli_runner()
     out["CLI events --limit 20"] = timed(
         lambda: runner.invoke(args=["stripe-hooks", "events", "--limit", "20"])
+    )
+    out["CLI events --object sub_7"] = timed(
+        lambda: runner.invoke(args=["stripe-hooks", "events", "--object", "sub_7"])
     )
     return out
 
@@ -292,6 +302,7 @@ def main() -> None:
     parser.add_argument("--ingest-history", type=int, default=1_000_000)
     parser.add_argument("--drain", type=int, default=2000, help="pending events to drain")
     parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
     args = parser.parse_args()
@@ -316,7 +327,7 @@ def main() -> None:
             last = filled(common.create_database(pg_url, name), size)
             postgres[size] = pages(last)
         table("PostgreSQL", postgres)
-        if last is not None:
+        if last is not None and not args.skip_prune:
             prune_figures(last, max(postgres))
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)

@@ -116,10 +116,9 @@ class Event:
 
     @property
     def object_id(self) -> str | None:
-        """The id of the Stripe object the event is about (``data.object.id``)."""
-        obj = self.data.get("object")
-        value = obj.get("id") if isinstance(obj, dict) else None
-        return value if isinstance(value, str) and value else None
+        """The id of the Stripe object the event is about (``data.object.id``; a thin event's
+        ``related_object.id``)."""
+        return object_id_of(self.data)
 
     @property
     def is_stale(self) -> bool:
@@ -280,6 +279,17 @@ class Event:
         )
 
 
+def object_id_of(data: Any) -> str | None:
+    """The id of the Stripe object an event is about, from its ``data`` as stored:
+    ``data.object.id``, or a thin event's ``related_object.id`` (its data is the
+    notification). ``None`` when there is none (or it is longer than an id column holds)."""
+    if not isinstance(data, dict):
+        return None
+    holder = data.get("related_object") if data.get("object") == THIN_OBJECT else data.get("object")
+    value = holder.get("id") if isinstance(holder, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 255 else None
+
+
 def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
     event_id = _fitting(payload, "id", MAX_ID)
@@ -426,13 +436,6 @@ class ThinEvent(Event):
         """The changed fields' values before the event: ``changes["before"]``, as a snapshot
         event's ``data.previous_attributes`` gives them."""
         return dict((self.changes or {}).get("before") or {})
-
-    @property
-    def object_id(self) -> str | None:
-        """The id of the related object (``related_object.id``)."""
-        related = self.related_object or {}
-        value = related.get("id")
-        return value if isinstance(value, str) and value else None
 
     def fetch_related_object(self) -> Any:
         """``GET`` the related object's URL (e.g. ``/v1/billing/meters/mtr_...``) as it is now,

@@ -70,7 +70,7 @@ class EventsField(SelectMultipleField):
             choices=event_choices(),
             validators=[DataRequired("Choose at least one event type, or *.")],
             validate_choice=False,  # endpoints.expand_events says what is wrong, with a hint
-            render_kw={"size": 12},
+            render_kw={"size": 12, "data-picker": "event-types"},  # admin.js
             **kwargs,
         )
 
@@ -164,8 +164,20 @@ class ProcessForm(AdminForm):
     submit = SubmitField("Process again")
 
 
+class ProcessFailedForm(AdminForm):
+    """The confirmation of a bulk "process again"; the filter goes along in the query
+    string."""
+
+    submit = SubmitField("Process them again")
+
+
 class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
+    object = StringField(
+        "Object",
+        validators=[Optional(), Length(max=255)],
+        render_kw={"placeholder": "sub_..., cus_...", "spellcheck": "false"},
+    )
     status = SelectField("Status", choices=choices(("", "any"), *EVENT_STATUSES), default="")
     mode = SelectField("Mode", choices=[*choices(("", "any")), *mode_choices()], default="")
     account = StringField(
