@@ -47,6 +47,13 @@ class NotAnEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A snapshot event as handlers get it: ``event.type``, ``event.data["object"]`` (also
+    ``event.object``), ``event.livemode``, ``event.account`` (``""`` unless Connect).
+
+    Frozen and detached from the database: it stays readable in ``on_commit`` callbacks and
+    queued jobs. Fields are what Stripe sent; ``payload`` is the whole body.
+    """
+
     id: str
     type: str
     livemode: bool
@@ -131,10 +138,12 @@ class Event:
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
+        """``data["previous_attributes"]`` of an ``*.updated`` event (``{}`` when absent)."""
         return self.data.get("previous_attributes") or {}
 
     @property
     def created_at(self) -> datetime | None:
+        """``created`` as an aware UTC ``datetime``."""
         if self.created is None:
             return None
         return datetime.fromtimestamp(self.created, timezone.utc)
