@@ -12,7 +12,7 @@ from blinker import NamedSignal, Namespace
 _signals = Namespace()
 
 #: A request reached a known, enabled endpoint, before verification.
-#: kwargs: ``endpoint`` (:class:`~flask_stripe_hooks.processing.EndpointInfo`),
+#: kwargs: ``endpoint`` (:class:`~flask_stripe_hooks.EndpointInfo`),
 #: ``remote_addr`` (str or None).
 delivery_received = _signals.signal("delivery-received")
 
@@ -22,7 +22,7 @@ delivery_received = _signals.signal("delivery-received")
 delivery_rejected = _signals.signal("delivery-rejected")
 
 #: The handlers of an event ran and the transaction committed.
-#: kwargs: ``event`` (:class:`~flask_stripe_hooks.events.Event`), ``duration_ms`` (float).
+#: kwargs: ``event`` (:class:`~flask_stripe_hooks.Event`), ``duration_ms`` (float).
 event_processed = _signals.signal("event-processed")
 
 #: A handler raised (or the database failed); everything was rolled back.
@@ -55,8 +55,8 @@ duplicate_skipped = _signals.signal("duplicate-skipped")
 event_queued = _signals.signal("event-queued")
 
 #: The webhook view answered a delivery (every delivery, whatever its outcome).
-#: kwargs: ``result`` (:class:`~flask_stripe_hooks.processing.Result`), ``status`` (int, the
-#: HTTP status sent back).
+#: kwargs: ``result`` (what the delivery came to: ``result.outcome``, ``result.reason``,
+#: ``result.ok``), ``status`` (int, the HTTP status sent back).
 delivery_finished = _signals.signal("delivery-finished")
 
 #: ``flask stripe-hooks doctor`` (or the admin's Health page) found problems with an
