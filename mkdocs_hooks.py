@@ -96,9 +96,11 @@ def _link(obj: griffe.Object, body: str, loader: griffe.GriffeLoader) -> str:
 
 def _resolve(obj: griffe.Object, target: str, loader: griffe.GriffeLoader) -> str | None:
     """The canonical path of ``target`` as seen from ``obj``; None outside this package."""
-    if target.startswith("."):  # relative to obj's package: .crypto.X
+    if target.startswith("."):  # .crypto.X: in obj's package, or the nearest one above it
         package = obj.module if obj.module.is_init_module else obj.module.parent
-        target = f"{package.path}{target}" if package else target[1:]
+        while package is not None and not _exists(f"{package.path}{target}", loader):
+            package = package.parent
+        target = f"{package.path}{target}" if package is not None else target[1:]
     first, _, rest = target.partition(".")
     if first != PACKAGE:
         first = _in_scope(obj, first)
@@ -116,6 +118,14 @@ def _resolve(obj: griffe.Object, target: str, loader: griffe.GriffeLoader) -> st
     except (KeyError, griffe.AliasResolutionError):
         _report(obj, target)
         return None
+
+
+def _exists(path: str, loader: griffe.GriffeLoader) -> bool:
+    try:
+        loader.modules_collection[path]
+    except (KeyError, griffe.AliasResolutionError):
+        return False
+    return True
 
 
 def _in_scope(obj: griffe.Object, name: str) -> str | None:

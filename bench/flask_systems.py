@@ -13,6 +13,7 @@ Every system calls the same user handler, which writes one ORM row to ``handled`
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from datetime import datetime, timezone
@@ -66,8 +67,12 @@ def user_handler(db: SQLAlchemy, event_id: str, event_type: str) -> None:
 # -- flask-stripe-hooks ------------------------------------------------------------------
 
 
-def create_fsh(db_url: str, *, unrelated: int = 0, **config: Any) -> Flask:
-    from flask_stripe_hooks import StripeHooks
+def create_fsh(
+    db_url: str, *, unrelated: int = 0, package: str = "flask_stripe_hooks", **config: Any
+) -> Flask:
+    """``package``: the import name of the flask-stripe-hooks to build it with (another
+    revision of it, unpacked under another name, for a paired comparison)."""
+    StripeHooks = importlib.import_module(package).StripeHooks  # noqa: N806
 
     app, db = _base_app(db_url)
     app.config.update(config)  # STRIPE_HOOKS_* settings
@@ -83,8 +88,13 @@ def create_fsh(db_url: str, *, unrelated: int = 0, **config: Any) -> Flask:
 
 
 def seed_fsh(app: Flask) -> None:
-    from flask_stripe_hooks.storage import compress_with_lz4
-    from flask_stripe_hooks.testing import create_endpoint
+    # The package that built the app (another revision keeps these names elsewhere).
+    package = type(app.extensions["stripe_hooks"]).__module__.split(".")[0]
+    models = importlib.import_module(f"{package}.models")
+    compress_with_lz4 = getattr(models, "compress_with_lz4", None)
+    if compress_with_lz4 is None:  # revisions before it moved to models
+        compress_with_lz4 = importlib.import_module(f"{package}.storage").compress_with_lz4
+    create_endpoint = importlib.import_module(f"{package}.testing").create_endpoint
 
     db = app.extensions["sqlalchemy"]
     with app.app_context():

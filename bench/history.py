@@ -75,8 +75,9 @@ def build(url: str) -> Flask:
     return app
 
 
-def filled(url: str, size: int) -> Flask:
-    """An app on ``url`` whose tables hold ``size`` events and deliveries."""
+def filled(url: str, size: int, accounts: int = 0) -> Flask:
+    """An app on ``url`` whose tables hold ``size`` events and deliveries (with ``accounts``,
+    spread over that many connected accounts, ``acct_h0``...)."""
     app = build(url)
     db = app.extensions["sqlalchemy"]
     with app.app_context():
@@ -86,7 +87,15 @@ def filled(url: str, size: int) -> Flask:
         with db.engine.begin() as conn:
             for first in range(1, size + 1, 500_000):  # bounded statements
                 count = min(500_000, size - first + 1)
-                fill(conn, count, newest=newest, endpoint_id=endpoint.id, first=first, step=STEP)
+                fill(
+                    conn,
+                    count,
+                    newest=newest,
+                    endpoint_id=endpoint.id,
+                    first=first,
+                    step=STEP,
+                    accounts=accounts,
+                )
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
     return app

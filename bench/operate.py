@@ -45,20 +45,21 @@ def tracer_provider() -> None:
 
 
 def skipped_when_off() -> str:
-    """With both settings off: the view calls ``processing.receive`` itself, nobody listens."""
-    from flask_stripe_hooks import processing, signals, tracing
+    """With both settings off: the view calls the pipeline's own ``receive``, nobody listens."""
+    from flask_stripe_hooks import signals
+    from flask_stripe_hooks.pipeline import intake, tracing
     from flask_stripe_hooks.state import get_state
 
     import flask_systems
 
     app = flask_systems.create_fsh("sqlite://")
     with app.app_context():
-        direct = tracing.receiver(get_state()) is processing.receive
+        direct = tracing.receiver(get_state()) is intake.receive
     listening = sum(
         len(signals.by_name(n).receivers) for n in [*signals.EVENT_OUTCOMES, "delivery-finished"]
     )
     return (
-        f"settings off: the view calls processing.receive directly: {direct};"
+        f"settings off: the view calls the pipeline's receive directly: {direct};"
         f" receivers on the event and delivery signals: {listening}"
     )
 
@@ -69,7 +70,7 @@ METRICS: list[Any] = []
 
 def switch(enabled: bool) -> None:
     """Connect (or disconnect) the receivers of metrics and traces."""
-    from flask_stripe_hooks import tracing
+    from flask_stripe_hooks.pipeline import tracing
 
     for metrics in METRICS:
         metrics.connect() if enabled else metrics.disconnect()
@@ -77,26 +78,23 @@ def switch(enabled: bool) -> None:
 
 
 def create_observed(url: str, **config: Any) -> Any:
+    from flask_stripe_hooks.metrics import init_metrics
+    from prometheus_client import CollectorRegistry
+
     import flask_systems
 
     app = flask_systems.create_fsh(url, **config)
-    METRICS.append(app.extensions["stripe_hooks_metrics"])
+    METRICS.append(init_metrics(app, CollectorRegistry()))  # as STRIPE_HOOKS_METRICS does
     return app
 
 
 def measure(backend: str, pg_url: str, tmp: str, bodies: list[str], args: Any) -> str:
-    from prometheus_client import CollectorRegistry
-
     import flask_systems
 
     flask_systems.FACTORIES["observed"] = create_observed  # fsh, keeping its metrics
     for table in (flask_systems.SEEDS, flask_systems.PATHS, flask_systems.EVENT_TABLES):
         table["observed"] = table["fsh"]  # type: ignore[index]
-    on = {
-        "STRIPE_HOOKS_METRICS": True,
-        "STRIPE_HOOKS_METRICS_REGISTRY": CollectorRegistry(),
-        "STRIPE_HOOKS_TRACING": True,
-    }
+    on = {"STRIPE_HOOKS_TRACING": True}
     contenders = {"off": ("fsh", {}), "on": ("observed", on)}
     before = {"off": lambda: switch(False), "on": lambda: switch(True)}
     rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)

@@ -19,24 +19,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flask_stripe_hooks import processing  # noqa: E402
+from flask_stripe_hooks.pipeline import attempt, run, storage  # noqa: E402
 
 import ingest  # noqa: E402
 
-_TRACKED = processing.insert_tracked_event, processing.track_newest
+_TRACKED = attempt.insert_tracked_event, run.track_newest
 
 
 def _untracked(connection: Any, values: Any, object_id: Any) -> tuple[bool, None]:
-    return bool(processing.insert_event(connection, values)), None
+    return bool(storage.insert_event(connection, values)), None
 
 
 def _tracking() -> None:
-    processing.insert_tracked_event, processing.track_newest = _TRACKED  # type: ignore[attr-defined]
+    attempt.insert_tracked_event, run.track_newest = _TRACKED  # type: ignore[attr-defined]
 
 
 def _not_tracking() -> None:
-    processing.insert_tracked_event = _untracked  # type: ignore[attr-defined]
-    processing.track_newest = lambda *args: None  # type: ignore[attr-defined]
+    attempt.insert_tracked_event = _untracked  # type: ignore[attr-defined]
+    run.track_newest = lambda *args: None  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -48,8 +48,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     if app.config.get("ADMIN_PASSWORD"):  # EXAMPLE_ADMIN_PASSWORD: log in at /login
         app.config.setdefault("STRIPE_HOOKS_ADMIN_AUTH", "example_app.auth.admin_required")
-        app.config.setdefault("STRIPE_HOOKS_ADMIN_LOGOUT_URL", "auth.logout")
-    app.config.setdefault("STRIPE_HOOKS_ADMIN_HOME_URL", "example.index")  # the admin links back
 
     db.init_app(app)
     hooks.init_app(app)

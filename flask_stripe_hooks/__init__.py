@@ -1,11 +1,9 @@
 """Receive, verify, store and dispatch Stripe webhooks in Flask."""
 
-from .callbacks import on_commit
-from .dispatch import Ignore, Retry, UnknownEventTypeWarning
-from .endpoint_cache import EndpointInfo
+from .errors import Ignore, Retry, StripeHooksError, UnknownEventTypeWarning
 from .events import Event, ThinEvent
 from .extension import StripeHooks
-from .utils import StripeHooksError
+from .pipeline import EndpointInfo, on_commit
 
 __version__ = "0.1.0"
 

@@ -41,9 +41,10 @@ from contextlib import contextmanager
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
+from .errors import EventNotProcessed
 from .outcomes import BUSY, MISSING
+from .pipeline import process_stored
 from .state import get_state
-from .tracing import process_stored
 from .utils import parse_duration
 
 log = logging.getLogger("flask_stripe_hooks")
@@ -54,10 +55,6 @@ SWEEP_TASK_NAME = "flask_stripe_hooks.process_pending"
 RECONCILE_TASK_NAME = "flask_stripe_hooks.reconcile"
 
 _FLASK_APP = "flask_stripe_hooks_app"
-
-
-class EventNotProcessed(Exception):
-    """The event's handlers failed (or the database was away); the task retries."""
 
 
 def init_celery(celery_app: Celery, flask_app: Flask) -> Celery:
@@ -195,12 +192,12 @@ def reconcile(
 ) -> dict[str, int]:
     """``fetch-missed --undelivered`` as a task, for a beat schedule: store and process the
     events Stripe failed to deliver within ``since``. Returns the counts by outcome."""
-    from . import recovery
+    from . import backfill
 
     with _app_context(self.app):
         state = get_state()
         since_delta = parse_duration(since)
-        _, summary = recovery.reconcile(
+        _, summary = backfill.reconcile(
             state, since=since_delta, account=account, livemode=mode == "live"
         )
         return summary.counts

@@ -4,7 +4,7 @@ The CLI (``flask stripe-hooks create-endpoint`` ...) and the admin pages are thi
 these functions. Each runs in an app context and commits. Bad input raises
 :class:`EndpointError` before any call to Stripe; Stripe's refusals raise
 :class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both are
-:class:`~flask_stripe_hooks.utils.StripeHooksError` with ``message`` and ``field``
+:class:`~flask_stripe_hooks.errors.StripeHooksError` with ``message`` and ``field``
 (``"url"``, ``"enabled_events"``, ``"metadata"``, ``"api_version"``, ``"secret"``, ...).
 
 Nothing is left half-written: Stripe is called first, and when the database then refuses the
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid as uuid_mod
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +24,12 @@ import stripe
 
 from . import audit, event_types, stripe_api
 from .crypto import seal, unseal
+from .errors import EndpointError
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table, event_table
-from .public_url import LISTEN_HINT, EndpointError, check_base_url
+from .public_url import LISTEN_HINT, check_base_url
 from .state import get_state
-from .stripe_api import StripeAPIError, client_for, list_webhook_endpoints
+from .stripe_api import StripeAPIError, client_for
 from .utils import utcnow
 
 __all__ = ["LISTEN_HINT", "EndpointError", "check_base_url"]  # and the operations below
@@ -39,23 +39,6 @@ log = logging.getLogger("flask_stripe_hooks")
 #: The metadata key, on Stripe, that ties an endpoint to its row here.
 METADATA_KEY = "flask_stripe_hooks_uuid"
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-
-
-@dataclass
-class SyncResult:
-    """What :func:`sync_endpoints` did; ``messages`` say what the user must do next."""
-
-    updated: int = 0
-    imported: int = 0
-    unchanged: int = 0
-    missing: int = 0
-    messages: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        """``1 updated, 2 imported, 0 unchanged, 1 missing on Stripe.``"""
-        missing = f", {self.missing} missing on Stripe" if self.missing else ""
-        done = f"{self.updated} updated, {self.imported} imported, {self.unchanged} unchanged"
-        return done + missing + "."
 
 
 def _session() -> Any:
@@ -224,7 +207,7 @@ def register_endpoint(
         enabled_events=enabled_events or ["*"],
     )
     session.add(endpoint)
-    _commit("the new endpoint", endpoint, "created", _created(endpoint))
+    commit("the new endpoint", endpoint, "created", created_values(endpoint))
     return endpoint
 
 
@@ -233,7 +216,12 @@ def _on_stripe(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {"thin": endpoint.thin, "account": endpoint.account, "livemode": endpoint.livemode}
 
 
-def _created(endpoint: WebhookEndpoint) -> dict[str, Any]:
+def fields_of(endpoint: WebhookEndpoint, names: Any) -> dict[str, Any]:
+    """The endpoint's values of these fields (an audit row's \"before\")."""
+    return {name: getattr(endpoint, name) for name in names}
+
+
+def created_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {
         "mode": endpoint.mode,
         "stripe_id": endpoint.stripe_id,
@@ -242,7 +230,7 @@ def _created(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
-def _commit(
+def commit(
     what: str,
     endpoint: WebhookEndpoint | None = None,
     action: str = "",
@@ -345,7 +333,7 @@ def create_endpoint(
     )
     _session().add(endpoint)
     try:
-        _commit("the new endpoint", endpoint, "created", _created(endpoint))
+        commit("the new endpoint", endpoint, "created", created_values(endpoint))
     except EndpointError as exc:
         undo()
         exc.message = exc.message.removesuffix(".") + "; it was deleted on Stripe again."
@@ -362,7 +350,8 @@ def update_endpoint(
     description: str | None = None,
 ) -> WebhookEndpoint:
     """Enable or disable an endpoint, change its events or description; on Stripe first
-    when it has a Stripe id. ``None`` leaves a field as it is."""
+    when it has a Stripe id (even a change the row holds already: Stripe may differ). ``None``
+    leaves a field as it is."""
     endpoint = get_endpoint(endpoint)
     local: dict[str, Any] = {}
     remote: dict[str, Any] = {}
@@ -389,15 +378,18 @@ def update_endpoint(
         "disabled": not endpoint.enabled,
     }
     stripe_id = endpoint.stripe_id
+    changes: dict[str, Any] = audit.diff(fields_of(endpoint, local), local)
+    if not changes and not stripe_id:  # nothing to change, nor an audit row to write
+        return endpoint
     where = _on_stripe(endpoint)
     if stripe_id:
         stripe_api.update_endpoint(get_state(), stripe_id, remote, **where)
-    changes = audit.diff(_fields(endpoint, local), local)
     action = "updated" if enabled is None else "enabled" if enabled else "disabled"
+    changes = changes or {"on Stripe": action}
     for key, value in local.items():
         setattr(endpoint, key, value)
     try:
-        _commit("the change", endpoint, action, changes)
+        commit("the change", endpoint, action, changes)
     except EndpointError:
         if stripe_id:
             undo = {key: before[key] for key in remote}
@@ -435,7 +427,7 @@ def delete_endpoint(endpoint: WebhookEndpoint, *, keep_remote: bool = False) -> 
     )
     session.delete(endpoint)
     try:
-        _commit("the deletion", endpoint, "deleted", {"stripe_id": endpoint.stripe_id})
+        commit("the deletion", endpoint, "deleted", {"stripe_id": endpoint.stripe_id})
     except EndpointError as exc:
         if endpoint.stripe_id and not keep_remote:
             exc.message += (
@@ -469,108 +461,5 @@ def set_secret(
     endpoint.secrets = [*kept, {"secret": seal(secret), "expires_at": None}]
     last = max((item["expires_at"] for item in kept), default=None)
     note = f"rotated, {len(kept)} kept" + (f" until {last}" if last else "")
-    _commit("the new secret", endpoint, "secret-rotated", {"secret": note})
+    commit("the new secret", endpoint, "secret-rotated", {"secret": note})
     log.info("new signing secret for endpoint %s (%d older kept)", endpoint.uuid, len(kept))
-
-
-# -- sync ------------------------------------------------------------------------------------
-
-
-def _remote_fields(remote: dict[str, Any]) -> dict[str, Any]:
-    metadata = dict(remote.get("metadata") or {})
-    metadata.pop(METADATA_KEY, None)
-    return {
-        "url": remote.get("url") or "",
-        "enabled_events": list(remote.get("enabled_events") or []),
-        "description": remote.get("description") or "",
-        "api_version": remote.get("api_version") or "",
-        "metadata_": metadata,
-    }
-
-
-def _fields(endpoint: WebhookEndpoint, names: Any) -> dict[str, Any]:
-    return {name: getattr(endpoint, name) for name in names}
-
-
-def _free_uuid(session: Any, value: str | None) -> uuid_mod.UUID:
-    try:
-        wanted = uuid_mod.UUID(value or "")
-    except ValueError:
-        return uuid_mod.uuid4()
-    taken = session.execute(
-        sa.select(WebhookEndpoint.id).where(WebhookEndpoint.uuid == wanted)
-    ).first()
-    return uuid_mod.uuid4() if taken else wanted
-
-
-def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
-    """Read the account's endpoints from Stripe and bring the rows here up to date.
-
-    Known endpoints (by Stripe id, or by the uuid in their metadata) get Stripe's URL,
-    events, description, API version, metadata and status. Unknown ones are imported
-    disabled: Stripe never returns a secret again, so theirs must be set with
-    ``set-secret`` before they are enabled. Rows whose endpoint is gone on Stripe are
-    counted as ``missing`` and left alone.
-    """
-    state = get_state()
-    remotes = list_webhook_endpoints(state, account=account, livemode=livemode)
-    session = _session()
-    local = list(
-        session.execute(
-            sa.select(WebhookEndpoint).where(
-                WebhookEndpoint.account == account,
-                WebhookEndpoint.livemode == livemode,
-                WebhookEndpoint.payload == SNAPSHOT,  # event destinations are not listed here
-            )
-        ).scalars()
-    )
-    by_stripe_id = {e.stripe_id: e for e in local if e.stripe_id}
-    by_uuid = {str(e.uuid): e for e in local if not e.stripe_id}
-    result = SyncResult()
-    now = utcnow()
-    for remote in remotes:
-        fields = _remote_fields(remote)
-        tag = (remote.get("metadata") or {}).get(METADATA_KEY)
-        endpoint = by_stripe_id.pop(remote["id"], None) or by_uuid.pop(tag or "", None)
-        if endpoint is None:
-            new_uuid = _free_uuid(session, tag)
-            imported = WebhookEndpoint(
-                uuid=new_uuid,
-                stripe_id=remote["id"],
-                livemode=livemode,
-                account=account,
-                secrets=[],
-                status="disabled",
-                **fields,
-            )
-            session.add(imported)
-            session.flush()
-            audit.record(session, imported, "imported", _created(imported))
-            result.imported += 1
-            result.messages.append(
-                f"Imported {remote['id']} ({fields['url']}) as {new_uuid}, disabled: set its"
-                f" signing secret with 'flask stripe-hooks set-secret {new_uuid} whsec_...',"
-                f" then 'flask stripe-hooks update-endpoint {new_uuid} --enable'."
-            )
-            continue
-        if remote.get("status") == "disabled" or not active_secrets(endpoint.secrets, now):
-            fields["status"] = "disabled"
-        else:
-            fields["status"] = "enabled"
-        fields["stripe_id"] = remote["id"]
-        changed = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
-        if not changed:
-            result.unchanged += 1
-            continue
-        audit.record(session, endpoint, "synced", audit.diff(_fields(endpoint, changed), changed))
-        for key, value in changed.items():
-            setattr(endpoint, key, value)
-        result.updated += 1
-    for endpoint in by_stripe_id.values():
-        result.missing += 1
-        result.messages.append(
-            f"Endpoint {endpoint.uuid} ({endpoint.stripe_id}) no longer exists on Stripe;"
-            f" remove it with 'flask stripe-hooks delete-endpoint {endpoint.uuid} --keep-remote'."
-        )
-    _commit("the synced endpoints")
-    return result

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
-from . import callbacks, crypto, guard, tracing
-from .dispatch import HandlerSignal, Registry
-from .endpoint_cache import watch_endpoint_writes
+from . import crypto, pipeline
 from .models import attach_tables
+from .pipeline import HandlerSignal, Registry
 from .state import State, get_state
 from .utils import parse_duration, resolve_setting
 
@@ -25,10 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_URL_PREFIX": "/stripe",
     "STRIPE_HOOKS_ADMIN_URL_PREFIX": "/stripe-hooks/admin",
-    "STRIPE_HOOKS_ADMIN_ENABLED": True,
     "STRIPE_HOOKS_ADMIN_AUTH": None,
-    "STRIPE_HOOKS_ADMIN_HOME_URL": None,
-    "STRIPE_HOOKS_ADMIN_LOGOUT_URL": None,
     "STRIPE_HOOKS_TOLERANCE": 300,
     "STRIPE_HOOKS_MAX_BODY": 4 * 1024 * 1024,
     "STRIPE_HOOKS_ENDPOINT_CACHE": 5,
@@ -38,12 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_PAUSED": False,
     "STRIPE_HOOKS_ALLOWED_IPS": None,
     "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE": 60,
-    "STRIPE_HOOKS_STORE_BODY": "always",
+    "STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE": 256 * 1024,
+    "STRIPE_HOOKS_REJECTED_PREFIX": 4096,
+    "STRIPE_HOOKS_STORE_BODY": None,
     "STRIPE_HOOKS_REDACT": None,
     "STRIPE_HOOKS_ENCRYPTION_KEY": None,
     "STRIPE_HOOKS_API_BASE": None,
     "STRIPE_HOOKS_METRICS": False,
-    "STRIPE_HOOKS_METRICS_REGISTRY": None,
     "STRIPE_HOOKS_TRACING": False,
     "STRIPE_HOOKS_ACCOUNTS": {},
     "STRIPE_SECRET_KEY": None,
@@ -103,34 +100,39 @@ class StripeHooks:
         config = {key: app.config[key] for key in DEFAULTS}
         fernet = crypto.load_key(config["STRIPE_HOOKS_ENCRYPTION_KEY"])
         crypto.open_api_keys(config, fernet)
-        prefix = "/" + config["STRIPE_HOOKS_URL_PREFIX"].strip("/")
+        prefix = _prefix(config["STRIPE_HOOKS_URL_PREFIX"])
+        admin_prefix = config["STRIPE_HOOKS_ADMIN_URL_PREFIX"]
         redact = resolve_setting(config["STRIPE_HOOKS_REDACT"], "STRIPE_HOOKS_REDACT")
         state = State(
             hooks=self,
             db=db,
             tolerance=int(config["STRIPE_HOOKS_TOLERANCE"]),
             max_body=int(config["STRIPE_HOOKS_MAX_BODY"]),
-            url_prefix="" if prefix == "/" else prefix,
+            url_prefix=prefix,
             event_callback=resolve_setting(
                 config["STRIPE_HOOKS_EVENT_CALLBACK"], "STRIPE_HOOKS_EVENT_CALLBACK"
             ),
-            config=config,
+            admin_url_prefix=None if admin_prefix is None else _prefix(admin_prefix),
+            admin_auth=resolve_setting(
+                config["STRIPE_HOOKS_ADMIN_AUTH"], "STRIPE_HOOKS_ADMIN_AUTH"
+            ),
+            secret_key=config["STRIPE_SECRET_KEY"],
+            test_secret_key=config["STRIPE_TEST_SECRET_KEY"],
+            live_secret_key=config["STRIPE_LIVE_SECRET_KEY"],
+            accounts=config["STRIPE_HOOKS_ACCOUNTS"] or {},
+            api_version=config["STRIPE_API_VERSION"],
+            api_base=config["STRIPE_HOOKS_API_BASE"],
+            tracing=bool(config["STRIPE_HOOKS_TRACING"]),
             endpoint_cache=float(config["STRIPE_HOOKS_ENDPOINT_CACHE"] or 0),
             max_attempts=_at_least_one(config, "STRIPE_HOOKS_MAX_ATTEMPTS"),
             retry_max=parse_duration(str(config["STRIPE_HOOKS_RETRY_MAX"])).total_seconds(),
             paused=bool(config["STRIPE_HOOKS_PAUSED"]),
-            allowed_ips=guard.parse_allowlist(
-                config["STRIPE_HOOKS_ALLOWED_IPS"], app.instance_path
-            ),
-            rejected_limit=guard.parse_rejected_limit(
-                config["STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"]
-            ),
-            keep_body=guard.parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
             redact=redact,
             fernet=fernet,
+            **pipeline.configure(config, app.instance_path, redact),
         )
         app.extensions["stripe_hooks"] = state
-        watch_endpoint_writes(db)
+        pipeline.watch_endpoint_writes(db)
         attach_tables(db.metadata)
 
         from .cli import cli
@@ -139,7 +141,7 @@ class StripeHooks:
         webhook_bp = create_blueprint(state)
         app.register_blueprint(webhook_bp)
         _exempt_from_csrf(app, webhook_bp)
-        if config["STRIPE_HOOKS_ADMIN_ENABLED"]:
+        if state.admin_url_prefix is not None:
             from .admin import create_blueprint as create_admin
 
             app.register_blueprint(create_admin(state))
@@ -147,7 +149,7 @@ class StripeHooks:
         if config["STRIPE_HOOKS_METRICS"]:
             from .metrics import init_metrics
 
-            init_metrics(app, config["STRIPE_HOOKS_METRICS_REGISTRY"])
+            init_metrics(app)
 
     # -- handlers ---------------------------------------------------------------------
 
@@ -172,7 +174,7 @@ class StripeHooks:
     @staticmethod
     def on_commit(fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn()`` once the event being processed is committed; never on rollback."""
-        return callbacks.on_commit(fn)
+        return pipeline.on_commit(fn)
 
     # -- stored events ------------------------------------------------------------------
 
@@ -184,9 +186,19 @@ class StripeHooks:
         was processed before; ``force=True`` runs it again); ``failed`` (a handler raised,
         recorded on the event: retry later); ``busy`` (another worker holds it: retry
         later); ``unavailable`` (the database could not be reached: retry later);
-        ``missing`` (no such event stored). ``result.ok`` is true for the first two.
+        ``missing`` (no such event stored); ``paused``, ``retrying``, ``ignored``, ``dead``
+        as :class:`~flask_stripe_hooks.outcomes.Result` says. ``result.ok`` is true when the
+        event needs nothing more from the caller: processed, a duplicate, queued, paused,
+        ignored or dead.
         """
-        return tracing.process_stored(get_state(), event_id, force=force)
+        return pipeline.process_stored(get_state(), event_id, force=force)
+
+
+def _prefix(value: str) -> str:
+    """A URL prefix as Flask wants it: ``""`` for the root, else ``/name`` without a slash
+    at the end."""
+    prefix = "/" + str(value).strip("/")
+    return "" if prefix == "/" else prefix
 
 
 def _at_least_one(config: dict[str, Any], key: str) -> int:

@@ -4,9 +4,10 @@ admin's Health page.
 Each check is a plain function that returns a list of :class:`Finding`. Against Stripe (with
 the endpoint's account and mode): the endpoint still exists, is enabled, points at this
 app's URL, is pinned to the API version stripe-python speaks, sends every type a handler
-listens to and nothing no handler wants. Here: signing secrets about to expire, failed
-deliveries and the last successful one in the last 24 hours, failed, retrying, dead and
-stuck pending events. Every query is bounded (a 24-hour window, or the few rows in a
+listens to and nothing no handler wants. Here: signing secrets that the configured
+``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt or that are about to expire, deliveries that
+failed since the last successful processing, failed, retrying, dead and stuck pending
+events. Every query is bounded (a 24-hour window, or the few rows in a
 problem status), so the checks can run from cron.
 """
 
@@ -20,21 +21,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import endpoints, event_types, signals, stripe_api
-from .models import (
-    DEAD,
-    DUPLICATE,
-    FAILED,
-    PENDING,
-    PROCESSED,
-    QUEUED,
-    RETRYING,
-    WebhookEndpoint,
-    delivery_table,
-    event_table,
-)
+from . import crypto, endpoints, event_types, signals, stripe_api
+from .errors import StripeHooksError, UnreadableSecret
+from .models import WebhookEndpoint, delivery_table, event_table
+from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
 from .state import get_state
-from .utils import StripeHooksError, aware, fmt_time, utcnow
+from .utils import aware, fmt_time, utcnow
 
 if TYPE_CHECKING:
     from .state import State
@@ -96,18 +88,21 @@ def check_all(state: State, *, notify: bool = False) -> list[Finding]:
 
 def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
     """The checks of one endpoint: against Stripe, its secrets, its recent deliveries."""
+    unreadable = check_key(state, endpoint)
     if not endpoint.enabled:
         return [
+            *unreadable,
             Finding(
                 str(endpoint.uuid),
                 NOTE,
                 "disabled",
                 "Disabled here: deliveries to it are refused.",
                 f"flask stripe-hooks update-endpoint {endpoint.uuid} --enable",
-            )
+            ),
         ]
     now = utcnow()
     return [
+        *unreadable,
         *check_remote(state, endpoint),
         *check_secrets(endpoint, now),
         *check_deliveries(state, endpoint, now),
@@ -274,6 +269,28 @@ def check_types(state: State, endpoint: WebhookEndpoint, enabled: list[str]) -> 
 # -- here ------------------------------------------------------------------------------------
 
 
+def check_key(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """A stored signing secret (expired ones too) that ``STRIPE_HOOKS_ENCRYPTION_KEY``
+    cannot decrypt: deliveries are answered 503 until it is fixed."""
+    try:
+        crypto.opened(endpoint.secrets, state)
+    except UnreadableSecret:
+        uuid = str(endpoint.uuid)
+        return [
+            Finding(
+                uuid,
+                ERROR,
+                "unreadable-secret",
+                f"{crypto.unreadable_reason(state)} Every delivery to this endpoint is"
+                " answered 503 (signing secret could not be decrypted).",
+                f"Set {crypto.KEY} to the key that encrypted it (a list keeps the old key:"
+                " [new, old]) and check with 'flask stripe-hooks check-encryption'; or store"
+                f" the secret again: flask stripe-hooks set-secret {uuid} whsec_...",
+            )
+        ]
+    return []
+
+
 def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     """No valid secret, or every valid secret expiring within :data:`SECRET_WARNING`."""
     uuid = str(endpoint.uuid)
@@ -303,31 +320,56 @@ def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     ]
 
 
-def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
-    """Failed deliveries and the last successful one, over the last 24 hours."""
-    uuid = str(endpoint.uuid)
-    ok = delivery_table.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
-    total, failed, last_ok = state.db.session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.count().filter(delivery_table.c.outcome == FAILED),
-            sa.func.max(delivery_table.c.received_at).filter(ok),
-        ).where(
-            delivery_table.c.endpoint_id == endpoint.id,
-            delivery_table.c.received_at >= now - WINDOW,
+def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> datetime | None:
+    """When the endpoint last processed an event successfully, after ``since``: its last
+    successful delivery, or a later re-run of an event whose delivery failed."""
+    d, e, session = delivery_table, event_table, state.db.session
+    mine = (d.c.endpoint_id == endpoint.id, d.c.received_at >= since)
+    delivered = session.execute(
+        sa.select(sa.func.max(d.c.received_at)).where(
+            *mine, d.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
         )
+    ).scalar()
+    failed = sa.select(d.c.event_id).where(*mine, d.c.outcome == FAILED)
+    rerun = session.execute(
+        sa.select(sa.func.max(e.c.processed_at)).where(e.c.id.in_(failed), e.c.status == PROCESSED)
+    ).scalar()
+    found = [aware(when) for when in (delivered, rerun) if when is not None]
+    return max(found) if found else None
+
+
+def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
+    """Deliveries that failed since the endpoint last processed an event successfully (a
+    delivery, or a re-run of a failed one), within the last 24 hours: once the failed
+    events are re-run successfully, the finding is gone."""
+    uuid = str(endpoint.uuid)
+    last = last_success(state, endpoint, now - WINDOW)
+    after = [
+        delivery_table.c.endpoint_id == endpoint.id,
+        delivery_table.c.received_at >= now - WINDOW,
+    ]
+    if last is not None:
+        after.append(delivery_table.c.received_at > last)
+    total, failed = state.db.session.execute(
+        sa.select(
+            sa.func.count(), sa.func.count().filter(delivery_table.c.outcome == FAILED)
+        ).where(*after)
     ).one()
     if not failed:
         return []
     rate = failed / total
-    when = "none in 24 hours" if last_ok is None else f"last at {fmt_time(last_ok)}"
+    message = (
+        f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
+        if last is None
+        else f"{failed} of {total} deliveries since the last successful processing"
+        f" ({fmt_time(last)}) failed ({rate:.0%})."
+    )
     return [
         Finding(
             uuid,
-            ERROR if last_ok is None else WARNING,
+            ERROR if last is None else WARNING,
             "failing-deliveries",
-            f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%});"
-            f" successful: {when}.",
+            message,
             "See the tracebacks: 'flask stripe-hooks events --status failed' or the admin,"
             " fix the handler, then 'flask stripe-hooks reprocess --failed'.",
         )

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from . import signals
-from .models import PENDING, event_table
+from .models import event_table
+from .outcomes import PENDING
 from .state import get_state
 from .utils import aware, utcnow
 

@@ -2,7 +2,7 @@
 newest event per Stripe object, and the audit trail of endpoint changes.
 
 Tables only: no DDL runs as a side effect of ``create_all`` (the lz4 set-up of the large
-columns is an explicit call, :func:`flask_stripe_hooks.storage.compress_with_lz4`).
+columns is an explicit call, :func:`compress_with_lz4`).
 
 The classes are mapped on this module's own :class:`~sqlalchemy.MetaData`, so they can be
 imported before any app exists. :meth:`StripeHooks.init_app` copies the tables into the
@@ -40,23 +40,6 @@ def _jsonb() -> JSONB:
 JSONType = sa.JSON().with_variant(_jsonb(), "postgresql")
 #: 64-bit ids where the database has them; SQLite only auto-increments INTEGER.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-#: Delivery outcomes.
-REJECTED, PROCESSED, DUPLICATE, FAILED, QUEUED = (
-    "rejected",
-    "processed",
-    "duplicate",
-    "failed",
-    "queued",
-)
-#: Event statuses (with ``processed`` and ``failed``). ``retrying``: a handler raised
-#: ``Retry``, ``next_attempt_at`` says when it is due; ``ignored``: a handler raised
-#: ``Ignore`` (``last_error`` holds its reason); ``dead``: it failed
-#: ``STRIPE_HOOKS_MAX_ATTEMPTS`` times and is not run again until re-processed by hand.
-PENDING, RETRYING, IGNORED, DEAD = "pending", "retrying", "ignored", "dead"
-EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD)
-#: Statuses the pipeline does not run again on its own: a redelivery is a duplicate.
-FINAL_STATUSES = (PROCESSED, IGNORED, DEAD)
 
 
 class Base(DeclarativeBase):
@@ -203,6 +186,7 @@ class StripeEvent(Base):
     __table_args__ = (
         sa.Index("ix_stripe_hooks_event_received", "received_at", "id"),
         sa.Index("ix_stripe_hooks_event_status_received", "status", "received_at", "id"),
+        sa.Index("ix_stripe_hooks_event_account_received", "account", "received_at", "id"),
         sa.Index(
             "ix_stripe_hooks_event_type_received",
             "type",
@@ -214,7 +198,13 @@ class StripeEvent(Base):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(255), index=True, nullable=False)
     livemode: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    #: The connected account a Connect event happened in (``acct_...``); a thin event's
+    #: ``context``; ``""``: the endpoint's own account.
     account: Mapped[str] = mapped_column(sa.String(255), default="", nullable=False)
+    #: The ``context`` Stripe sent with the event (Organizations, thin events), or ``""``.
+    context: Mapped[str] = mapped_column(
+        sa.String(255), default="", server_default="", nullable=False
+    )
     api_version: Mapped[str] = mapped_column(sa.String(64), default="", nullable=False)
     created: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
@@ -293,18 +283,34 @@ def attach_tables(metadata: sa.MetaData) -> None:
             table.to_metadata(metadata)
 
 
-def __getattr__(name: str) -> Any:
-    # Deprecated names: the lz4 set-up is the storage module's (an explicit call, not a
-    # side effect of create_all).
-    if name in ("compress_with_lz4", "LZ4_COLUMNS"):
-        import importlib
-        import warnings
+# -- lz4 ---------------------------------------------------------------------------------------
 
-        warnings.warn(
-            f"flask_stripe_hooks.models.{name} is deprecated; import it from"
-            " flask_stripe_hooks.storage.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(f"{__package__}.storage"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: The large columns: the raw body of every delivery and the data of every event. On
+#: PostgreSQL 14 and later (built with lz4, as Debian's, PGDG's and the official images are)
+#: they can be compressed with lz4 instead of the default pglz: less database CPU per
+#: delivery, for about the same size on disk (docs/performance.md has the figures).
+LZ4_COLUMNS = {"stripe_hooks_delivery": "body", "stripe_hooks_event": "data"}
+
+
+def compress_with_lz4(connection: sa.Connection) -> bool:
+    """Switch :data:`LZ4_COLUMNS` to lz4 where the server supports it; ``False`` elsewhere
+    (SQLite, PostgreSQL before 14 or without lz4). Call it from a migration::
+
+        from flask_stripe_hooks.models import compress_with_lz4
+
+        def upgrade():
+            ...
+            compress_with_lz4(op.get_bind())
+
+    or once after ``db.create_all()``. Only rows written afterwards are compressed with lz4.
+    """
+    if connection.dialect.name != "postgresql":
+        return False
+    values = connection.exec_driver_sql(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).scalar()
+    if not (isinstance(values, list) and "lz4" in values):
+        return False
+    for table, column in LZ4_COLUMNS.items():
+        connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+    return True

@@ -1,17 +1,38 @@
-"""What a delivery or a run of a stored event came to: :class:`Result` and its outcomes.
+"""Every outcome name, once, and :class:`Result`, what a delivery or a run came to.
 
-The outcomes a delivery row stores (``processed``, ``duplicate``, ``queued``, ``rejected``,
-``failed``, ``retrying``, ``ignored``; see :mod:`flask_stripe_hooks.models`), ``dead``, and the
-four below. The pipeline speaks only of outcomes; the webhook view maps each to its HTTP status
-(``flask_stripe_hooks.webhook.STATUS``), and the CLI, the admin and queue workers read them.
+Some outcomes are stored: an event's ``status`` is one of :data:`EVENT_STATUSES`, a
+delivery's ``outcome`` one of :data:`DELIVERY_OUTCOMES`. The rest are only answered. The
+pipeline speaks only of outcomes; the webhook view maps each to the HTTP status Stripe is
+answered (:data:`flask_stripe_hooks.webhook.STATUS`), and the CLI, the admin and queue workers
+read them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from .models import DEAD, DUPLICATE, IGNORED, PROCESSED, QUEUED
-
+#: Verified, stored and its handlers ran (event status and delivery outcome).
+PROCESSED = "processed"
+#: The event was processed before; its handlers did not run again (delivery outcome).
+DUPLICATE = "duplicate"
+#: Queue mode: stored as pending and handed to the queue (delivery outcome).
+QUEUED = "queued"
+#: Not verified: a bad signature, a stale timestamp, not an event (delivery outcome).
+REJECTED = "rejected"
+#: A handler raised; the event runs again on Stripe's next delivery (status and outcome).
+FAILED = "failed"
+#: Stored, waiting for a worker or for ``resume`` (event status).
+PENDING = "pending"
+#: A handler raised ``Retry``; ``next_attempt_at`` says when it is due (status and outcome).
+RETRYING = "retrying"
+#: A handler raised ``Ignore``; ``last_error`` holds its reason (status and outcome).
+IGNORED = "ignored"
+#: It failed ``STRIPE_HOOKS_MAX_ATTEMPTS`` times and is not run again until re-processed by
+#: hand (status and outcome).
+DEAD = "dead"
+#: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume`` (outcome).
+PAUSED = "paused"
 #: No such endpoint (or it is disabled), or no such stored event.
 MISSING = "missing"
 #: The database could not be reached, or dropped the connection: try again later.
@@ -20,8 +41,17 @@ UNAVAILABLE = "unavailable"
 BUSY = "busy"
 #: The request came from an address ``STRIPE_HOOKS_ALLOWED_IPS`` does not allow.
 FORBIDDEN = "forbidden"
-#: Paused (``flask stripe-hooks pause``): stored as pending, run on ``resume``.
-PAUSED = "paused"
+
+#: What an event's ``status`` can be.
+EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD)
+#: Statuses the pipeline does not run again on its own: a redelivery is a duplicate.
+FINAL_STATUSES = (PROCESSED, IGNORED, DEAD)
+#: What a delivery's ``outcome`` can be.
+DELIVERY_OUTCOMES = (PROCESSED, DUPLICATE, QUEUED, PAUSED, REJECTED, FAILED, RETRYING, IGNORED)
+#: Done with, as far as Stripe and a queue are concerned (see :attr:`Result.ok`).
+OK_OUTCOMES = frozenset({PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD})
+#: The delivery was refused before any event was read.
+REFUSED = frozenset({REJECTED, FORBIDDEN, MISSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +63,11 @@ class Result:
     event_id: str | None = None
     #: For ``retrying``: seconds until the event is due.
     retry_after: float | None = None
+    #: The endpoint the delivery reached (an ``EndpointInfo``), when it is known.
+    endpoint: Any = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
         queued, paused, ignored or dead (stored, and not to be retried on its own)."""
-        return self.outcome in (PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD)
+        return self.outcome in OK_OUTCOMES

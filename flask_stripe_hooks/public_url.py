@@ -5,17 +5,13 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit, urlunsplit
 
-from .utils import StripeHooksError
+from .errors import EndpointError
 
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".test")
 LISTEN_HINT = (
     "For local development run 'flask stripe-hooks listen': the Stripe CLI forwards events"
     " to this app without a public URL."
 )
-
-
-class EndpointError(StripeHooksError, ValueError):
-    """Input that cannot become an endpoint; ``field`` names the form field it concerns."""
 
 
 def _is_private_host(host: str) -> bool:

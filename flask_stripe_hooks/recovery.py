@@ -1,8 +1,9 @@
-"""Recovery and retention: the work behind ``process-pending``, ``reprocess --failed``,
-``fetch-missed``, ``prune`` and the admin's counts and "process again".
+"""Recovery: the work behind ``process-pending``, ``reprocess``, ``pause`` and ``resume``,
+``events``, and the admin's counts and "process again" (``fetch-missed`` is
+:mod:`flask_stripe_hooks.backfill`).
 
 The CLI and the admin are thin callers of these functions, and these are thin callers of
-:mod:`flask_stripe_hooks.processing`: nothing here runs a handler any other way.
+:mod:`flask_stripe_hooks.pipeline`: nothing here runs a handler any other way.
 
 Functions that work through many events take an iterable of ids (the CLI passes a
 ``click.progressbar``) and process each in a fresh app context, so one event's rollback
@@ -13,50 +14,39 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-import stripe
 from flask import current_app
 
-from . import audit, event_types, paging, signals, stripe_api
-from .events import Event, NotAnEvent
-from .models import (
+from . import audit, event_types, paging
+from .models import endpoint_table, event_table
+from .outcomes import (
+    BUSY,
     DEAD,
     DUPLICATE,
     EVENT_STATUSES,
     FAILED,
     IGNORED,
+    MISSING,
+    PAUSED,
     PENDING,
     PROCESSED,
     QUEUED,
     RETRYING,
-    delivery_table,
-    endpoint_table,
-    event_table,
+    UNAVAILABLE,
+    Result,
 )
-from .outcomes import BUSY, MISSING, PAUSED, UNAVAILABLE, Result
-from .processing import store_event
-from .tracing import process_stored
-from .utils import StripeHooksError, format_duration, utcnow
+from .pipeline import process_stored
+from .utils import utcnow
 
 if TYPE_CHECKING:
     from .state import State
 
 log = logging.getLogger("flask_stripe_hooks")
-
-#: Stripe keeps events for 30 days; ``fetch-missed`` cannot look further back.
-EVENTS_KEPT = timedelta(days=30)
-#: Stripe retries a delivery for up to 3 days; an event pruned sooner could run twice.
-STRIPE_RETRIES_FOR = timedelta(days=3)
-#: Rows deleted (or cleared) per transaction by :func:`prune`.
-PRUNE_BATCH = 2000
-#: ``prune --dry-run`` counts each kind of row up to this (and shows "100,000+").
-PRUNE_COUNT_CAP = 100_000
-
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
 _PROBLEMS = (FAILED, DEAD, MISSING)
@@ -144,21 +134,39 @@ _IN_ORDER = (
 
 
 def recent_events(
-    state: State, *, type_prefix: str | None = None, status: str | None = None, limit: int = 20
-) -> list[Any]:
-    """Stored events (rows of ``event_table``), newest first: ``flask stripe-hooks events``."""
+    state: State,
+    *,
+    type_prefix: str | None = None,
+    status: str | None = None,
+    account: str | None = None,
+    limit: int = 20,
+    before: str | None = None,
+) -> paging.Page:
+    """A page of stored events (rows of ``event_table``), newest first, older than the cursor
+    ``before``: ``flask stripe-hooks events``. ``account``: one connected account's events
+    (an index range of ``(account, received_at, id)``, whatever the history).
+
+    Raises :class:`~flask_stripe_hooks.errors.BadCursor` for a cursor that cannot be read.
+    """
     prefix = event_types.normalize_prefix(type_prefix)
-    query = (
-        sa.select(event_table)
-        .where(event_types.type_condition(event_table.c.type, prefix))
-        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
-        .limit(limit)
-    )
+    query = sa.select(event_table).where(event_types.type_condition(event_table.c.type, prefix))
     if status:
         query = query.where(event_table.c.status == status)
-    found = list(state.db.session.execute(query))
-    state.db.session.rollback()
-    return found
+    if account:
+        query = query.where(event_table.c.account == account)
+    session = state.db.session
+    try:
+        return paging.keyset_page(
+            session,
+            query,
+            event_table.c.received_at,
+            event_table.c.id,
+            per_page=limit,
+            before=before,
+            rows=True,
+        )
+    finally:
+        session.rollback()
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
@@ -302,280 +310,3 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
         )
     session.commit()
     return len(rows)
-
-
-# -- fetch-missed --------------------------------------------------------------------------
-
-
-@dataclass
-class Missed:
-    """What ``fetch-missed`` found: how many events Stripe listed, and those not stored."""
-
-    seen: int = 0
-    events: list[Event] = field(default_factory=list)
-
-
-def _list_params(
-    since: timedelta, type_prefix: str | None, undelivered: bool = False
-) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "created": {"gte": int((utcnow() - since).timestamp())},
-        "limit": 100,
-    }
-    if undelivered:  # events with a delivery Stripe still counts as failed
-        params["delivery_success"] = "false"
-    prefix = event_types.normalize_prefix(type_prefix)
-    if prefix:
-        names = event_types.matching(prefix)
-        if names == [prefix]:
-            params["type"] = prefix
-        elif 0 < len(names) <= 20:
-            params["types"] = names
-        else:
-            params["type"] = prefix + ".*"
-    return params
-
-
-def find_missed(
-    state: State,
-    *,
-    since: timedelta,
-    type_prefix: str | None = None,
-    account: str = "",
-    livemode: bool = False,
-    undelivered: bool = False,
-) -> Missed:
-    """Read ``GET /v1/events`` (every page) and keep the events not stored, oldest first.
-
-    With ``undelivered``, only events Stripe has not delivered successfully to some
-    endpoint (``delivery_success=false``): the ones worth reconciling on a schedule.
-
-    Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
-    """
-    if since > EVENTS_KEPT:
-        raise stripe_api.StripeAPIError(
-            "Stripe keeps events for 30 days; use --since 30d or less.", "since"
-        )
-    client = stripe_api.client_for(state, account=account, livemode=livemode)
-    params = _list_params(since, type_prefix, undelivered)
-    prefix = event_types.normalize_prefix(type_prefix)
-    missed = Missed()
-    session = state.db.session
-    try:
-        listing = client.v1.events.list(params)  # type: ignore[arg-type]
-        page: Iterator[Any] = iter(listing.auto_paging_iter())
-        batch: list[Event] = []
-        for item in page:
-            missed.seen += 1
-            try:
-                event = Event.from_payload(item.to_dict())
-            except NotAnEvent as exc:
-                log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
-                continue
-            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
-                batch.append(event)
-            if len(batch) >= 100:
-                missed.events += _not_stored(session, batch)
-                batch = []
-        missed.events += _not_stored(session, batch)
-    except stripe.PermissionError:
-        raise stripe_api.StripeAPIError(
-            "The key may not read events; use a secret key, or give the restricted key"
-            " read access to Events."
-        ) from None
-    except stripe.StripeError as exc:
-        raise stripe_api.translate(exc, state, account=account, livemode=livemode) from None
-    finally:
-        session.rollback()
-    missed.events.sort(key=lambda e: (e.created or 0, e.id))
-    return missed
-
-
-def _not_stored(session: Any, events: list[Event]) -> list[Event]:
-    if not events:
-        return []
-    ids = [e.id for e in events]
-    stored = set(
-        session.execute(sa.select(event_table.c.id).where(event_table.c.id.in_(ids))).scalars()
-    )
-    seen: set[str] = set()
-    out = []
-    for event in events:
-        if event.id not in stored and event.id not in seen:
-            seen.add(event.id)
-            out.append(event)
-    return out
-
-
-def store_missed(state: State, events: Iterable[Event]) -> Summary:
-    """Store and process (or, in queue mode, queue) events that never arrived."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    summary = Summary()
-    for event in events:
-        with app.app_context():
-            summary.add(store_event(state, event))
-    return summary
-
-
-def reconcile(
-    state: State, *, since: timedelta = EVENTS_KEPT, account: str = "", livemode: bool = False
-) -> tuple[Missed, Summary]:
-    """Store and process the events Stripe has not delivered successfully
-    (``delivery_success=false``) and that are not stored here: ``fetch-missed
-    --undelivered``, and the Celery task on a schedule."""
-    missed = find_missed(state, since=since, account=account, livemode=livemode, undelivered=True)
-    summary = store_missed(state, missed.events)
-    reconciled(missed, summary, undelivered=True)
-    return missed, summary
-
-
-def reconciled(missed: Missed, summary: Summary, *, undelivered: bool) -> None:
-    """Send :data:`~flask_stripe_hooks.signals.events_reconciled` for a ``fetch-missed`` run."""
-    if signals.events_reconciled.receivers:
-        signals.events_reconciled.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            seen=missed.seen,
-            missing=len(missed.events),
-            counts=dict(summary.counts),
-            undelivered=undelivered,
-        )
-
-
-# -- prune ---------------------------------------------------------------------------------
-
-
-def prune_options(
-    older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
-) -> dict[str, Any]:
-    """Check ``prune``'s ages (raising :class:`~.utils.StripeHooksError` with what to
-    change) and return them as its keyword arguments."""
-    if older_than < STRIPE_RETRIES_FOR:
-        raise StripeHooksError(
-            "Stripe retries a delivery for up to 3 days; pruning events younger than that"
-            " lets a late retry run its handlers again. Use --older-than 3d or more."
-        )
-    if bodies_older_than is not None and bodies_older_than > older_than:
-        raise StripeHooksError(
-            "--bodies-older-than is longer than --older-than: those rows are deleted whole"
-            " before their bodies would be cleared. Use a shorter age, such as 7d."
-        )
-    return {
-        "older_than": older_than,
-        "bodies_older_than": bodies_older_than,
-        "keep_failed": keep_failed,
-    }
-
-
-def prune_line(found: dict[str, int], options: dict[str, Any], dry_run: bool) -> str:
-    """``prune: deleted 3 delivery(ies) and 1 event(s) received more than 30d ago``."""
-
-    def n(name: str) -> str:
-        return paging.count_label(found[name], PRUNE_COUNT_CAP) if dry_run else str(found[name])
-
-    line = (
-        f"prune: {'would delete' if dry_run else 'deleted'} {n('deliveries')} delivery(ies)"
-        f" and {n('events')} event(s) received more than"
-        f" {format_duration(options['older_than'])} ago"
-    )
-    if options.get("bodies_older_than") is not None:
-        line += (
-            f"; {'would clear' if dry_run else 'cleared'} the body of {n('bodies')} delivery(ies)"
-            f" received more than {format_duration(options['bodies_older_than'])} ago"
-        )
-    return line
-
-
-def prune(
-    state: State,
-    *,
-    older_than: timedelta,
-    keep_failed: bool = False,
-    bodies_older_than: timedelta | None = None,
-    dry_run: bool = False,
-    batch: int | None = None,
-    progress: Callable[[int], Any] | None = None,
-) -> dict[str, int]:
-    """Delete deliveries and finished events received more than ``older_than`` ago, and
-    clear the ``body`` and ``headers`` of deliveries older than ``bodies_older_than``.
-
-    Pending and retrying events are never deleted (their handlers have not run), nor their
-    deliveries; with ``keep_failed``, failed and dead events and their deliveries stay
-    too. Returns ``{"deliveries": n, "events": n, "bodies": n}``.
-
-    Rows go in batches of ``batch`` (:data:`PRUNE_BATCH`), walked in ``(received_at, id)``
-    order, one short transaction each, so no lock is held for long and a table of millions
-    is never read whole at once; ``progress(n)`` is called after each batch. With
-    ``dry_run`` nothing changes and each figure is a capped count: :data:`PRUNE_COUNT_CAP`
-    + 1 means "more".
-    """
-    now = utcnow()
-    cutoff = now - older_than
-    # Pending and retrying events have handlers still to run; failed and dead ones may be
-    # wanted for a re-run (--keep-failed).
-    kept = [PENDING, RETRYING, FAILED, DEAD] if keep_failed else [PENDING, RETRYING]
-    gone = [PROCESSED, IGNORED] if keep_failed else [PROCESSED, IGNORED, FAILED, DEAD]
-    d, e = delivery_table, event_table
-    work: dict[str, tuple[sa.Table, list[Any], Any]] = {
-        "deliveries": (
-            d,
-            [
-                d.c.received_at < cutoff,
-                ~sa.exists().where(e.c.id == d.c.event_id, e.c.status.in_(kept)),
-            ],
-            d.delete(),
-        ),
-        "events": (e, [e.c.received_at < cutoff, e.c.status.in_(gone)], e.delete()),
-    }
-    if bodies_older_than is not None:
-        work["bodies"] = (
-            d,
-            [d.c.received_at < now - bodies_older_than, sa.func.length(d.c.body) > 0],
-            d.update().values(body=b"", headers={}),
-        )
-    found = {"deliveries": 0, "events": 0, "bodies": 0}
-    for name, (table, where, change) in work.items():
-        if dry_run:
-            # In index order, as the prune walks: the planner then stops at the cap.
-            query = sa.select(table.c.id).where(*where).order_by(*_key_order(table))
-            found[name] = paging.capped_count(state.db.session, query, table.c.id, PRUNE_COUNT_CAP)
-        else:
-            size = batch or PRUNE_BATCH
-            found[name] = _in_batches(state, table, where, change, size, progress)
-    state.db.session.rollback()
-    return found
-
-
-def _in_batches(
-    state: State,
-    table: sa.Table,
-    where: list[Any],
-    change: Any,
-    batch: int,
-    progress: Callable[[int], Any] | None,
-) -> int:
-    """Apply ``change`` (a DELETE or UPDATE) to the rows matching ``where``, ``batch`` rows
-    at a time in ``(received_at, id)`` order; one commit per batch."""
-    session = state.db.session
-    order = _key_order(table)
-    key = sa.tuple_(*order)
-    last: tuple[Any, Any] | None = None
-    total = 0
-    while True:
-        query = sa.select(*order).where(*where).order_by(*order).limit(batch)
-        if last is not None:
-            query = query.where(key > last)
-        rows = session.execute(query).all()
-        if not rows:
-            return total
-        ids = [row.id for row in rows]
-        # The conditions again: an event reprocessed meanwhile (pending again) stays.
-        session.execute(change.where(table.c.id.in_(ids), *where))
-        session.commit()
-        last = (rows[-1].received_at, rows[-1].id)
-        total += len(ids)
-        if progress is not None:
-            progress(len(ids))
-
-
-def _key_order(table: sa.Table) -> tuple[Any, Any]:
-    return (table.c.received_at, table.c.id)

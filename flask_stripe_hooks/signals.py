@@ -55,12 +55,13 @@ duplicate_skipped = _signals.signal("duplicate-skipped")
 event_queued = _signals.signal("event-queued")
 
 #: The webhook view answered a delivery (every delivery, whatever its outcome).
-#: kwargs: ``result`` (what the delivery came to: ``result.outcome``, ``result.reason``,
-#: ``result.ok``), ``status`` (int, the HTTP status sent back).
+#: kwargs: ``result`` (:class:`~flask_stripe_hooks.outcomes.Result`), ``status`` (int, the
+#: HTTP status sent back).
 delivery_finished = _signals.signal("delivery-finished")
 
-#: ``flask stripe-hooks doctor`` (or the admin's Health page) found problems with an
-#: endpoint. kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
+#: ``flask stripe-hooks doctor`` found problems with an endpoint (the admin's Health page
+#: shows the same findings and sends nothing: viewing a page is no alert).
+#: kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
 #: ``findings`` (list of :class:`~flask_stripe_hooks.health.Finding`).
 endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 

@@ -2,7 +2,7 @@
 
 ``stripe listen --print-secret`` gives the signing secret of the CLI's forwarding session,
 and ``stripe listen --forward-to URL`` forwards test-mode events to the app until stopped.
-Failures raise :class:`~flask_stripe_hooks.utils.StripeHooksError` with a message to act on;
+Failures raise :class:`~flask_stripe_hooks.errors.StripeHooksError` with a message to act on;
 no secret is ever in one.
 """
 
@@ -12,8 +12,8 @@ import shutil
 import signal
 import subprocess
 
+from .errors import StripeHooksError
 from .stripe_api import scrub
-from .utils import StripeHooksError
 
 #: How ``stripe listen`` ends when stopped on purpose: by itself, or by Ctrl-C / a signal.
 STOPPED = (0, None, 130, -signal.SIGINT, -signal.SIGTERM)

@@ -12,23 +12,6 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class StripeHooksError(Exception):
-    """A refusal with a sentence a person can act on.
-
-    ``message`` is that sentence; ``field`` names the form field or Stripe parameter it
-    concerns (``"url"``, ``"enabled_events"``, ...) or is ``None``. Faces catch this one
-    class to show the message, whether the input or Stripe refused.
-    """
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
-
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -7,9 +7,24 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
 
-from . import signals, tracing
-from .models import DEAD, DUPLICATE, FAILED, IGNORED, PROCESSED, QUEUED, REJECTED, RETRYING
-from .outcomes import BUSY, FORBIDDEN, MISSING, PAUSED, UNAVAILABLE
+from . import signals
+from .outcomes import (
+    BUSY,
+    DEAD,
+    DUPLICATE,
+    FAILED,
+    FORBIDDEN,
+    IGNORED,
+    MISSING,
+    PAUSED,
+    PROCESSED,
+    QUEUED,
+    REFUSED,
+    REJECTED,
+    RETRYING,
+    UNAVAILABLE,
+)
+from .pipeline import receiver
 
 if TYPE_CHECKING:
     from .state import State
@@ -37,8 +52,8 @@ STATUS = {
 def create_blueprint(state: State) -> Blueprint:
     bp = Blueprint("stripe_hooks_webhook", __name__, url_prefix=state.url_prefix or None)
     max_body = state.max_body
-    receive = tracing.receiver(state)  # the pipeline, in a span when tracing is on
-    finished = signals.delivery_finished
+    receive = receiver(state)  # the pipeline, in a span when tracing is on
+    finished, rejected = signals.delivery_finished, signals.delivery_rejected
 
     def webhook(endpoint_uuid: uuid.UUID) -> Response:
         length = request.content_length
@@ -51,6 +66,9 @@ def create_blueprint(state: State) -> Blueprint:
             return _text(413, "body too large")
         result = receive(state, endpoint_uuid, body, request.headers, request.remote_addr)
         status = STATUS[result.outcome]
+        if result.outcome in REFUSED and rejected.receivers:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            rejected.send(app, endpoint=result.endpoint, status=status, reason=result.reason)
         if finished.receivers:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             finished.send(app, result=result, status=status)

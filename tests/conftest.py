@@ -121,6 +121,13 @@ def endpoint(app: Flask, db: SQLAlchemy, secret: str) -> Any:
         return create_endpoint(db, secret=secret)
 
 
+@pytest.fixture
+def thin_endpoint(app: Flask, db: SQLAlchemy, secret: str) -> Any:
+    """An endpoint whose payload style is thin (an event destination), with ``secret``."""
+    with app.app_context():
+        return create_endpoint(db, secret=secret, payload="thin")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if terminalreporter.config.option.collectonly:
         return

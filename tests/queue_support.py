@@ -150,6 +150,20 @@ def app_env(database_url: str, marks: Path, **extra: Any) -> dict[str, str]:
     return env
 
 
+def queue_app_in(env: dict[str, str]) -> Any:
+    """:mod:`queue_app`'s app built in this process with ``env`` (as the worker has it),
+    its tables created."""
+    import queue_app
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        app = queue_app.create_app()
+    with app.app_context():
+        queue_app.db.create_all()
+    return app
+
+
 def start_worker(
     env: dict[str, str],
     log: Path,

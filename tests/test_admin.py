@@ -109,24 +109,30 @@ def test_auth_by_dotted_path_prefix_and_switch(app_factory):
     client = app.test_client()
     assert client.get("/ops/stripe/").status_code == 200
     assert client.get(ADMIN + "/").status_code == 404
-    app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow, STRIPE_HOOKS_ADMIN_ENABLED=False)
+    app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow, STRIPE_HOOKS_ADMIN_URL_PREFIX=None)
     assert app.test_client().get(ADMIN + "/").status_code == 404
     with pytest.raises(RuntimeError, match="STRIPE_HOOKS_ADMIN_AUTH: cannot import"):
         app_factory(STRIPE_HOOKS_ADMIN_AUTH="no_such_module.allow")
 
 
-def test_links_back_to_the_app_and_to_log_out(app_factory):
-    # Each app has its own blueprint and settings: the views read the app they serve.
-    plain = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow).test_client()
-    linked = app_factory(
-        STRIPE_HOOKS_ADMIN_AUTH=allow,
-        STRIPE_HOOKS_ADMIN_HOME_URL="stripe_hooks_admin.event_list",  # an endpoint name
-        STRIPE_HOOKS_ADMIN_LOGOUT_URL="https://sso.example.com/logout?app=shop",  # a URL
-    ).test_client()
-    page = linked.get(ADMIN + "/deliveries/").text
+def test_links_back_to_the_app_and_to_log_out(app_factory, tmp_path):
+    """An app adds links to the admin's header by overriding base.html's app_links block."""
+    plain = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
+    linked = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
+    folder = tmp_path / "templates" / "stripe_hooks" / "admin"
+    folder.mkdir(parents=True)
+    (folder / "base.html").write_text(
+        '{% extends "stripe_hooks/admin/_base.html" %}{% block app_links %}'
+        '<a href="{{ url_for(\'stripe_hooks_admin.event_list\') }}" id="home-link">Home</a>'
+        '<a href="https://sso.example.com/logout?app=shop" id="logout-link">Log out</a>'
+        "{% endblock %}"
+    )
+    linked.template_folder = str(tmp_path / "templates")
+    page = linked.test_client().get(ADMIN + "/deliveries/").text
     assert f'<a href="{ADMIN}/events/" id="home-link">' in page
     assert 'href="https://sso.example.com/logout?app=shop" id="logout-link">Log out' in page
-    page = plain.get(ADMIN + "/deliveries/").text
+    assert "Deliveries" in page  # the page itself is the admin's
+    page = plain.test_client().get(ADMIN + "/deliveries/").text
     assert "home-link" not in page and "logout-link" not in page
 
 

@@ -1,7 +1,7 @@
 """The docs' code, run as a user runs it: the quickstart's ``myapp`` built from the code blocks
 of docs/quickstart.md and docs/testing.md (each block named by its first line, e.g.
 ``# myapp/__init__.py``), migrated with ``flask db`` on SQLite and PostgreSQL, its tests run by
-pytest, and "Add endpoint" tried against ``python -m flask_stripe_hooks.fake_stripe``."""
+pytest, and "Add endpoint" tried against ``python -m flask_stripe_hooks.testing.fake_stripe``."""
 
 from __future__ import annotations
 
@@ -108,9 +108,10 @@ def test_testing_page_examples_pass(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_stripe_server() -> Iterator[str]:
-    """``python -m flask_stripe_hooks.fake_stripe --port 0`` as a user starts it; its URL."""
+    """``python -m flask_stripe_hooks.testing.fake_stripe --port 0``, as a user starts it;
+    its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "flask_stripe_hooks.fake_stripe", "--port", "0"],
+        [sys.executable, "-m", "flask_stripe_hooks.testing.fake_stripe", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # one line per request
         text=True,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask_stripe_hooks.endpoint_cache import endpoint_by_uuid
 from flask_stripe_hooks.models import WebhookEndpoint
+from flask_stripe_hooks.pipeline.endpoint_cache import endpoint_by_uuid
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 

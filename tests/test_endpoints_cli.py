@@ -22,8 +22,9 @@ import pytest
 from flask import Flask
 from flask_stripe_hooks import StripeHooks, event_types
 from flask_stripe_hooks import endpoints as endpoint_ops
+from flask_stripe_hooks.errors import StripeAPIError
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
-from flask_stripe_hooks.stripe_api import StripeAPIError, client_for
+from flask_stripe_hooks.stripe_api import client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 
@@ -279,7 +280,7 @@ def test_stripe_down_and_internal_errors(app: Flask, stub: FakeStripe) -> None:
     stub.reset()
     with app.app_context():
         state = app.extensions["stripe_hooks"]
-        state.config["STRIPE_HOOKS_API_BASE"] = "http://127.0.0.1:9"  # nothing listens
+        state.api_base = "http://127.0.0.1:9"  # nothing listens
         state.clients.clear()
     result = invoke(app, stub, "sync-endpoints")
     assert result.exit_code == 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -134,7 +137,7 @@ def test_tables_have_the_documented_names(app, db):
 
 def test_lz4_is_an_explicit_call_after_create_all(app):
     """``create_all`` runs no DDL of its own; ``compress_with_lz4`` sets lz4 where it can."""
-    from flask_stripe_hooks.storage import compress_with_lz4
+    from flask_stripe_hooks.models import compress_with_lz4
 
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
@@ -144,12 +147,21 @@ def test_lz4_is_an_explicit_call_after_create_all(app):
         assert lz4_columns(engine) == expected_lz4_columns(engine)
 
 
-def test_old_import_paths_warn_and_still_work():
-    from flask_stripe_hooks import events, models, storage, thin, verification
-
-    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.storage"):
-        assert models.compress_with_lz4 is storage.compress_with_lz4
-    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.events"):
-        assert thin.ThinEvent is events.ThinEvent
-    with pytest.warns(DeprecationWarning, match="flask_stripe_hooks.verification"):
-        assert thin.verify_thin is verification.verify_thin
+def test_init_app_loads_no_test_code(tmp_path):
+    """``StripeHooks(app)`` (its blueprints, admin and CLI) imports neither the test helpers
+    nor the fake Stripe API; ``send-test-event`` loads them when it runs."""
+    script = (
+        "import sys\n"
+        "from flask import Flask\n"
+        "from flask_sqlalchemy import SQLAlchemy\n"
+        "from flask_stripe_hooks import StripeHooks\n"
+        "app = Flask(__name__)\n"
+        f"app.config['SQLALCHEMY_DATABASE_URI'] = 'sqlite:///{tmp_path / 'x.db'}'\n"
+        "SQLAlchemy(app); StripeHooks(app)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('flask_stripe_hooks.testing')))\n"
+        "print('stripe-hooks' in app.cli.commands, 'stripe_hooks_admin' in app.blueprints)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["[]", "True True"]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
-from flask_stripe_hooks.processing import process_stored
+from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
 from helpers import count, handled, make_app, record, reset_postgres, rows

@@ -15,14 +15,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from flask_stripe_hooks import StripeHooks, guard, signals
+from flask_stripe_hooks import StripeHooks, ips, signals
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
+from flask_stripe_hooks.pipeline import guard
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpers import handled, make_app, record, rows
 
-SHIPPED = json.loads((Path(guard.__file__).parent / "data" / guard.IPS_FILE).read_text("utf-8"))[
+SHIPPED = json.loads((Path(ips.__file__).parent / "data" / ips.IPS_FILE).read_text("utf-8"))[
     "WEBHOOKS"
 ]
 
@@ -58,7 +59,7 @@ def endpoint_of():
 def test_shipped_list_is_stripes_webhook_addresses():
     assert len(SHIPPED) == 15
     assert {"3.18.12.63", "54.187.174.169"} <= set(SHIPPED)
-    assert guard.stripe_ips() == SHIPPED
+    assert ips.stripe_ips() == SHIPPED
 
 
 def test_allowlist_behind_proxyfix(app_factory, endpoint_of):
@@ -192,11 +193,11 @@ def test_update_ips_from_a_local_server(app_factory, endpoint_of, ips_server, tm
     result = app.test_cli_runner().invoke(args=["stripe-hooks", "update-ips", "--url", url])
     assert result.exit_code == 0, result.output
     assert "Saved 2 addresses" in result.output
-    saved = instance / guard.IPS_FILE
+    saved = instance / ips.IPS_FILE
     assert json.loads(saved.read_text())["WEBHOOKS"] == ["127.0.0.1", "3.18.12.63"]
     # The package's copy is untouched; an app started now prefers the refreshed one.
-    assert guard.stripe_ips() == SHIPPED
-    assert guard.stripe_ips(str(instance)) == ["127.0.0.1", "3.18.12.63"]
+    assert ips.stripe_ips() == SHIPPED
+    assert ips.stripe_ips(str(instance)) == ["127.0.0.1", "3.18.12.63"]
     again = Flask(__name__, instance_path=str(instance))
     again.config.update(
         SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"],
@@ -271,7 +272,9 @@ def test_flood_limit_per_endpoint_on_each_database(app_factory, endpoint_of):
         counts[delivery.endpoint_id] += 1
     assert counts[second.id] == 3 and 5 <= counts[first.id] <= 10
     # No limit: every rejected delivery is kept.
-    unlimited = app_factory(STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None)
+    unlimited = app_factory(
+        STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None, STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE=None
+    )
     assert unlimited.extensions["stripe_hooks"].rejected_limit is None
     third = endpoint_of(unlimited)
     assert flood(unlimited, third, 20) == {400}
@@ -313,6 +316,19 @@ def test_store_body_modes(app_factory, endpoint_of, hooks, mode):
 def test_bad_store_body_is_refused(tmp_path, hooks):
     with pytest.raises(RuntimeError, match="STRIPE_HOOKS_STORE_BODY.*'sometimes'"):
         make_app(f"sqlite:///{tmp_path / 'x.db'}", hooks, STRIPE_HOOKS_STORE_BODY="sometimes")
+
+
+def test_store_body_follows_redaction(tmp_path):
+    """Unset, STORE_BODY keeps every body, or only failed ones while REDACT is set (a
+    processed body holds what the redaction removes); "always" with REDACT is refused."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert make_app(url, StripeHooks()).extensions["stripe_hooks"].keep_body is None
+    redacting = make_app(url, StripeHooks(), STRIPE_HOOKS_REDACT=strip_personal)
+    assert redacting.extensions["stripe_hooks"].keep_body == guard.STORE_BODY["failed"]
+    with pytest.raises(RuntimeError, match='STORE_BODY = "always" keeps every raw body'):
+        make_app(
+            url, StripeHooks(), STRIPE_HOOKS_REDACT=strip_personal, STRIPE_HOOKS_STORE_BODY="always"
+        )
 
 
 def strip_personal(data):

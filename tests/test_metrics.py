@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from flask import Flask, current_app
-from flask_stripe_hooks import StripeHooks, tracing
+from flask_stripe_hooks import StripeHooks
+from flask_stripe_hooks.metrics import init_metrics
+from flask_stripe_hooks.pipeline import tracing
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -52,7 +54,8 @@ def handlers(hooks: StripeHooks) -> None:
 def test_metrics_after_deliveries_of_every_outcome(app_factory: Any, hooks: StripeHooks) -> None:
     handlers(hooks)
     registry = CollectorRegistry()
-    app = app_factory(STRIPE_HOOKS_METRICS=True, STRIPE_HOOKS_METRICS_REGISTRY=registry)
+    app = app_factory()
+    init_metrics(app, registry)  # a registry of its own: the set-up's argument
     secret = new_secret()
     with app.app_context():
         endpoint = create_endpoint(app.extensions["sqlalchemy"], secret=secret)
@@ -99,11 +102,8 @@ def test_metrics_after_deliveries_of_every_outcome(app_factory: Any, hooks: Stri
     # Queue mode: queued deliveries, and the pending gauges read from the database.
     queue_registry = CollectorRegistry()
     queued: list[str] = []
-    queue_app = app_factory(
-        STRIPE_HOOKS_METRICS=True,
-        STRIPE_HOOKS_METRICS_REGISTRY=queue_registry,
-        STRIPE_HOOKS_EVENT_CALLBACK=queued.append,
-    )
+    queue_app = app_factory(STRIPE_HOOKS_EVENT_CALLBACK=queued.append)
+    init_metrics(queue_app, queue_registry)
     queue_client = queue_app.test_client()
     assert (
         deliver(queue_client, endpoint, build_event("customer.updated"), secret=secret).status_code
@@ -177,10 +177,10 @@ def test_spans_follow_the_messaging_conventions(app_factory: Any, hooks: StripeH
 
 
 def test_with_tracing_off_the_view_calls_the_pipeline_itself(app: Flask) -> None:
-    from flask_stripe_hooks import processing
+    from flask_stripe_hooks.pipeline import intake
 
     state = app.extensions["stripe_hooks"]
-    assert tracing.receiver(state) is processing.receive
+    assert tracing.receiver(state) is intake.receive
     secret = new_secret()
     with app.app_context():
         endpoint = create_endpoint(app.extensions["sqlalchemy"], secret=secret)
@@ -195,7 +195,7 @@ def test_an_error_out_of_the_pipeline_is_recorded_on_its_span(
 ) -> None:
     """Not a handler's failure (that is an outcome) but the pipeline itself raising: the span
     still ends, as an error, with the exception, and no span stays current."""
-    from flask_stripe_hooks import processing
+    from flask_stripe_hooks.pipeline import intake
 
     app = app_factory(STRIPE_HOOKS_TRACING=True)
     secret = new_secret()
@@ -205,7 +205,7 @@ def test_an_error_out_of_the_pipeline_is_recorded_on_its_span(
     def broken(*args: Any) -> Any:
         raise LookupError("pipeline broke")
 
-    monkeypatch.setattr(processing, "receive", broken)
+    monkeypatch.setattr(intake, "receive", broken)
     EXPORTER.clear()
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = deliver(app.test_client(), endpoint, build_event("customer.created"), secret=secret)

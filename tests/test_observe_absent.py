@@ -15,7 +15,8 @@ SCRIPT = textwrap.dedent(
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
-    from flask_stripe_hooks import StripeHooks, processing, signals, tracing
+    from flask_stripe_hooks import StripeHooks, signals
+    from flask_stripe_hooks.pipeline import intake, tracing
     from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
     app = Flask(__name__)
@@ -28,7 +29,7 @@ SCRIPT = textwrap.dedent(
     with app.app_context():
         db.create_all()
         endpoint = create_endpoint(db)
-        direct = tracing.receiver(app.extensions["stripe_hooks"]) is processing.receive
+        direct = tracing.receiver(app.extensions["stripe_hooks"]) is intake.receive
     response = deliver(app.test_client(), endpoint, build_event("customer.created"))
     listening = sum(len(signals.by_name(n).receivers) for n in signals.EVENT_OUTCOMES)
     print("status", response.status_code, "ran", len(ran), "direct", direct,

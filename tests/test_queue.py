@@ -22,7 +22,7 @@ from flask_stripe_hooks import StripeHooks, on_commit, recovery, signals
 from flask_stripe_hooks.celery import backoff, process_event
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
-from flask_stripe_hooks.processing import process_stored
+from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
 import queue_app

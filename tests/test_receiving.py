@@ -257,7 +257,7 @@ def test_bodies_that_are_not_events_are_400(app, client, endpoint, secret, recor
     assert reason in response.get_data(as_text=True)
     assert handled(app) == [] and rows(app, StripeEvent) == []
     (delivery,) = rows(app, WebhookDelivery)
-    assert delivery.body == body and delivery.valid is False
+    assert delivery.body == body[:4096] and delivery.valid is False  # a rejected one's prefix
 
 
 def _sign_bytes(body: bytes, secret: str) -> str:
@@ -283,7 +283,7 @@ def gate(request, monkeypatch):
     as on a database without it, the primary key's ``IntegrityError`` and a rollback."""
     from contextlib import nullcontext
 
-    from flask_stripe_hooks import storage
+    from flask_stripe_hooks.pipeline import storage
 
     integrity_error = request.param == "integrity error"
     switch = storage.without_on_conflict() if integrity_error else nullcontext()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, current_app
-from flask_stripe_hooks import StripeHooks, event_types, recovery
+from flask_stripe_hooks import StripeHooks, event_types, recovery, retention
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, delivery_table, event_table
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver, new_secret
@@ -178,9 +178,12 @@ def test_reprocess_failed_with_filters(app: Flask, hooks: StripeHooks, endpoint:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "Give event ids, or --failed (not both)."),
-        (["evt_1", "--failed"], "Give event ids, or --failed (not both)."),
+        ([], "Give event ids, or --failed for every failed or dead event."),
+        (["evt_1", "--failed"], "Give event ids or --failed, not both."),
         (["evt_1", "--since", "2d"], "--since and --type go with --failed."),
+        (["--type", "invoice"], "--since and --type go with --failed."),
+        (["--since", "2d"], "--since and --type go with --failed."),
+        (["--failed", "--enqueue", "--dry-run"], "--enqueue needs queue mode"),
         (["--failed", "--type", "custmer"], "did you mean 'customer'?"),
     ],
 )
@@ -334,7 +337,7 @@ def test_fetch_missed_errors_name_the_fix(app_factory: Any, stub: FakeStripe) ->
 def test_prune_keeps_pending_and_optionally_failed(
     app_factory: Any, hooks: StripeHooks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recovery, "PRUNE_BATCH", 2)  # several batches
+    monkeypatch.setattr(retention, "PRUNE_BATCH", 2)  # several batches
     app = app_factory()
     queued = app_factory(STRIPE_HOOKS_EVENT_CALLBACK=lambda event_id: None)
     breaker = Breaker(app, hooks)

@@ -3,7 +3,7 @@
 Within the tolerance a replay is a duplicate: 200, and the handlers do not run again.
 After it, the replay is refused with 400 whatever is done to the header to make it look
 fresh; so is a timestamp too far in the future. The clock is shifted by replacing the
-``time`` module that :mod:`flask_stripe_hooks.verification` reads, so the edges are exact;
+``time`` module that :mod:`flask_stripe_hooks.pipeline.verification` reads, so the edges are exact;
 one test waits in real time.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import stripe
-from flask_stripe_hooks import processing, verification
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
+from flask_stripe_hooks.pipeline import process_stored, verification
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
 from helpers import count, handled, record, rows
@@ -254,7 +254,7 @@ def test_replay_in_queue_mode_never_runs_handlers_twice(app_factory, hooks, secr
     assert queued == [event_id, event_id]
     state = app.extensions["stripe_hooks"]
     with app.app_context():
-        results = [processing.process_stored(state, i).outcome for i in queued]
+        results = [process_stored(state, i).outcome for i in queued]
     assert results == ["processed", "duplicate"]
     assert post(client, endpoint, body, header).text.strip() == "duplicate"
     assert queued == [event_id, event_id] and ran == [event_id]

@@ -193,17 +193,13 @@ def test_celery_requeues_a_retry(
     database_url: str, redis_url: str, tmp_path: Path, processes: list[Any]
 ) -> None:
     import queue_app
-    from queue_support import app_env, start_worker, wait_until
+    from queue_support import app_env, queue_app_in, start_worker, wait_until
 
     marks = tmp_path / "marks"
     marks.mkdir()
     env = app_env(database_url, marks, REDIS_URL=redis_url)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        app = queue_app.create_app()
+    app = queue_app_in(env)
     with app.app_context():
-        queue_app.db.create_all()
         endpoint = create_endpoint(queue_app.db)
     client = app.test_client()
     later = build_event("customer.created", {"metadata": {"retry_once": True}})

@@ -23,12 +23,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_stripe_hooks import event_types
-from flask_stripe_hooks.dispatch import UnknownEventTypeWarning
+from flask_stripe_hooks.errors import StripeAPIError, UnknownEventTypeWarning
 from flask_stripe_hooks.events import ThinEvent
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
-from flask_stripe_hooks.processing import process_stored
-from flask_stripe_hooks.stripe_api import StripeAPIError
+from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import (
     FakeStripe,
     build_event,
@@ -75,12 +74,6 @@ def app(app_factory: Any, stub: FakeStripe) -> Flask:
         STRIPE_HOOKS_ACCOUNTS={"eu": {"test_secret_key": EU_KEY}},
         STRIPE_HOOKS_ADMIN_AUTH=allow,
     )
-
-
-@pytest.fixture
-def thin_endpoint(app: Flask, db: Any, secret: str) -> Any:
-    with app.app_context():
-        return create_endpoint(db, secret=secret, payload="thin")
 
 
 @pytest.fixture
@@ -310,6 +303,8 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 
 
 def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
+    """The event's meter on the fake, in the account of the event's context (as on Stripe,
+    only requests carrying that ``Stripe-Context`` see it)."""
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
@@ -321,6 +316,7 @@ def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
             "status": "active",
             "livemode": False,
         },
+        account=notification.get("context") or "",
     )
 
 

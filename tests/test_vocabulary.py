@@ -10,11 +10,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_stripe_hooks import StripeHooksError, event_types, recovery, stripe_api, utils
-from flask_stripe_hooks.endpoints import EndpointError
+from flask_stripe_hooks.errors import EndpointError, InvalidTestEvent, StripeAPIError
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import event_table
-from flask_stripe_hooks.stripe_api import StripeAPIError
-from flask_stripe_hooks.testing import InvalidTestEvent, build_event, create_endpoint, event_for
+from flask_stripe_hooks.testing import build_event, create_endpoint, event_for
 
 from helpers import missing
 
@@ -89,7 +88,7 @@ def test_type_condition_is_the_same_filter_in_sql(app: Flask) -> None:
         failed = recovery.failed_ids(get_state(), type_prefix="invoice.*")
         assert sorted(ids[i] for i in failed) == sorted(t for t, held in TYPES.items() if held)
         recent = recovery.recent_events(get_state(), type_prefix="invoice_payment", limit=100)
-        assert [e.type for e in recent] == ["invoice_payment.paid"]
+        assert [e.type for e in recent.items] == ["invoice_payment.paid"]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

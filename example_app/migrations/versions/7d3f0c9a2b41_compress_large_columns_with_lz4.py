@@ -7,7 +7,7 @@ Create Date: 2026-11-27 07:40:00.000000
 """
 from alembic import op
 
-from flask_stripe_hooks.storage import LZ4_COLUMNS, compress_with_lz4
+from flask_stripe_hooks.models import LZ4_COLUMNS, compress_with_lz4
 
 # revision identifiers, used by Alembic.
 revision = '7d3f0c9a2b41'

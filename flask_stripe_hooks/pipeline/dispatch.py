@@ -1,0 +1,160 @@
+"""The handler registry: one named blinker signal per subscription, matched by segment prefix.
+
+``on("customer")`` connects to the signal named ``customer``. An event of type
+``customer.subscription.updated`` is sent to the signals ``*``, ``customer``,
+``customer.subscription`` and ``customer.subscription.updated``, in that order, when they
+exist: a few dictionary look-ups that grow with the depth of the type, never with the number
+of subscriptions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from blinker import Signal
+
+from .. import event_types
+from ..errors import UnknownEventTypeWarning
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _OrderedSet(dict[Any, None]):
+    """The set blinker keeps receiver ids in, ordered by insertion.
+
+    blinker calls receivers in the iteration order of ``Signal.set_class``; a plain set
+    would call them in hash order. Only the operations blinker uses are provided.
+    """
+
+    def add(self, item: Any) -> None:
+        self[item] = None
+
+    def discard(self, item: Any) -> None:
+        self.pop(item, None)
+
+    def copy(self) -> _OrderedSet:
+        return _OrderedSet(self)
+
+    def __or__(self, other: Iterable[Any]) -> _OrderedSet:  # type: ignore[override]
+        merged = _OrderedSet(self)
+        for item in other:
+            merged[item] = None
+        return merged
+
+
+class HandlerSignal(Signal):
+    """A blinker signal that calls its receivers in the order they were connected."""
+
+    set_class = _OrderedSet  # type: ignore[assignment]
+
+
+class Registry:
+    """Named signals, held strongly, and the per-type list of signals to send."""
+
+    def __init__(self) -> None:
+        self._signals: dict[str, HandlerSignal] = {}
+        self._routes: dict[str, tuple[HandlerSignal, ...]] = {}
+
+    def signal(self, name: str) -> HandlerSignal:
+        """The signal for ``name`` (an event type, a prefix of one, or ``*``)."""
+        sig = self._signals.get(name)
+        if sig is None:
+            sig = self._signals[name] = HandlerSignal(name)
+            self._routes.clear()
+        return sig
+
+    def on(self, *names: str, latest_only: bool = False) -> Callable[[F], F]:
+        """Decorator: call the function for events of these types or below them.
+
+        ``latest_only``: skip an event that is stale (``event.is_stale``: a newer event
+        about the same object was processed first)."""
+        if not names:
+            raise TypeError("on() needs at least one event type, a prefix, or '*'.")
+        for name in names:
+            _check_name(name)
+
+        def decorator(fn: F) -> F:
+            receiver: Callable[..., Any] = LatestOnly(fn) if latest_only else fn
+            for name in names:
+                # weak=False: a handler defined inside a function must not vanish.
+                self.signal(_normalize(name)).connect(receiver, weak=False)
+            return fn
+
+        return decorator
+
+    def signals_for(self, event_type: str) -> tuple[HandlerSignal, ...]:
+        route = self._routes.get(event_type)
+        if route is None:
+            route = self._routes[event_type] = tuple(self._walk(event_type))
+        return route
+
+    def _walk(self, event_type: str) -> Iterator[HandlerSignal]:
+        signals = self._signals
+        if "*" in signals:
+            yield signals["*"]
+        parts = event_type.split(".")
+        for i in range(1, len(parts) + 1):
+            sig = signals.get(".".join(parts[:i]))
+            if sig is not None:
+                yield sig
+
+    def dispatch(self, event: Any, **kwargs: Any) -> list[str]:
+        """Call every handler for ``event.type``; the first exception propagates. Returns the
+        names of the ``latest_only`` handlers skipped because the event is stale."""
+        skipped: list[str] = []
+        for sig in self.signals_for(event.type):
+            if not sig.receivers:
+                continue
+            if not event.is_stale:
+                sig.send(event, **kwargs)
+                continue
+            for receiver in sig.receivers_for(event):
+                if isinstance(receiver, LatestOnly):
+                    skipped.append(receiver.name)
+                else:
+                    receiver(event, **kwargs)
+        return skipped
+
+
+class LatestOnly:
+    """A handler subscribed with ``latest_only=True``: not called for a stale event."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+    def __call__(self, event: Any, **kwargs: Any) -> Any:
+        return self.fn(event, **kwargs)
+
+
+def _normalize(name: str) -> str:
+    """The signal a subscription name connects to: ``customer.*`` → ``customer``."""
+    return event_types.normalize_prefix(name) or "*"
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"Event type names are non-empty strings, not {name!r}.")
+    if event_types.is_known(_normalize(name)):
+        return
+    warnings.warn(
+        event_types.unknown_type_message(name, prefix=True),
+        UnknownEventTypeWarning,
+        stacklevel=_outside_package(),
+    )
+
+
+def _outside_package() -> int:
+    """The ``stacklevel`` of the first caller outside this package: the line with the
+    user's ``@hooks.on(...)``, however many of our functions lie between."""
+    package = os.path.dirname(os.path.dirname(__file__)) + os.sep  # flask_stripe_hooks/
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
