@@ -55,6 +55,13 @@ MAX_ID = 255
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A snapshot event as handlers get it: ``event.type``, ``event.data["object"]`` (also
+    ``event.object``), ``event.livemode``, ``event.account`` (``""`` unless Connect).
+
+    Frozen and detached from the database: it stays readable in ``on_commit`` callbacks and
+    queued jobs. Fields are what Stripe sent; ``payload`` is the whole body.
+    """
+
     id: str
     type: str
     livemode: bool
@@ -183,6 +190,7 @@ class Event:
 
     @property
     def created_at(self) -> datetime | None:
+        """``created`` as an aware UTC ``datetime``."""
         if self.created is None:
             return None
         return datetime.fromtimestamp(self.created, timezone.utc)

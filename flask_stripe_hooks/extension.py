@@ -88,6 +88,12 @@ class StripeHooks:
             self.init_app(app)
 
     def init_app(self, app: Flask, db: Any = None) -> None:
+        """Register the extension on ``app``: config defaults, the webhook and admin
+        blueprints, the ``flask stripe-hooks`` commands, the app's state.
+
+        ``db`` is the app's Flask-SQLAlchemy object; without it (here or in the constructor)
+        the one in ``app.extensions`` is used, so call ``db.init_app(app)`` first.
+        """
         if "stripe_hooks" in app.extensions:
             raise RuntimeError(
                 "A 'StripeHooks' instance has already been registered on this Flask app."
