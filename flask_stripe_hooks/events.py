@@ -290,12 +290,19 @@ class Event:
 def object_id_of(data: Any) -> str | None:
     """The id of the Stripe object an event is about, from its ``data`` as stored:
     ``data.object.id``, or a thin event's ``related_object.id`` (its data is the
-    notification). ``None`` when there is none (or it is longer than an id column holds)."""
+    notification); ``None`` when there is none. The ``object_id`` column holds it only when
+    it fits (:data:`MAX_ID`): see :func:`indexed_object_id`."""
     if not isinstance(data, dict):
         return None
     holder = data.get("related_object") if data.get("object") == THIN_OBJECT else data.get("object")
     value = holder.get("id") if isinstance(holder, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 255 else None
+    return value if isinstance(value, str) and value else None
+
+
+def indexed_object_id(object_id: str | None) -> str | None:
+    """An object id as the indexed ``object_id`` column holds it: ``None`` for one longer than
+    :data:`MAX_ID` (no Stripe id comes near it; such an event is processed, untracked)."""
+    return object_id if object_id is not None and len(object_id) <= MAX_ID else None
 
 
 def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
@@ -523,8 +530,10 @@ def check_thin_fields(payload: dict[str, Any], event_type: str) -> None:
     if "created" not in payload:
         raise NotAnEvent("thin event has no created time")
     context = payload.get("context")
-    if context is not None and (not isinstance(context, str) or len(context) > 255):
+    if context is not None and not isinstance(context, str):
         raise NotAnEvent("thin event's context is not an account id")
+    if context is not None:
+        _fitting(payload, "context", MAX_ID)  # an over-long one says so
     reason = payload.get("reason")
     if reason:
         if not isinstance(reason, dict) or not isinstance(reason.get("type"), str):

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from . import paging
 from .errors import StripeHooksError
-from .events import object_id_of
+from .events import indexed_object_id, object_id_of
 from .models import delivery_table, event_table, object_table
 from .outcomes import DEAD, FAILED, IGNORED, PENDING, PROCESSED, RETRYING
 from .utils import format_duration, utcnow
@@ -239,7 +239,7 @@ def fill_object_ids(
         found = [
             {"event_id": row.id, "found": object_id}
             for row in rows
-            if (object_id := object_id_of(row.data)) is not None
+            if (object_id := indexed_object_id(object_id_of(row.data))) is not None
         ]
         if found:
             session.execute(update, found)

@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
+from ..events import indexed_object_id
 from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, PENDING, REJECTED, RETRYING
 from ..utils import schema_missing, upgrade_hint
 from .guard import redacted
@@ -153,14 +154,8 @@ def event_row(state: State, event: Event, endpoint_id: int | None, now: datetime
         "endpoint_id": endpoint_id,
         "received_at": now,
         "twin_id": event.snapshot_event,
-        "object_id": _indexed(event.object_id),
+        "object_id": indexed_object_id(event.object_id),
     }
-
-
-def _indexed(object_id: str | None) -> str | None:
-    """An object id as its indexed column holds it: ``None`` for one longer than the column
-    (no Stripe id comes near it; such an event is stored and processed, untracked)."""
-    return object_id if object_id is not None and len(object_id) <= 255 else None
 
 
 def insert_event(
