@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import crypto, endpoints, event_types, signals, stripe_api, thin_migration
+from . import crypto, event_types, signals, stripe_api, thin_migration
 from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
 from .pipeline import SHADOW_PHASE
-from .state import get_state
 from .utils import aware, fmt_time, utcnow
 
 if TYPE_CHECKING:
@@ -469,49 +468,6 @@ def check_events(state: State) -> list[Finding]:
                 )
             )
     return found
-
-
-# -- fixes -----------------------------------------------------------------------------------
-
-
-def apply_fix(finding: Finding) -> str:
-    """Do what ``finding.action`` says, through :mod:`flask_stripe_hooks.endpoints` (so
-    Stripe and the row change together). Returns a line saying what was done."""
-    assert finding.action is not None
-    what, names = finding.action
-    endpoint = endpoints.get_endpoint(finding.endpoint)
-    if what == "enable":
-        endpoints.update_endpoint(endpoint, enabled=True)
-        return f"{finding.endpoint}: enabled on Stripe"
-    remote = retrieve(get_state(), endpoint) or {}
-    enabled = list(remote.get("enabled_events") or endpoint.enabled_events)
-    endpoints.update_endpoint(endpoint, events=[*enabled, *names])
-    return f"{finding.endpoint}: now sends {', '.join(names)} too"
-
-
-def upgrade_endpoint(
-    old: WebhookEndpoint, *, api_version: str, base_url: str | None = None
-) -> WebhookEndpoint:
-    """A new endpoint like ``old`` (events, mode, account, Connect) pinned to
-    ``api_version``, at a new URL of this app; ``old`` keeps running until you disable it.
-    Events both receive run once (the event id is the gate)."""
-    if old.thin:
-        raise endpoints.EndpointError("Thin endpoints have no API version to upgrade.")
-    path = get_state().webhook_path(old.uuid)
-    base = base_url or (old.url[: -len(path)] if old.url.endswith(path) else "")
-    if not base:
-        raise endpoints.EndpointError(
-            f"Endpoint {old.uuid} has no URL of this app recorded; pass --base-url."
-        )
-    return endpoints.create_endpoint(
-        base_url=base,
-        events=list(old.enabled_events),
-        livemode=old.livemode,
-        account=old.account,
-        api_version=api_version,
-        description=f"{old.description} (API {api_version})".strip(),
-        connect=old.connect,
-    )
 
 
 def problems(findings: Iterable[Finding]) -> list[Finding]:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from . import paging
 from .errors import StripeHooksError
-from .events import indexed_object_id, object_id_of
+from .event_fields import indexed_object_id, object_id_of
 from .models import delivery_table, event_table, object_table
 from .outcomes import DEAD, FAILED, IGNORED, PENDING, PROCESSED, RETRYING
 from .utils import format_duration, utcnow

@@ -125,11 +125,11 @@ def test_in_queue_mode_they_go_through_the_queue(app_factory, hooks):
 
 
 def test_a_long_list_goes_two_hundred_at_a_time(app_factory, hooks, monkeypatch):
-    from flask_stripe_hooks.admin import views
+    from flask_stripe_hooks.admin import bulk
 
     app = app_factory(STRIPE_HOOKS_ADMIN_AUTH=allow)
     invoices, customer, broken = failing_history(app, hooks)
-    monkeypatch.setattr(views, "BULK", 3)  # 4 failed events, 3 a click
+    monkeypatch.setattr(bulk, "BULK", 3)  # 4 failed events, 3 a click
     broken["now"] = False
     client = app.test_client()
     url = ADMIN + "/events/process-failed"

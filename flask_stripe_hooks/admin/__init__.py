@@ -33,7 +33,7 @@ from wtforms.validators import ValidationError
 from .. import paging
 from ..state import get_state
 from ..utils import mask, schema_missing, upgrade_hint
-from . import views
+from . import bulk, views
 from .views import NOT_ALLOWED, fmt_time, message_page, page_url
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def create_blueprint(state: State) -> Blueprint:
         views.endpoint_delete
     )
     bp.route("/events/")(views.event_list)
-    bp.route("/events/process-failed", methods=["GET", "POST"])(views.events_process_failed)
+    bp.route("/events/process-failed", methods=["GET", "POST"])(bulk.events_process_failed)
     bp.route("/events/<event_id>")(views.event_detail)
     bp.route("/events/<event_id>/process", methods=["POST"])(views.event_process)
     bp.route("/deliveries/")(views.delivery_list)

@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
-from ..events import indexed_object_id
+from ..event_fields import indexed_object_id
 from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, PENDING, REJECTED, RETRYING
 from ..utils import schema_missing, upgrade_hint
 from .guard import redacted
