@@ -32,6 +32,7 @@ from .outcomes import (
     DUPLICATE,
     EVENT_STATUSES,
     FAILED,
+    FINAL_STATUSES,
     IGNORED,
     MISSING,
     PAUSED,
@@ -42,7 +43,7 @@ from .outcomes import (
     UNAVAILABLE,
     Result,
 )
-from .pipeline import process_stored, store_event
+from .pipeline import hand_over, process_stored, store_event
 from .utils import utcnow
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     #: ``(event id, reason)`` of each event that failed or was not found.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: The results of events to try again later: failed, busy, retrying, or the database away.
+    later: list[Result] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
         # An event the database (or the queue) was not there for is counted as failed: to
@@ -74,6 +77,8 @@ class Summary:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in _PROBLEMS and result.event_id:
             self.problems.append((result.event_id, result.reason or outcome))
+        if not result.ok and result.outcome != MISSING and result.event_id:
+            self.later.append(result)
 
     @property
     def total(self) -> int:
@@ -180,6 +185,23 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
     return ids
 
 
+def runnable(state: State, event_ids: Iterable[str]) -> list[str]:
+    """Of these events, the stored ones the pipeline is not done with, oldest ``created``
+    first: the order a batch from the queue runs in. One query; the finished ones (a
+    redelivered message, a sweeper that came first) cost nothing more."""
+    wanted = list(event_ids)
+    if not wanted:
+        return []
+    query = (
+        sa.select(event_table.c.id)
+        .where(event_table.c.id.in_(wanted), event_table.c.status.not_in(FINAL_STATUSES))
+        .order_by(*_IN_ORDER)
+    )
+    ids = list(state.db.session.execute(query).scalars())
+    state.db.session.rollback()
+    return ids
+
+
 def failed_ids(
     state: State, since: timedelta | None = None, type_prefix: str | None = None
 ) -> list[str]:
@@ -251,11 +273,9 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     session.commit()
     if not done:
         return Result(MISSING, f"no stored event {event_id}", event_id)
-    try:
-        state.event_callback(event_id)  # type: ignore[misc]
-    except Exception as exc:
-        log.exception("event callback failed for %s; it stays pending", event_id)
-        return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {exc}", event_id)
+    failed = hand_over(state, event_id)
+    if failed is not None:
+        return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {failed}", event_id)
     return Result(QUEUED, event_id=event_id)
 
 

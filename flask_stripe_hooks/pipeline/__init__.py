@@ -9,6 +9,7 @@ and the recovery functions import from here, never from the modules inside:
   ``STRIPE_HOOKS_TRACING`` is on;
 - :func:`process_stored` runs a stored event's handlers (workers, ``reprocess``, the admin);
 - :func:`store_event` takes in an event that came another way (``fetch-missed``);
+- :func:`hand_over` gives a pending event to the queue callback (``--enqueue``, the admin);
 - :func:`configure` reads the receiving path's settings for ``init_app``.
 
 Inside: ``intake`` (request bytes to a verified event or a rejection, and where it goes),
@@ -28,6 +29,7 @@ from .dispatch import HandlerSignal, Registry
 from .endpoint_cache import EndpointInfo, watch_endpoint_writes
 from .guard import parse_allowlist, parse_rejected_limit, parse_store_body
 from .intake import store_event
+from .queue import hand_over
 from .tracing import process_stored, receiver
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "HandlerSignal",
     "Registry",
     "configure",
+    "hand_over",
     "on_commit",
     "process_stored",
     "receiver",
