@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from ..crypto import opener
 from ..errors import UnreadableSecret
 from ..models import WebhookEndpoint, active_secrets, endpoint_table, seconds_to_expiry
-from ..state import get_state
 from ..utils import mode_name
 
 if TYPE_CHECKING:
@@ -64,7 +63,8 @@ class EndpointInfo:
         return f"EndpointInfo(id={self.id}, uuid={self.uuid}, mode={self.mode})"
 
 
-_COLUMNS = (
+#: The endpoint columns :func:`info` reads.
+COLUMNS = (
     endpoint_table.c.id,
     endpoint_table.c.uuid,
     endpoint_table.c.livemode,
@@ -76,11 +76,10 @@ _COLUMNS = (
     endpoint_table.c.payload,
     endpoint_table.c.paused,
 )
-_select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
-_select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
+_select_by_uuid = sa.select(*COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
 
 
-def _info(row: Any, state: State) -> EndpointInfo:
+def info(row: Any, state: State) -> EndpointInfo:
     """The endpoint of ``row``, its secrets decrypted (:class:`~.crypto.UnreadableSecret`
     when ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt them; logged, naming the key)."""
     try:
@@ -100,12 +99,6 @@ def _info(row: Any, state: State) -> EndpointInfo:
         payload=row.payload,
         paused=row.paused,
     )
-
-
-def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
-    """The endpoint with this row id, read now (no cache)."""
-    row = session.execute(_select_by_id, {"id": endpoint_id}).first()
-    return None if row is None else _info(row, get_state())
 
 
 _generation = 0  # bumped by every endpoint write seen in this process, and by its commit
@@ -172,13 +165,13 @@ def endpoint_by_uuid(
     if row is None:
         cache.pop(endpoint_uuid, None)
         return None, False
-    info = _info(row, state)
-    if ttl > 0 and info.enabled:
+    found = info(row, state)
+    if ttl > 0 and found.enabled:
         life = ttl
         left = seconds_to_expiry(row.secrets, datetime.now(timezone.utc))
         if left is not None:
             life = min(life, left)
-        cache[endpoint_uuid] = (info, time.monotonic() + life, generation)
+        cache[endpoint_uuid] = (found, time.monotonic() + life, generation)
     else:
         cache.pop(endpoint_uuid, None)
-    return info, False
+    return found, False

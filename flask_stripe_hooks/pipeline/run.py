@@ -58,8 +58,8 @@ from .attempt import (
     write_failure,
 )
 from .callbacks import collecting, run, stop_collecting
-from .endpoint_cache import EndpointInfo, endpoint_by_id
-from .storage import claim, lock_stored, mark_stale, track_newest
+from .endpoint_cache import COLUMNS, EndpointInfo, info
+from .storage import claim, mark_stale, take, track_newest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -91,12 +91,11 @@ def run_handlers(
     delivery: Delivery | None,
     *,
     stored: bool = False,
-    skip: tuple[str, ...] = FINAL_STATUSES,
 ) -> Result:
     """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
 
-    ``stored``: the event row exists already (re-processing), so it is claimed rather
-    than inserted.
+    ``stored``: the event row exists and this transaction has claimed it already
+    (:func:`process_stored`), so it is not inserted.
     """
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
@@ -105,9 +104,7 @@ def run_handlers(
     try:
         claimed, new, newer = True, False, None
         object_id, created = event.object_id, event.created_at
-        if stored:
-            claimed = claim(session, event.id, now, skip=skip)
-        else:
+        if not stored:
             new, newer = insert_event(
                 state,
                 session,
@@ -181,29 +178,25 @@ def process_stored(
 ) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
 
-    Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
-    same event at once). An event the pipeline is done with (processed, ignored, dead) is
-    skipped (``duplicate``) unless ``force`` is set; ``dead`` runs dead events too (what
-    ``reprocess --failed`` does once their cause is fixed). An event locked by another worker
-    is ``busy``: try again later, it is either processed by then or free again (a worker that
-    died drops its lock).
+    Locks and claims the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
+    run the same event at once), reading its endpoint in the same statement. An event the
+    pipeline is done with (processed, ignored, dead) is skipped (``duplicate``) unless
+    ``force`` is set; ``dead`` runs dead events too (what ``reprocess --failed`` does once
+    their cause is fixed). An event locked by another worker is ``busy``: try again later, it
+    is either processed by then or free again (a worker that died drops its lock).
     """
     session = state.db.session
+    skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
     try:
-        row, busy = lock_stored(session, event_id)
-        if busy:
+        row, found, why = take(session, event_id, datetime.now(timezone.utc), skip, COLUMNS)
+        if why is not None:
             session.rollback()
-            return Result(BUSY, "being processed by another worker", event_id)
-        if row is None:
-            session.rollback()
-            return Result(MISSING, f"no stored event {event_id}", event_id)
-        skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
-        if row.status in skip:
-            session.rollback()
+            if why == BUSY:
+                return Result(BUSY, "being processed by another worker", event_id)
+            if why == MISSING:
+                return Result(MISSING, f"no stored event {event_id}", event_id)
             return Result(DUPLICATE, event_id=event_id)
-        endpoint = None
-        if row.endpoint_id is not None:
-            endpoint = endpoint_by_id(session, row.endpoint_id)
+        endpoint = None if found is None else info(found, state)
         if not force and paused(state, endpoint):
             session.rollback()
             return Result(PAUSED, "paused: it runs on resume", event_id)
@@ -214,4 +207,4 @@ def process_stored(
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
     event = bind(state, Event.from_row(row, endpoint), endpoint)
-    return run_handlers(state, session, event, endpoint, None, stored=True, skip=skip)
+    return run_handlers(state, session, event, endpoint, None, stored=True)

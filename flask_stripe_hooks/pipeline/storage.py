@@ -1,6 +1,6 @@
 """All of the pipeline's SQL: its INSERTs compiled once per database dialect and run on the
-session's connection, tracking the newest event per object, claiming, locking and marking a
-stored event.
+session's connection, tracking the newest event per object, claiming (with locking and
+reading, for a stored event) and marking an event.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result, as much CPU as the round trip to the database
@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..models import delivery_table, event_table, object_table
-from ..outcomes import FINAL_STATUSES, PROCESSED
+from ..models import delivery_table, endpoint_table, event_table, object_table
+from ..outcomes import BUSY, DUPLICATE, FINAL_STATUSES, MISSING, PROCESSED
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -230,6 +231,18 @@ def mark_stale(
     )
 
 
+def _claimed(now: datetime) -> dict[str, Any]:
+    """What claiming an event writes on its row."""
+    return {
+        "status": PROCESSED,
+        "attempts": event_table.c.attempts + 1,
+        "processed_at": now,
+        "last_error": None,
+        "next_attempt_at": None,
+        "last_traceback": None,
+    }
+
+
 def claim(
     session: Session, event_id: str, now: datetime, *, skip: tuple[str, ...] = FINAL_STATUSES
 ) -> bool:
@@ -239,19 +252,65 @@ def claim(
     where = [event_table.c.id == event_id]
     if skip:
         where.append(event_table.c.status.not_in(skip))
-    result = session.execute(
+    result = session.execute(event_table.update().where(*where).values(**_claimed(now)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def take(
+    session: Session,
+    event_id: str,
+    now: datetime,
+    skip: tuple[str, ...],
+    endpoint_columns: tuple[sa.Column[Any], ...],
+) -> tuple[Any, Any, str | None]:
+    """Lock and :func:`claim` a stored event for this transaction, and read it with its
+    endpoint's ``endpoint_columns``: ``(event row, endpoint row or None, None)``. Else
+    ``(None, None, why)``: ``missing``, ``duplicate`` (its status is in ``skip``) or ``busy``
+    (another transaction holds it; PostgreSQL, whose lock skips a locked row).
+
+    On PostgreSQL one statement does it all (``UPDATE ... FROM`` a ``SELECT ... FOR UPDATE
+    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both); a second one, when
+    nothing was claimed, tells why.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(sa.select(event_table).where(event_table.c.id == event_id)).first()
+        if row is None:
+            return None, None, MISSING
+        if row.status in skip or not claim(session, event_id, now, skip=skip):
+            return None, None, DUPLICATE
+        endpoint: Any = None
+        if row.endpoint_id is not None:
+            query = sa.select(*endpoint_columns).where(endpoint_table.c.id == row.endpoint_id)
+            endpoint = session.execute(query).first()
+        return row, endpoint, None
+    ep = [column.label(f"ep_{column.name}") for column in endpoint_columns]
+    locked = (
+        sa.select(event_table.c.id.label("locked_id"), *ep)
+        .select_from(
+            event_table.outerjoin(endpoint_table, endpoint_table.c.id == event_table.c.endpoint_id)
+        )
+        .where(event_table.c.id == event_id)
+        .with_for_update(of=event_table, skip_locked=True)
+        .cte("locked")
+    )
+    where = [event_table.c.id == locked.c.locked_id]
+    if skip:
+        where.append(event_table.c.status.not_in(skip))
+    found = session.execute(
         event_table.update()
         .where(*where)
-        .values(
-            status=PROCESSED,
-            attempts=event_table.c.attempts + 1,
-            processed_at=now,
-            last_error=None,
-            next_attempt_at=None,
-            last_traceback=None,
-        )
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .values(**_claimed(now))
+        .returning(*event_table.c, *(locked.c[label.name] for label in ep))
+    ).first()
+    if found is not None:
+        values, endpoint = found._mapping, None
+        if values["ep_id"] is not None:  # the event has an endpoint, and it still exists
+            endpoint = SimpleNamespace(**{c.name: values[f"ep_{c.name}"] for c in endpoint_columns})
+        return found, endpoint, None
+    status = status_of(session, event_id)
+    if status is None:
+        return None, None, MISSING
+    return None, None, DUPLICATE if status in skip else BUSY
 
 
 def attempts_of(session: Session, event_id: str) -> tuple[str, int] | None:
@@ -294,16 +353,3 @@ def status_of(session: Session, event_id: str) -> str | None:
     return session.execute(
         sa.select(event_table.c.status).where(event_table.c.id == event_id)
     ).scalar()
-
-
-def lock_stored(session: Session, event_id: str) -> tuple[Any, bool]:
-    """The stored event's row, locked for this transaction (``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL), and whether another transaction holds it (``busy``); ``(None, False)``: not
-    stored."""
-    query = sa.select(event_table).where(event_table.c.id == event_id)
-    if session.get_bind().dialect.name != "postgresql":
-        return session.execute(query).first(), False
-    row = session.execute(query.with_for_update(skip_locked=True)).first()
-    if row is None and status_of(session, event_id) is not None:
-        return None, True
-    return row, False
