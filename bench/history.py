@@ -1,13 +1,14 @@
 """The admin pages, the CLI listing, prune and ingest with a long history.
 
     python bench/history.py [--pg-sizes 1000,100000,1000000] [--sqlite-sizes 1000,1000000]
-                            [--ingest-history 1000000] [--pg-url URL] [--quick]
+                            [--ingest-history 1000000] [--step 3] [--pg-url URL] [--quick]
 
 1. Pages: for each size, a fresh database holds that many events and one delivery each,
    made with SQL (``tests/history_support.py``: ``INSERT ... SELECT`` over
    ``generate_series`` on PostgreSQL, a recursive CTE on SQLite), received at a steady
-   rate of one every 3 s (close to a million a month, so the last 24 hours hold the same
-   28,800 rows at every size past that), then ``VACUUM ANALYZE``. Each page is requested
+   rate of one every ``--step`` seconds (3 by default: close to a million a month, so the
+   last 24 hours hold the same 28,800 rows at every size past that; with ``--step 1``,
+   86,400), then ``VACUUM ANALYZE``. Each page is requested
    5 times with the in-process test client (the admin allowed), after one untimed
    request; the median is printed, and the growth factor from the smallest size to the largest.
 2. Prune at the largest PostgreSQL size: ``prune --dry-run`` (a capped count), then a prune
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_sqlalchemy import SQLAlchemy  # noqa: E402
-from flask_stripe_hooks import StripeHooks, recovery  # noqa: E402
+from flask_stripe_hooks import StripeHooks, recovery, retention  # noqa: E402
 from flask_stripe_hooks.state import get_state  # noqa: E402
 from flask_stripe_hooks.testing import create_endpoint  # noqa: E402
 from flask_stripe_hooks.utils import utcnow  # noqa: E402
@@ -58,6 +59,7 @@ PAGES = {
     "deliveries": "/deliveries/",
     "deliveries ?outcome=failed": "/deliveries/?outcome=failed",
     "one event": "/events/evt_h500",
+    "health": "/health",
 }
 
 
@@ -75,7 +77,7 @@ def build(url: str) -> Flask:
     return app
 
 
-def filled(url: str, size: int) -> Flask:
+def filled(url: str, size: int, step: int = STEP) -> Flask:
     """An app on ``url`` whose tables hold ``size`` events and deliveries."""
     app = build(url)
     db = app.extensions["sqlalchemy"]
@@ -86,7 +88,7 @@ def filled(url: str, size: int) -> Flask:
         with db.engine.begin() as conn:
             for first in range(1, size + 1, 500_000):  # bounded statements
                 count = min(500_000, size - first + 1)
-                fill(conn, count, newest=newest, endpoint_id=endpoint.id, first=first, step=STEP)
+                fill(conn, count, newest=newest, endpoint_id=endpoint.id, first=first, step=step)
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
     return app
@@ -153,7 +155,7 @@ def prune_figures(app: Flask, size: int) -> None:
         span = timedelta(seconds=size * STEP)
         options = {"older_than": span * 0.9, "bodies_older_than": None}
         start = time.perf_counter()
-        dry = recovery.prune(state, **options, dry_run=True)
+        dry = retention.prune(state, **options, dry_run=True)
         dry_ms = (time.perf_counter() - start) * 1000
         print(f"\nprune --dry-run (capped count): {dry_ms:.0f} ms → {dry}")
         batches: list[float] = []
@@ -166,7 +168,7 @@ def prune_figures(app: Flask, size: int) -> None:
             last = now
 
         start = last = time.perf_counter()
-        done = recovery.prune(state, **options, progress=tick)
+        done = retention.prune(state, **options, progress=tick)
         took = time.perf_counter() - start
         rows = done["deliveries"] + done["events"]
         print(
@@ -175,7 +177,7 @@ def prune_figures(app: Flask, size: int) -> None:
         )
         options = {"older_than": span * 0.9, "bodies_older_than": span * 0.8}
         start = time.perf_counter()
-        cleared = recovery.prune(state, **options)
+        cleared = retention.prune(state, **options)
         took = time.perf_counter() - start
         print(f"clearing the next tenth's bodies: {cleared['bodies']:,} in {took:.1f} s")
 
@@ -282,6 +284,7 @@ def main() -> None:
     parser.add_argument("--sqlite-sizes", default="1000,1000000")
     parser.add_argument("--ingest-history", type=int, default=1_000_000)
     parser.add_argument("--drain", type=int, default=2000, help="pending events to drain")
+    parser.add_argument("--step", type=int, default=STEP, help="seconds between two events")
     parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
@@ -298,13 +301,13 @@ def main() -> None:
         sqlite = {}
         for size in map(int, args.sqlite_sizes.split(",")):
             path = Path(tmp) / f"history{size}.db"
-            sqlite[size] = pages(filled(f"sqlite:///{path}", size))
+            sqlite[size] = pages(filled(f"sqlite:///{path}", size, args.step))
             os.unlink(path)
         table("SQLite", sqlite)
         postgres, last = {}, None
         for size in map(int, args.pg_sizes.split(",")):
             name = f"history{size}"
-            last = filled(common.create_database(pg_url, name), size)
+            last = filled(common.create_database(pg_url, name), size, args.step)
             postgres[size] = pages(last)
         table("PostgreSQL", postgres)
         if last is not None:

@@ -46,6 +46,7 @@ first, and the late message then finds them processed.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import random
@@ -119,7 +120,8 @@ def make_celery(flask_app: Flask) -> Celery:
     settings wins)."""
     celery_app = Celery(flask_app.import_name)
     celery_app.config_from_object(flask_app.config.get("CELERY") or {})
-    celery_app.conf.beat_schedule = {**BEAT_SCHEDULE, **(celery_app.conf.beat_schedule or {})}
+    given = celery_app.conf.beat_schedule or {}
+    celery_app.conf.beat_schedule = {**copy.deepcopy(BEAT_SCHEDULE), **given}
     celery_app.set_default()
     return init_celery(celery_app, flask_app)
 
@@ -179,7 +181,7 @@ class Publisher:
     def __init__(self, celery_app: Celery, flask_app: Flask | None) -> None:
         self.celery_app = celery_app
         self.flask_app = flask_app
-        self._failing = Throttle(60.0)
+        self._failing, self._full = Throttle(60.0), Throttle(60.0)  # a line a minute, each
         self._reset()
         _publishers.add(self)
 
@@ -298,7 +300,7 @@ class Publisher:
             )
 
     def _dropped(self, event_id: str) -> None:
-        held = self._failing.due()
+        held = self._full.due()
         if held is not None:
             log.error(
                 "%d event ids wait for the Celery broker in this process; %s and those after"

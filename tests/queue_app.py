@@ -9,6 +9,8 @@ Configured from the environment:
 - ``CELERY_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message out
   again (after a worker died); the worker looks for such messages every second.
 - ``HANDLER_SLEEP_MS``: every handler call sleeps this long (the benchmark's 100 ms).
+- ``SWEEP_EVERY``, ``SWEEP_OLDER_THAN``: the ready-made beat schedule's sweeper, faster (its
+  entry from ``make_celery``, with these numbers).
 
 Handlers do what the event's ``data.object.metadata`` asks:
 
@@ -93,7 +95,11 @@ def create_app(**config: Any) -> Flask:
     if redis_url:
         from flask_stripe_hooks.celery import make_celery
 
-        make_celery(app)
+        celery_app = make_celery(app)
+        if os.environ.get("SWEEP_EVERY"):
+            (sweeper,) = celery_app.conf.beat_schedule.values()
+            sweeper["schedule"] = float(os.environ["SWEEP_EVERY"])
+            sweeper["kwargs"] = {"older_than": os.environ.get("SWEEP_OLDER_THAN", "0")}
     return app
 
 

@@ -157,9 +157,11 @@ def start_worker(
     pool: str = "prefork",
     concurrency: int = 2,
     app: str = "queue_worker:celery_app",
+    extra: tuple[str, ...] = (),
 ) -> Process:
-    """``celery -A queue_worker:celery_app worker``; returns once it says it is ready."""
-    args = [sys.executable, "-m", "celery", "-A", app, "worker"]
+    """``celery -A queue_worker:celery_app worker``; returns once it says it is ready.
+    ``extra``: more options (``-B`` runs the beat schedule in it)."""
+    args = [sys.executable, "-m", "celery", "-A", app, "worker", *extra]
     args += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
     args += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"w{log.stem}@%h"]
     worker = Process(args, env, log)
