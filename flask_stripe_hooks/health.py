@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import endpoints, event_types, signals, stripe_api
+from . import endpoints, event_types, paging, signals, stripe_api
 from .errors import StripeHooksError
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
@@ -295,30 +295,40 @@ def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
 
 
 def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
-    """Failed deliveries and the last successful one, over the last 24 hours."""
+    """Failed deliveries and the last successful one, over the last 24 hours: at most the
+    newest :data:`~.paging.COUNT_CAP` of them, so the check costs the same whatever the
+    traffic."""
     uuid = str(endpoint.uuid)
-    ok = delivery_table.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
+    table = delivery_table
+    recent = (
+        sa.select(table.c.outcome, table.c.received_at)
+        .where(table.c.endpoint_id == endpoint.id, table.c.received_at >= now - WINDOW)
+        .order_by(table.c.received_at.desc(), table.c.id.desc())
+        .limit(paging.COUNT_CAP)
+        .subquery()
+    )
+    ok = recent.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
     total, failed, last_ok = state.db.session.execute(
         sa.select(
             sa.func.count(),
-            sa.func.count().filter(delivery_table.c.outcome == FAILED),
-            sa.func.max(delivery_table.c.received_at).filter(ok),
-        ).where(
-            delivery_table.c.endpoint_id == endpoint.id,
-            delivery_table.c.received_at >= now - WINDOW,
+            sa.func.count().filter(recent.c.outcome == FAILED),
+            sa.func.max(recent.c.received_at).filter(ok),
         )
     ).one()
     if not failed:
         return []
     rate = failed / total
-    when = "none in 24 hours" if last_ok is None else f"last at {fmt_time(last_ok)}"
+    if total < paging.COUNT_CAP:
+        what, none = f"{failed} of {total} deliveries failed in the last 24 hours", "in 24 hours"
+    else:
+        what, none = f"{failed:,} of the last {total:,} deliveries failed", f"in the last {total:,}"
+    when = f"none {none}" if last_ok is None else f"last at {fmt_time(last_ok)}"
     return [
         Finding(
             uuid,
             ERROR if last_ok is None else WARNING,
             "failing-deliveries",
-            f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%});"
-            f" successful: {when}.",
+            f"{what} ({rate:.0%}); successful: {when}.",
             "See the tracebacks: 'flask stripe-hooks events --status failed' or the admin,"
             " fix the handler, then 'flask stripe-hooks reprocess --failed'.",
         )
@@ -328,13 +338,14 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
 def check_events(state: State) -> list[Finding]:
     """Failed, retrying, dead and (in queue mode) stuck pending events."""
     session = state.db.session
-    counts = dict(
-        session.execute(
-            sa.select(event_table.c.status, sa.func.count())
-            .where(event_table.c.status.in_(PROBLEM_STATUSES))
-            .group_by(event_table.c.status)
-        ).all()
-    )
+    counts = {  # each up to the cap: a range of the (status, received_at, id) index
+        status: paging.capped_count(
+            session,
+            sa.select(event_table.c.id).where(event_table.c.status == status),
+            event_table.c.id,
+        )
+        for status in PROBLEM_STATUSES
+    }
     found = []
     if counts.get(FAILED):
         found.append(
@@ -342,7 +353,7 @@ def check_events(state: State) -> list[Finding]:
                 "",
                 WARNING,
                 "failed-events",
-                f"{counts[FAILED]} event(s) failed in their handlers.",
+                f"{paging.count_label(counts[FAILED])} event(s) failed in their handlers.",
                 "flask stripe-hooks reprocess --failed (once the handler is fixed)",
             )
         )
@@ -352,13 +363,18 @@ def check_events(state: State) -> list[Finding]:
                 "",
                 ERROR,
                 "dead-events",
-                f"{counts[DEAD]} event(s) gave up retrying (dead).",
+                f"{paging.count_label(counts[DEAD])} event(s) gave up retrying (dead).",
                 "Fix the handler, then 'flask stripe-hooks reprocess' them.",
             )
         )
     if counts.get(RETRYING):
         found.append(
-            Finding("", NOTE, "retrying-events", f"{counts['retrying']} event(s) retrying.")
+            Finding(
+                "",
+                NOTE,
+                "retrying-events",
+                f"{paging.count_label(counts[RETRYING])} event(s) retrying.",
+            )
         )
     if counts.get(PENDING) and state.event_callback is not None:
         oldest = session.execute(
@@ -371,7 +387,8 @@ def check_events(state: State) -> list[Finding]:
                     "",
                     WARNING,
                     "pending-stuck",
-                    f"{counts[PENDING]} event(s) pending; the oldest for {_human(age)}.",
+                    f"{paging.count_label(counts[PENDING])} event(s) pending; the oldest for"
+                    f" {_human(age)}.",
                     "Check that the queue workers run; 'flask stripe-hooks process-pending'"
                     " sweeps what their messages lost.",
                 )

@@ -132,6 +132,12 @@ def test_counts_stop_at_a_thousand(app, endpoint_id):
     assert "1,000+ in all" in deliveries.text
     endpoints = client.get(ADMIN + "/")
     assert ">1,000+</a>" in endpoints.text  # failed deliveries in the last 24 h
+    # The health checks read at most the cap's worth too.
+    health = html.unescape(client.get(ADMIN + "/health").text)
+    assert "1,000+ event(s) failed in their handlers." in health
+    assert (
+        "1,000 of the last 1,000 deliveries failed (100%); successful: none in the last" in health
+    )
 
 
 def test_deliveries_page_by_time_and_filter(app, endpoint_id):
