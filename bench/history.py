@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_sqlalchemy import SQLAlchemy  # noqa: E402
-from flask_stripe_hooks import StripeHooks, recovery, retention  # noqa: E402
+from flask_stripe_hooks import StripeHooks, retention  # noqa: E402
 from flask_stripe_hooks.state import get_state  # noqa: E402
 from flask_stripe_hooks.testing import create_endpoint  # noqa: E402
 from flask_stripe_hooks.utils import utcnow  # noqa: E402
@@ -149,10 +149,10 @@ def table(backend: str, results: dict[int, dict[str, float]]) -> None:
         print(f"{name:<30}{row}{growth:8.1f}x")
 
 
-def prune_figures(app: Flask, size: int) -> None:
+def prune_figures(app: Flask, size: int, step: int = STEP) -> None:
     with app.app_context():
         state = get_state()
-        span = timedelta(seconds=size * STEP)
+        span = timedelta(seconds=size * step)
         options = {"older_than": span * 0.9, "bodies_older_than": None}
         start = time.perf_counter()
         dry = retention.prune(state, **options, dry_run=True)
@@ -311,7 +311,7 @@ def main() -> None:
             postgres[size] = pages(last)
         table("PostgreSQL", postgres)
         if last is not None:
-            prune_figures(last, max(postgres))
+            prune_figures(last, max(postgres), args.step)
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)
 
