@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -130,7 +131,7 @@ def drain(
         MARKS=tmp,
         PYTHONPATH=os.pathsep.join([bench, str(common.ROOT / "tests"), str(common.ROOT)]),
     )
-    log = Path(tmp) / f"worker-{contender.label}-{concurrency}-{time.monotonic_ns()}.log"
+    log = Path(os.environ.get("DRAIN_LOGS", tmp)) / f"worker-{contender.label}-{concurrency}-{time.monotonic_ns()}.log"
     start = time.perf_counter()
     worker: Process = start_worker(env, log, concurrency=concurrency, app="drain_worker:celery_app")
     pending = "SELECT count(*) FROM stripe_hooks_event WHERE status = 'pending'"
@@ -146,6 +147,8 @@ def drain(
         )
         for agg in ("min(processed_at)", "max(processed_at)", "count(*)")
     )
+    busy = [float(t) for t in re.findall(r"succeeded in ([\d.]+)s", worker.output())]
+    print(f"    ({len(busy)} messages, {sum(busy):.1f} s in tasks)", flush=True)
     runs = contender.scalar("SELECT count(*) FROM handled")
     distinct = contender.scalar("SELECT count(DISTINCT event_id) FROM handled")
     events = contender.scalar("SELECT count(*) FROM stripe_hooks_event")

@@ -231,7 +231,7 @@ def mark_stale(
     )
 
 
-def _claimed(now: datetime) -> dict[str, Any]:
+def _claimed(now: Any) -> dict[str, Any]:
     """What claiming an event writes on its row."""
     return {
         "status": PROCESSED,
@@ -269,8 +269,8 @@ def take(
     (another transaction holds it; PostgreSQL, whose lock skips a locked row).
 
     On PostgreSQL one statement does it all (``UPDATE ... FROM`` a ``SELECT ... FOR UPDATE
-    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both); a second one, when
-    nothing was claimed, tells why.
+    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both), compiled once; a
+    second one, when nothing was claimed, tells why.
     """
     if session.get_bind().dialect.name != "postgresql":
         row = session.execute(sa.select(event_table).where(event_table.c.id == event_id)).first()
@@ -283,25 +283,11 @@ def take(
             query = sa.select(*endpoint_columns).where(endpoint_table.c.id == row.endpoint_id)
             endpoint = session.execute(query).first()
         return row, endpoint, None
-    ep = [column.label(f"ep_{column.name}") for column in endpoint_columns]
-    locked = (
-        sa.select(event_table.c.id.label("locked_id"), *ep)
-        .select_from(
-            event_table.outerjoin(endpoint_table, endpoint_table.c.id == event_table.c.endpoint_id)
-        )
-        .where(event_table.c.id == event_id)
-        .with_for_update(of=event_table, skip_locked=True)
-        .cte("locked")
-    )
-    where = [event_table.c.id == locked.c.locked_id]
-    if skip:
-        where.append(event_table.c.status.not_in(skip))
-    found = session.execute(
-        event_table.update()
-        .where(*where)
-        .values(**_claimed(now))
-        .returning(*event_table.c, *(locked.c[label.name] for label in ep))
-    ).first()
+    sql, fixed, order = _take_statement(session.get_bind().dialect, skip, endpoint_columns)
+    params: Any = {**fixed, "event_id": event_id, "now": now}
+    if order is not None:  # a driver with positional parameters
+        params = tuple(params[name] for name in order)
+    found = session.connection().exec_driver_sql(sql, params).first()
     if found is not None:
         values, endpoint = found._mapping, None
         if values["ep_id"] is not None:  # the event has an endpoint, and it still exists
@@ -311,6 +297,45 @@ def take(
     if status is None:
         return None, None, MISSING
     return None, None, DUPLICATE if status in skip else BUSY
+
+
+_Taken = tuple[str, dict[str, Any], tuple[str, ...] | None]
+_taken: dict[tuple[Any, ...], _Taken] = {}
+
+
+def _take_statement(
+    dialect: sa.Dialect, skip: tuple[str, ...], endpoint_columns: tuple[sa.Column[Any], ...]
+) -> _Taken:
+    """:func:`take`'s statement on PostgreSQL, compiled once per ``skip`` (as :class:`Insert`
+    is, and for the same reason): its SQL, its fixed parameters (``event_id`` and ``now`` are
+    given on each run) and, for a driver with positional parameters, their order."""
+    key = (type(dialect), skip, tuple(c.name for c in endpoint_columns))
+    found = _taken.get(key)
+    if found is not None:
+        return found
+    ep = [column.label(f"ep_{column.name}") for column in endpoint_columns]
+    locked = (
+        sa.select(event_table.c.id.label("locked_id"), *ep)
+        .select_from(
+            event_table.outerjoin(endpoint_table, endpoint_table.c.id == event_table.c.endpoint_id)
+        )
+        .where(event_table.c.id == sa.bindparam("event_id", None, type_=event_table.c.id.type))
+        .with_for_update(of=event_table, skip_locked=True)
+        .cte("locked")
+    )
+    where = [event_table.c.id == locked.c.locked_id]
+    if skip:
+        where.append(event_table.c.status.not_in(skip))
+    statement = (
+        event_table.update()
+        .where(*where)
+        .values(**_claimed(sa.bindparam("now", None, type_=event_table.c.processed_at.type)))
+        .returning(*event_table.c, *(locked.c[label.name] for label in ep))
+    )
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    order = tuple(compiled.positiontup or ()) if compiled.positional else None
+    found = _taken[key] = (compiled.string, dict(compiled.params), order)
+    return found
 
 
 def attempts_of(session: Session, event_id: str) -> tuple[str, int] | None:
