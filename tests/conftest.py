@@ -30,7 +30,7 @@ from helpers import (  # noqa: E402
     reset_postgres,
 )
 from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
-from queue_support import processes, redis_server, redis_url  # noqa: E402, F401
+from queue_support import marks, processes, redis_server, redis_url  # noqa: E402, F401
 
 #: Where the run's PostgreSQL comes from, for the summary.
 POSTGRES_FROM: list[str] = []

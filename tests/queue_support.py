@@ -197,6 +197,14 @@ def start_gunicorn(
 
 
 @pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    """A folder for the handlers' markers and the on-commit log (``MARKS``)."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def processes() -> Iterator[list[Process]]:
     """Append processes started by a test; they are stopped after it."""
     started: list[Process] = []

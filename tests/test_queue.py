@@ -42,13 +42,6 @@ pg_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
-def marks(tmp_path: Path) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def qapp(
     database_url: str, redis_url: str, marks: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Flask]:

@@ -40,14 +40,6 @@ from helpers import handled, rows
 from queue_support import app_env, free_port, port_open, start_worker, wait_until
 from test_queue import event, handled_ids, queued, statuses
 
-
-@pytest.fixture
-def marks(tmp_path: Path) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    return folder
-
-
 # -- a Redis server of the test's own (to stop and start) ------------------------------------
 
 
