@@ -118,10 +118,10 @@ def build(pg_url: str, redis_base: str) -> dict[str, Contender]:
 
 def drain(
     contender: Contender, since: datetime, expected: int, concurrency: int, tmp: str
-) -> tuple[float, float]:
+) -> tuple[float, float, int]:
     """Start a worker of ``concurrency`` processes on the contender's queue and wait until the
     events received since ``since`` are processed; ``(rate from processed_at, wall seconds
-    from the worker's start)``. Exits when a handler ran other than once."""
+    from the worker's start, batches run)``. Exits when a handler ran other than once."""
     assert contender.redis_url is not None
     bench = str(Path(__file__).resolve().parent)
     env = dict(os.environ)
@@ -131,7 +131,7 @@ def drain(
         MARKS=tmp,
         PYTHONPATH=os.pathsep.join([bench, str(common.ROOT / "tests"), str(common.ROOT)]),
     )
-    log = Path(os.environ.get("DRAIN_LOGS", tmp)) / f"worker-{contender.label}-{concurrency}-{time.monotonic_ns()}.log"
+    log = Path(tmp) / f"worker-{contender.label}-{concurrency}-{time.monotonic_ns()}.log"
     start = time.perf_counter()
     worker: Process = start_worker(env, log, concurrency=concurrency, app="drain_worker:celery_app")
     pending = "SELECT count(*) FROM stripe_hooks_event WHERE status = 'pending'"
@@ -147,8 +147,7 @@ def drain(
         )
         for agg in ("min(processed_at)", "max(processed_at)", "count(*)")
     )
-    busy = [float(t) for t in re.findall(r"succeeded in ([\d.]+)s", worker.output())]
-    print(f"    ({len(busy)} messages, {sum(busy):.1f} s in tasks)", flush=True)
+    messages = len(re.findall(r"process_events\[[\w-]+\] succeeded", worker.output()))
     runs = contender.scalar("SELECT count(*) FROM handled")
     distinct = contender.scalar("SELECT count(DISTINCT event_id) FROM handled")
     events = contender.scalar("SELECT count(*) FROM stripe_hooks_event")
@@ -157,7 +156,7 @@ def drain(
             f"{contender.label}: {count} events this round (expected {expected}), {events}"
             f" stored, handler ran {runs} times for {distinct} events"
         )
-    return (count - 1) / (last - first).total_seconds(), wall
+    return (count - 1) / (last - first).total_seconds(), wall, messages
 
 
 def rounds(args: argparse.Namespace, contenders: dict[str, Contender], tmp: str) -> None:
@@ -203,11 +202,12 @@ def rounds(args: argparse.Namespace, contenders: dict[str, Contender], tmp: str)
             f"{label} {rates[label]:.0f}/s" for label in labels
         )
         for label in queued:
-            rate, wall = drain(contenders[label], since, len(items), concurrency, tmp)
+            rate, wall, batches = drain(contenders[label], since, len(items), concurrency, tmp)
             drains.setdefault((label, concurrency), []).append(
                 (rate, rate / rates["in-request"], wall)
             )
-            line += f"; {label} drained by {concurrency} process(es) {rate:.0f}/s ({wall:.1f} s)"
+            line += f"; {label} drained by {concurrency} process(es) {rate:.0f}/s"
+            line += f" ({batches} batches)" if batches else ""
         print(line, flush=True)
     print(f"\nsummary ({load()}; {common.machine()})")
     for label in queued:

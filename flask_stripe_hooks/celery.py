@@ -157,12 +157,16 @@ def publisher(celery_app: Celery) -> Publisher:
     """The :class:`Publisher` of ``celery_app`` in this process."""
     found: Publisher | None = getattr(celery_app, _PUBLISHER, None)
     if found is None:
-        found = Publisher(celery_app, getattr(celery_app, _FLASK_APP, None))
-        setattr(celery_app, _PUBLISHER, found)
+        with _creating:  # one, whichever request thread comes first
+            found = getattr(celery_app, _PUBLISHER, None)
+            if found is None:
+                found = Publisher(celery_app, getattr(celery_app, _FLASK_APP, None))
+                setattr(celery_app, _PUBLISHER, found)
     return found
 
 
 _publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+_creating = threading.Lock()
 
 
 class Publisher:
@@ -181,7 +185,6 @@ class Publisher:
     def __init__(self, celery_app: Celery, flask_app: Flask | None) -> None:
         self.celery_app = celery_app
         self.flask_app = flask_app
-        self._failing, self._full = Throttle(60.0), Throttle(60.0)  # a line a minute, each
         self._reset()
         _publishers.add(self)
 
@@ -195,6 +198,7 @@ class Publisher:
         self._sending = 0
         self._thread: threading.Thread | None = None
         self._producer: Any = None
+        self._failing, self._full = Throttle(60.0), Throttle(60.0)  # a line a minute, each
 
     def put(self, event_id: str) -> None:
         """Queue ``event_id`` for the next message."""
@@ -311,6 +315,8 @@ class Publisher:
 
 
 def _after_fork() -> None:
+    global _creating
+    _creating = threading.Lock()
     for found in list(_publishers):
         found._reset()
 

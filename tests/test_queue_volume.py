@@ -8,11 +8,13 @@ The worker runs ``tests/queue_app.py`` (see its docstring for what the test hand
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,6 +304,29 @@ def test_publisher_sends_ids_in_batches_from_its_thread(
     assert {task for task, _ in messages} == {BATCH_TASK_NAME}
     assert [i for _, batch in messages for i in batch] == ids  # in order, each once
     assert 3 <= len(messages) <= 10 and all(len(batch) <= 100 for _, batch in messages)
+
+
+def test_publisher_starts_afresh_in_a_forked_child(
+    tied: tuple[Celery, Flask], redis_url: str
+) -> None:
+    """A web server forks its workers after the app was loaded: a child's publisher has a
+    thread and a connection of its own, and leaves the parent's ids alone."""
+    celery_app, _ = tied
+    sender = publisher(celery_app)
+    sender.put("evt_parent")
+    assert sender.flush(10)
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork() in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report by exit status only
+        try:
+            sender.put("evt_child")
+            os._exit(0 if sender.flush(10) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [batch for _, batch in queued(redis_url)] == [["evt_parent"], ["evt_child"]]
 
 
 def test_publisher_keeps_ids_while_the_broker_refuses(
