@@ -84,7 +84,7 @@ BACKLOG = 10_000
 #: Seconds a publish may wait for the broker (connect and socket timeouts).
 PUBLISH_TIMEOUT = 2.0
 #: Seconds between tries while the broker is away: doubling up to the second number.
-RESEND_AFTER = (1.0, 30.0)
+RESEND_AFTER = (1.0, 10.0)
 
 #: The sweeper every minute, for events pending for over two minutes (their message was lost,
 #: or their worker died): such an event runs within three minutes of its arrival.

@@ -34,12 +34,19 @@ from flask_stripe_hooks.celery import (
     publisher,
 )
 from flask_stripe_hooks.models import StripeEvent
-from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
+from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret, post_event
 from prometheus_client import CollectorRegistry
 
 import queue_app
 from helpers import handled, rows
-from queue_support import app_env, free_port, port_open, start_worker, wait_until
+from queue_support import (
+    app_env,
+    free_port,
+    port_open,
+    start_gunicorn,
+    start_worker,
+    wait_until,
+)
 from test_queue import event, handled_ids, queued, statuses
 
 # -- a Redis server of the test's own (to stop and start) ------------------------------------
@@ -156,6 +163,50 @@ def test_hung_broker_never_holds_a_delivery(
         wait_until(lambda: all(statuses(app)[i][0] == "processed" for i in ids), 60, "the worker")
         assert sorted(i for i in handled_ids(app) if i in ids) == sorted(ids)  # once each
         assert len(handled(app)) == len(set(handled_ids(app)))
+    finally:
+        close(app)
+
+
+def test_hung_broker_behind_gunicorn(
+    database_url: str,
+    own_redis: tuple[str, subprocess.Popen[bytes]],
+    marks: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: list[Any],
+    tmp_path: Path,
+) -> None:
+    """As deployed: gunicorn's sync workers in front, Redis hung for 8 seconds. Every delivery
+    is answered at once (none waits for the broker, none meets the worker timeout), and once
+    Redis answers again every event is sent and processed once."""
+    redis_url, server = own_redis
+    app = queue_mode_app(database_url, redis_url, marks, monkeypatch)
+    try:
+        secret = new_secret()
+        with app.app_context():
+            endpoint = create_endpoint(queue_app.db, secret=secret)
+        env = app_env(database_url, marks, REDIS_URL=redis_url)
+        gunicorn, base = start_gunicorn(env, tmp_path / "gunicorn.log", workers=2)
+        processes.append(gunicorn)
+        url = f"{base}/stripe/webhook/{endpoint.uuid}/"
+        items = [event() for _ in range(4)]  # the workers' publishers are up
+        assert {post_event(url, item, secret)[0] for item in items} == {200}
+        server.send_signal(signal.SIGSTOP)
+        hung = time.monotonic()
+        slowest = 0.0
+        while time.monotonic() - hung < 8:
+            items.append(event())
+            started = time.monotonic()
+            assert post_event(url, items[-1], secret, timeout=30) == (200, "queued\n")
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.2)
+        server.send_signal(signal.SIGCONT)
+        assert slowest < 3
+
+        processes.append(start_worker(env, tmp_path / "worker.log", pool="solo"))
+        ids = [i["id"] for i in items]
+        wait_until(lambda: all(statuses(app)[i][0] == "processed" for i in ids), 90, "the events")
+        assert handled_ids(app) == sorted(ids)  # each once
+        assert "could not send" in gunicorn.output()
     finally:
         close(app)
 
