@@ -253,12 +253,12 @@ class Publisher:
 
     def _send(self, ids: list[str]) -> list[str]:
         """Send ``ids`` in messages of :data:`BATCH`; the ids not sent."""
-        task = self.celery_app.tasks[BATCH_TASK_NAME]
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
-            try:
+            try:  # whatever goes wrong, the thread lives on and the ids are kept
                 if self._producer is None:
                     self._producer = self._connect()
+                task = self.celery_app.tasks[BATCH_TASK_NAME]
                 task.apply_async((chunk,), producer=self._producer, retry=False)
             except Exception as exc:
                 self._close()
