@@ -299,11 +299,12 @@ def main() -> None:
         if args.skip_pages:
             return
         sqlite = {}
-        for size in map(int, args.sqlite_sizes.split(",")):
+        for size in map(int, filter(None, args.sqlite_sizes.split(","))):  # "": none
             path = Path(tmp) / f"history{size}.db"
             sqlite[size] = pages(filled(f"sqlite:///{path}", size, args.step))
             os.unlink(path)
-        table("SQLite", sqlite)
+        if sqlite:
+            table("SQLite", sqlite)
         postgres, last = {}, None
         for size in map(int, args.pg_sizes.split(",")):
             name = f"history{size}"
