@@ -9,8 +9,9 @@
    rate of one every ``--step`` seconds (3 by default: close to a million a month, so the
    last 24 hours hold the same 28,800 rows at every size past that; with ``--step 1``,
    86,400), then ``VACUUM ANALYZE``. Each page is requested
-   5 times with the in-process test client (the admin allowed), after one untimed
-   request; the median is printed, and the growth factor from the smallest size to the largest.
+   ``--repeat`` times (9) with the in-process test client (the admin allowed), after one
+   untimed request, the sizes taking turns request by request; the median is printed, and the
+   growth factor from the smallest size to the largest.
 2. Prune at the largest PostgreSQL size: ``prune --dry-run`` (a capped count), then a prune
    of about a tenth of the rows in batches of 2,000 (rows per second, and the longest batch:
    the longest any lock is held), then clearing bodies of another tenth.
@@ -94,16 +95,6 @@ def filled(url: str, size: int, step: int = STEP) -> Flask:
     return app
 
 
-def timed(fn: Any, repeat: int = 5) -> float:
-    fn()  # warm
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1000)
-    return statistics.median(runs)
-
-
 def get(client: Any, path: str) -> Any:
     def run() -> None:
         response = client.get(path)
@@ -126,23 +117,45 @@ def page_three(client: Any) -> str:
     return path
 
 
-def pages(app: Flask) -> dict[str, float]:
+def runners(app: Flask) -> dict[str, Any]:
+    """Each page of :data:`PAGES`, and the CLI listing, as a function that requests it."""
     client = app.test_client()
     out = {}
     for name, path in PAGES.items():
-        full = page_three(client) if path is None else ADMIN + path
-        out[name] = timed(get(client, full))
+        out[name] = get(client, page_three(client) if path is None else ADMIN + path)
     runner = app.test_cli_runner()
-    out["CLI events --limit 20"] = timed(
-        lambda: runner.invoke(args=["stripe-hooks", "events", "--limit", "20"])
+    out["CLI events --limit 20"] = lambda: runner.invoke(
+        args=["stripe-hooks", "events", "--limit", "20"]
     )
     return out
 
 
-def table(backend: str, results: dict[int, dict[str, float]]) -> None:
+def pages(apps: dict[int, Flask], repeat: int) -> dict[int, dict[str, float]]:
+    """Median ms of ``repeat`` requests of each page, for each size: the sizes take turns
+    (request by request, the order rotating), so a machine that slows down or speeds up
+    meanwhile weighs on every size alike."""
+    made = {size: runners(app) for size, app in apps.items()}
+    times: dict[int, dict[str, list[float]]] = {size: {} for size in apps}
+    sizes = list(apps)
+    for name in made[sizes[0]]:
+        for size in sizes:
+            made[size][name]()  # warm
+        for turn in range(repeat):
+            for size in sizes[turn % len(sizes) :] + sizes[: turn % len(sizes)]:
+                start = time.perf_counter()
+                made[size][name]()
+                times[size].setdefault(name, []).append((time.perf_counter() - start) * 1000)
+    return {
+        size: {name: statistics.median(runs) for name, runs in found.items()}
+        for size, found in times.items()
+    }
+
+
+def table(backend: str, results: dict[int, dict[str, float]], repeat: int) -> None:
     sizes = sorted(results)
     head = "".join(f"{size:>12,}" for size in sizes)
-    print(f"\n{backend}: median ms of 5 requests\n{'page':<30}{head}{'growth':>9}")
+    print(f"\n{backend}: median ms of {repeat} requests, the sizes taking turns")
+    print(f"{'page':<30}{head}{'growth':>9}")
     for name in results[sizes[0]]:
         row = "".join(f"{results[size][name]:12.1f}" for size in sizes)
         growth = results[sizes[-1]][name] / results[sizes[0]][name]
@@ -285,6 +298,7 @@ def main() -> None:
     parser.add_argument("--ingest-history", type=int, default=1_000_000)
     parser.add_argument("--drain", type=int, default=2000, help="pending events to drain")
     parser.add_argument("--step", type=int, default=STEP, help="seconds between two events")
+    parser.add_argument("--repeat", type=int, default=9, help="timed requests of each page")
     parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
@@ -298,21 +312,21 @@ def main() -> None:
             drain_figures(pg_url, tmp, args.drain)
         if args.skip_pages:
             return
-        sqlite = {}
-        for size in map(int, filter(None, args.sqlite_sizes.split(","))):  # "": none
-            path = Path(tmp) / f"history{size}.db"
-            sqlite[size] = pages(filled(f"sqlite:///{path}", size, args.step))
-            os.unlink(path)
+        sqlite = {
+            size: filled(f"sqlite:///{Path(tmp) / f'history{size}.db'}", size, args.step)
+            for size in map(int, filter(None, args.sqlite_sizes.split(",")))  # "": none
+        }
         if sqlite:
-            table("SQLite", sqlite)
-        postgres, last = {}, None
-        for size in map(int, args.pg_sizes.split(",")):
-            name = f"history{size}"
-            last = filled(common.create_database(pg_url, name), size, args.step)
-            postgres[size] = pages(last)
-        table("PostgreSQL", postgres)
-        if last is not None:
-            prune_figures(last, max(postgres), args.step)
+            table("SQLite", pages(sqlite, args.repeat), args.repeat)
+        for size in sqlite:
+            os.unlink(Path(tmp) / f"history{size}.db")
+        postgres = {
+            size: filled(common.create_database(pg_url, f"history{size}"), size, args.step)
+            for size in map(int, args.pg_sizes.split(","))
+        }
+        table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
+        largest = max(postgres)
+        prune_figures(postgres[largest], largest, args.step)
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)
 
