@@ -2,8 +2,8 @@
 
     python bench/ack_latency.py [--requests-per-client 50] [--clients 16] [--workers 4]
 
-Starts a throwaway PostgreSQL (tests/pgserver.py) and redis-server, then for each mode runs
-gunicorn (sync workers) serving ``tests/queue_app.py`` with every handler sleeping 100 ms,
+Starts a throwaway PostgreSQL (tests/support/pgserver.py) and redis-server, then for each mode runs
+gunicorn (sync workers) serving ``tests/support/queue_app.py`` with every handler sleeping 100 ms,
 and ``--clients`` threads that each post signed deliveries one after another. The latency
 is the time from sending a delivery to reading its response: what Stripe waits for.
 
@@ -87,7 +87,7 @@ def prepare(database_url: str, marks: str) -> str:
     os.environ.pop("REDIS_URL", None)
     from flask_stripe_hooks.testing import create_endpoint, webhook_path
 
-    import queue_app
+    from support import queue_app
 
     app = queue_app.create_app()
     with app.app_context():
@@ -170,7 +170,7 @@ def run_mode(
 
     def start_worker() -> None:
         worker = start(
-            [sys.executable, "-m", "celery", "-A", "queue_worker:celery_app", "worker"]
+            [sys.executable, "-m", "celery", "-A", "support.queue_worker:celery_app", "worker"]
             + ["--pool", "prefork", "--concurrency", "4", "--loglevel", "WARNING"]
             + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
             env,
@@ -185,7 +185,7 @@ def run_mode(
     port = free_port()
     server = start(
         [sys.executable, "-m", "gunicorn", "--workers", str(args.workers)]
-        + ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "queue_app:create_app()"],
+        + ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "support.queue_app:create_app()"],
         env,
         tmp / f"gunicorn-{mode}.log",
     )

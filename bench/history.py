@@ -4,7 +4,7 @@
                             [--ingest-history 1000000] [--step 3] [--pg-url URL] [--quick]
 
 1. Pages: for each size, a fresh database holds that many events and one delivery each,
-   made with SQL (``tests/history_support.py``: ``INSERT ... SELECT`` over
+   made with SQL (``tests/support/history_support.py``: ``INSERT ... SELECT`` over
    ``generate_series`` on PostgreSQL, a recursive CTE on SQLite), received at a steady
    rate of one every ``--step`` seconds (3 by default: close to a million a month, so the
    last 24 hours hold the same 28,800 rows at every size past that; with ``--step 1``,
@@ -19,7 +19,7 @@
    against one holding ``--ingest-history`` events, deliveries in alternating blocks.
 4. Draining: ``--drain`` pending events (among the history) handed to Celery with
    ``process-pending --older-than 0 --enqueue``, drained by a worker of concurrency 1, 2
-   and 4 (Redis broker, PostgreSQL, ``tests/queue_app.py``'s handler, which writes one row
+   and 4 (Redis broker, PostgreSQL, ``tests/support/queue_app.py``'s handler, which writes one row
    per event); the time until none is pending, and a check that every event ran once.
 """
 
@@ -46,7 +46,7 @@ from flask_stripe_hooks.testing import create_endpoint  # noqa: E402
 from flask_stripe_hooks.utils import utcnow  # noqa: E402
 
 import common  # noqa: E402
-from history_support import fill  # noqa: E402
+from support.history_support import fill  # noqa: E402
 
 ADMIN = "/admin"
 #: One event every 3 s: close to a million a month (whole seconds suit SQLite's rows).
@@ -78,8 +78,9 @@ def build(url: str) -> Flask:
     return app
 
 
-def filled(url: str, size: int, step: int = STEP) -> Flask:
-    """An app on ``url`` whose tables hold ``size`` events and deliveries."""
+def filled(url: str, size: int, accounts: int = 0, step: int = STEP) -> Flask:
+    """An app on ``url`` whose tables hold ``size`` events and deliveries, one every ``step``
+    seconds (with ``accounts``, spread over that many connected accounts, ``acct_h0``...)."""
     app = build(url)
     db = app.extensions["sqlalchemy"]
     with app.app_context():
@@ -89,7 +90,15 @@ def filled(url: str, size: int, step: int = STEP) -> Flask:
         with db.engine.begin() as conn:
             for first in range(1, size + 1, 500_000):  # bounded statements
                 count = min(500_000, size - first + 1)
-                fill(conn, count, newest=newest, endpoint_id=endpoint.id, first=first, step=step)
+                fill(
+                    conn,
+                    count,
+                    newest=newest,
+                    endpoint_id=endpoint.id,
+                    first=first,
+                    step=step,
+                    accounts=accounts,
+                )
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
     return app
@@ -233,7 +242,7 @@ def drain_figures(pg_url: str, tmp: str, count: int) -> None:
     import shutil
     import subprocess
 
-    from queue_support import app_env, free_port, port_open, start_worker, wait_until
+    from support.queue_support import app_env, free_port, port_open, start_worker, wait_until
 
     port = free_port()
     redis = subprocess.Popen(
@@ -246,7 +255,7 @@ def drain_figures(pg_url: str, tmp: str, count: int) -> None:
         url = common.create_database(pg_url, "drain")
         env = app_env(url, Path(tmp), REDIS_URL=f"redis://127.0.0.1:{port}")
         os.environ.update(DATABASE_URL=url, MARKS=tmp, REDIS_URL=env["REDIS_URL"])
-        import queue_app
+        from support import queue_app
 
         app = queue_app.create_app()
         db = app.extensions["sqlalchemy"]
@@ -313,7 +322,7 @@ def main() -> None:
         if args.skip_pages:
             return
         sqlite = {
-            size: filled(f"sqlite:///{Path(tmp) / f'history{size}.db'}", size, args.step)
+            size: filled(f"sqlite:///{Path(tmp) / f'history{size}.db'}", size, step=args.step)
             for size in map(int, filter(None, args.sqlite_sizes.split(",")))  # "": none
         }
         if sqlite:
@@ -321,7 +330,7 @@ def main() -> None:
         for size in sqlite:
             os.unlink(Path(tmp) / f"history{size}.db")
         postgres = {
-            size: filled(common.create_database(pg_url, f"history{size}"), size, args.step)
+            size: filled(common.create_database(pg_url, f"history{size}"), size, step=args.step)
             for size in map(int, args.pg_sizes.split(","))
         }
         table("PostgreSQL", pages(postgres, args.repeat), args.repeat)

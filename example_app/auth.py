@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -46,9 +47,19 @@ def admin_required() -> bool | Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site, never another host (``//evil.example``)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
+    """Only a path on this site, never another host.
+
+    Browsers drop tabs and newlines from a URL and read ``\\`` as ``/``, so
+    ``/<tab>/evil.example`` and ``/\\evil.example`` lead to ``//evil.example``: a target with
+    a control character or a backslash is refused whole. The rest must start with a single
+    ``/`` and parse as a path alone, with no scheme and no host (``///evil.example`` has no
+    host for ``urlsplit``, and one for a browser; ``urlsplit`` drops a leading space).
+    """
+    if target and target.isprintable() and "\\" not in target:
+        parts = urlsplit(target)
+        path_only = not (parts.scheme or parts.netloc) and parts.path.startswith("/")
+        if path_only and target.startswith("/") and not target.startswith("//"):
+            return target
     return url_for("stripe_hooks_admin.endpoint_list")
 
 

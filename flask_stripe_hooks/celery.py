@@ -134,7 +134,7 @@ def _celery_for(flask_app: Flask) -> Celery:
             " has no Celery app. Call 'flask_stripe_hooks.celery.make_celery(app)' (or"
             " 'init_celery(celery_app, app)') in your app factory."
         )
-    return celery_app  # type: ignore[no-any-return]
+    return celery_app
 
 
 def enqueue(event_id: str) -> None:
@@ -358,7 +358,7 @@ def backoff(task: Task, retries: int) -> float:
     delay = min(float(task.retry_backoff_max), factor * 2**retries)
     if task.retry_jitter:
         delay = random.uniform(delay / 2, delay)
-    return delay
+    return float(delay)
 
 
 @shared_task(
@@ -459,12 +459,12 @@ def reconcile(
 ) -> dict[str, int]:
     """``fetch-missed --undelivered`` as a task, for a beat schedule: store and process the
     events Stripe failed to deliver within ``since``. Returns the counts by outcome."""
-    from . import recovery
+    from . import backfill
 
     with _app_context(self.app):
         state = get_state()
         since_delta = parse_duration(since)
-        _, summary = recovery.reconcile(
+        _, summary = backfill.reconcile(
             state, since=since_delta, account=account, livemode=mode == "live"
         )
         return summary.counts

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PREFIX = "fernet:"
 KEY = "STRIPE_HOOKS_ENCRYPTION_KEY"
+#: What ends every message about a secret that cannot be decrypted.
+CHECK = "'flask stripe-hooks check-encryption' lists the endpoints concerned."
 _MAKE_ONE = (
     'make one with: python -c "from cryptography.fernet import Fernet;'
     ' print(Fernet.generate_key().decode())"'
@@ -92,25 +94,33 @@ def seal(secret: str, state: State | None = None) -> str:
     fernet = (state or get_state()).fernet
     if fernet is None or sealed(secret):
         return secret
-    return PREFIX + fernet.encrypt(secret.encode()).decode()
+    return PREFIX + str(fernet.encrypt(secret.encode()).decode())
+
+
+def unreadable_reason(state: State) -> str:
+    """Why a stored secret cannot be decrypted with the key configured in ``state``."""
+    if state.fernet is None:
+        return f"A signing secret is encrypted and {KEY} is not set."
+    return (
+        f"A signing secret cannot be decrypted with {KEY}: the key that encrypted it is not"
+        " in the list."
+    )
 
 
 def unseal(value: str, state: State | None = None) -> str:
-    """A stored secret in the clear; :class:`UnreadableSecret` when the key cannot read it."""
+    """A stored secret in the clear; :class:`UnreadableSecret` when the key cannot read it
+    (its message names ``STRIPE_HOOKS_ENCRYPTION_KEY`` and ``check-encryption``)."""
     if not sealed(value):
         return value
-    fernet = (state or get_state()).fernet
-    if fernet is None:
-        raise UnreadableSecret(f"A signing secret is encrypted and {KEY} is not set.")
+    state = state or get_state()
+    if state.fernet is None:
+        raise UnreadableSecret(f"{unreadable_reason(state)} {CHECK}")
     from cryptography.fernet import InvalidToken
 
     try:
-        return fernet.decrypt(value[len(PREFIX) :].encode()).decode()  # type: ignore[no-any-return]
+        return state.fernet.decrypt(value[len(PREFIX) :].encode()).decode()  # type: ignore[no-any-return]
     except InvalidToken:
-        raise UnreadableSecret(
-            f"A signing secret cannot be decrypted with {KEY}: the key that encrypted it is"
-            " not in the list."
-        ) from None
+        raise UnreadableSecret(f"{unreadable_reason(state)} {CHECK}") from None
 
 
 def opener(state: State) -> Callable[[str], str]:
@@ -128,15 +138,19 @@ def opened(
 # -- migrations of every row (the CLI's encrypt-secrets, rotate-encryption-key, check) --------
 
 
-def _rewrite(state: State, change: Callable[[str], str]) -> tuple[int, int]:
-    """Apply ``change`` to every stored secret in one transaction: (rows, secrets) changed."""
+def _rewrite(state: State, change: Callable[[str], str], dry_run: bool = False) -> tuple[int, int]:
+    """Apply ``change`` to every stored secret in one transaction: (rows, secrets) changed.
+    ``dry_run``: the same work and counts, rolled back."""
     session = state.db.session
     try:
         rows, secrets = _rewrite_rows(session, change)
     except Exception:
         session.rollback()
         raise
-    session.commit()
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
     return rows, secrets
 
 
@@ -159,23 +173,25 @@ def _need_key(state: State) -> Any:
     return state.fernet
 
 
-def encrypt_all(state: State) -> tuple[int, int]:
-    """Encrypt every secret stored in the clear (those encrypted already stay): counts."""
+def encrypt_all(state: State, *, dry_run: bool = False) -> tuple[int, int]:
+    """Encrypt every secret stored in the clear (those encrypted already stay): counts.
+    ``dry_run``: count them, change nothing."""
     _need_key(state)
-    return _rewrite(state, lambda value: seal(value, state))
+    return _rewrite(state, lambda value: seal(value, state), dry_run)
 
 
-def rotate_all(state: State) -> tuple[int, int]:
-    """Re-encrypt every secret with the first key of the list; clear ones are encrypted too."""
+def rotate_all(state: State, *, dry_run: bool = False) -> tuple[int, int]:
+    """Re-encrypt every secret with the first key of the list; clear ones are encrypted too.
+    ``dry_run``: count them, change nothing."""
     fernet = _need_key(state)
 
     def rotate(value: str) -> str:
         if not sealed(value):
             return seal(value, state)
         unseal(value, state)  # a clear error for a token no key reads
-        return PREFIX + fernet.rotate(value[len(PREFIX) :].encode()).decode()
+        return PREFIX + str(fernet.rotate(value[len(PREFIX) :].encode()).decode())
 
-    return _rewrite(state, rotate)
+    return _rewrite(state, rotate, dry_run)
 
 
 def unreadable(state: State) -> list[str]:

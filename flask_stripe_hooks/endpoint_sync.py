@@ -1,5 +1,7 @@
 """``sync-endpoints``: bring the endpoint rows here up to date with the account's endpoints on
-Stripe, importing the ones this app does not know (disabled, until a secret is set)."""
+Stripe, importing the ones this app does not know (disabled, until a secret is set): v1
+webhook endpoints (snapshot events) and v2 event destinations of type webhook that send thin
+events."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import sqlalchemy as sa
 
 from . import audit
 from .endpoints import METADATA_KEY, commit, created_values, fields_of
-from .events import SNAPSHOT
+from .events import SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets
 from .state import get_state
-from .stripe_api import list_webhook_endpoints
+from .stripe_api import list_thin_destinations, list_webhook_endpoints
 from .utils import utcnow
 
 
@@ -35,16 +37,19 @@ class SyncResult:
         return done + missing + "."
 
 
-def _remote_fields(remote: dict[str, Any]) -> dict[str, Any]:
+def _remote_fields(remote: dict[str, Any], payload: str) -> dict[str, Any]:
     metadata = dict(remote.get("metadata") or {})
     metadata.pop(METADATA_KEY, None)
-    return {
+    fields = {
         "url": remote.get("url") or "",
         "enabled_events": list(remote.get("enabled_events") or []),
         "description": remote.get("description") or "",
         "api_version": remote.get("api_version") or "",
         "metadata_": metadata,
     }
+    if payload == THIN:  # where its events come from: this account, or connected ones
+        fields["connect"] = bool(remote.get("connect"))
+    return fields
 
 
 def _free_uuid(session: Any, value: str | None) -> uuid_mod.UUID:
@@ -59,32 +64,47 @@ def _free_uuid(session: Any, value: str | None) -> uuid_mod.UUID:
 
 
 def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
-    """Read the account's endpoints from Stripe and bring the rows here up to date.
+    """Read the account's endpoints from Stripe and bring the rows here up to date: its v1
+    webhook endpoints (snapshot endpoints here) and its v2 event destinations of type webhook
+    that send thin events (thin endpoints here).
 
     Known endpoints (by Stripe id, or by the uuid in their metadata) get Stripe's URL,
-    events, description, API version, metadata and status. Unknown ones are imported
-    disabled: Stripe never returns a secret again, so theirs must be set with
-    ``set-secret`` before they are enabled. Rows whose endpoint is gone on Stripe are
-    counted as ``missing`` and left alone.
+    events, description, API version, metadata and status (and, for a thin one, whether it
+    receives the connected accounts' events). Unknown ones are imported disabled: Stripe
+    never returns a secret again, so theirs must be set with ``set-secret`` before they are
+    enabled. Rows whose endpoint is gone on Stripe are counted as ``missing`` and left alone.
     """
     state = get_state()
-    remotes = list_webhook_endpoints(state, account=account, livemode=livemode)
-    session = state.db.session
+    remotes = {
+        SNAPSHOT: list_webhook_endpoints(state, account=account, livemode=livemode),
+        THIN: list_thin_destinations(state, account=account, livemode=livemode),
+    }
+    result = SyncResult()
+    for payload, found in remotes.items():
+        _sync(found, payload, account, livemode, result)
+    commit("the synced endpoints")
+    return result
+
+
+def _sync(
+    remotes: list[dict[str, Any]], payload: str, account: str, livemode: bool, result: SyncResult
+) -> None:
+    """Bring the rows of one payload style up to date with what Stripe listed for it."""
+    session = get_state().db.session
     local = list(
         session.execute(
             sa.select(WebhookEndpoint).where(
                 WebhookEndpoint.account == account,
                 WebhookEndpoint.livemode == livemode,
-                WebhookEndpoint.payload == SNAPSHOT,  # event destinations are not listed here
+                WebhookEndpoint.payload == payload,
             )
         ).scalars()
     )
     by_stripe_id = {e.stripe_id: e for e in local if e.stripe_id}
     by_uuid = {str(e.uuid): e for e in local if not e.stripe_id}
-    result = SyncResult()
     now = utcnow()
     for remote in remotes:
-        fields = _remote_fields(remote)
+        fields = _remote_fields(remote, payload)
         tag = (remote.get("metadata") or {}).get(METADATA_KEY)
         endpoint = by_stripe_id.pop(remote["id"], None) or by_uuid.pop(tag or "", None)
         if endpoint is None:
@@ -96,16 +116,18 @@ def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
                 account=account,
                 secrets=[],
                 status="disabled",
+                payload=payload,
                 **fields,
             )
             session.add(imported)
             session.flush()
             audit.record(session, imported, "imported", created_values(imported))
             result.imported += 1
+            kind = "thin event destination" if payload == THIN else "webhook endpoint"
             result.messages.append(
-                f"Imported {remote['id']} ({fields['url']}) as {new_uuid}, disabled: set its"
-                f" signing secret with 'flask stripe-hooks set-secret {new_uuid} whsec_...',"
-                f" then 'flask stripe-hooks update-endpoint {new_uuid} --enable'."
+                f"Imported {kind} {remote['id']} ({fields['url']}) as {new_uuid}, disabled:"
+                f" set its signing secret with 'flask stripe-hooks set-secret {new_uuid}"
+                f" whsec_...', then 'flask stripe-hooks update-endpoint {new_uuid} --enable'."
             )
             continue
         if remote.get("status") == "disabled" or not active_secrets(endpoint.secrets, now):
@@ -127,5 +149,3 @@ def sync_endpoints(*, account: str = "", livemode: bool = False) -> SyncResult:
             f"Endpoint {endpoint.uuid} ({endpoint.stripe_id}) no longer exists on Stripe;"
             f" remove it with 'flask stripe-hooks delete-endpoint {endpoint.uuid} --keep-remote'."
         )
-    commit("the synced endpoints")
-    return result

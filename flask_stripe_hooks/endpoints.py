@@ -3,7 +3,7 @@
 The CLI (``flask stripe-hooks create-endpoint`` ...) and the admin pages are thin callers of
 these functions. Each runs in an app context and commits. Bad input raises
 :class:`EndpointError` before any call to Stripe; Stripe's refusals raise
-:class:`~flask_stripe_hooks.stripe_api.StripeAPIError`. Both are
+:class:`~flask_stripe_hooks.errors.StripeAPIError`. Both are
 :class:`~flask_stripe_hooks.errors.StripeHooksError` with ``message`` and ``field``
 (``"url"``, ``"enabled_events"``, ``"metadata"``, ``"api_version"``, ``"secret"``, ...).
 
@@ -24,12 +24,12 @@ import stripe
 
 from . import audit, event_types, stripe_api
 from .crypto import seal, unseal
-from .errors import EndpointError
+from .errors import EndpointError, StripeAPIError
 from .events import PAYLOAD_STYLES, SNAPSHOT, THIN
 from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table, event_table
 from .public_url import LISTEN_HINT, check_base_url
 from .state import get_state
-from .stripe_api import StripeAPIError, client_for
+from .stripe_api import client_for
 from .utils import utcnow
 
 __all__ = ["LISTEN_HINT", "EndpointError", "check_base_url"]  # and the operations below
@@ -144,7 +144,7 @@ def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoin
     """An endpoint row in this app context's session: by row, uuid or Stripe id (``we_...``)."""
     session = _session()
     if isinstance(value, WebhookEndpoint):
-        return value if value in session else session.merge(value)  # type: ignore[no-any-return]
+        return value if value in session else session.merge(value)
     if isinstance(value, str) and value.startswith(("we_", "ed_")):
         where = WebhookEndpoint.stripe_id == value
     else:
@@ -262,6 +262,7 @@ def create_endpoint(
     metadata: dict[str, Any] | None = None,
     connect: bool = False,
     payload: str = SNAPSHOT,
+    migration: dict[str, str] | None = None,
 ) -> WebhookEndpoint:
     """Create an endpoint on Stripe and store it with its one-time signing secret.
 
@@ -272,6 +273,7 @@ def create_endpoint(
     is also put in the Stripe endpoint's metadata (``flask_stripe_hooks_uuid``). Events
     default to ``*``; the API version to ``STRIPE_API_VERSION``, else the version of the
     installed stripe-python, so events arrive in the shape the library expects.
+    ``migration``: what ``migrate-to-thin`` records on the thin endpoint it makes.
     """
     state = get_state()
     base = check_base_url(base_url)
@@ -330,6 +332,7 @@ def create_endpoint(
         status="disabled" if remote.get("status") == "disabled" else "enabled",
         connect=connect,
         payload=THIN if thin else SNAPSHOT,
+        migration=migration,
     )
     _session().add(endpoint)
     try:
@@ -350,7 +353,8 @@ def update_endpoint(
     description: str | None = None,
 ) -> WebhookEndpoint:
     """Enable or disable an endpoint, change its events or description; on Stripe first
-    when it has a Stripe id. ``None`` leaves a field as it is."""
+    when it has a Stripe id (even a change the row holds already: Stripe may differ). ``None``
+    leaves a field as it is."""
     endpoint = get_endpoint(endpoint)
     local: dict[str, Any] = {}
     remote: dict[str, Any] = {}
@@ -377,11 +381,14 @@ def update_endpoint(
         "disabled": not endpoint.enabled,
     }
     stripe_id = endpoint.stripe_id
+    changes: dict[str, Any] = audit.diff(fields_of(endpoint, local), local)
+    if not changes and not stripe_id:  # nothing to change, nor an audit row to write
+        return endpoint
     where = _on_stripe(endpoint)
     if stripe_id:
         stripe_api.update_endpoint(get_state(), stripe_id, remote, **where)
-    changes = audit.diff(fields_of(endpoint, local), local)
     action = "updated" if enabled is None else "enabled" if enabled else "disabled"
+    changes = changes or {"on Stripe": action}
     for key, value in local.items():
         setattr(endpoint, key, value)
     try:

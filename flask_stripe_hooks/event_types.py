@@ -50,6 +50,20 @@ def thin_event_types() -> tuple[str, ...]:
     return tuple(sorted(thin_notification_classes()))
 
 
+def thin_twin_type(snapshot_type: str) -> str | None:
+    """The thin type Stripe sends for a snapshot type (``customer.created`` →
+    ``v1.customer.created``), or ``None`` when there is none."""
+    name = "v1." + snapshot_type
+    return name if name in thin_notification_classes() else None
+
+
+def snapshot_twin_type(thin_type: str) -> str | None:
+    """The snapshot type a v1 thin type is the twin of (``v1.customer.created`` →
+    ``customer.created``), or ``None`` (v2 types, and v1 types sent only thin)."""
+    name = thin_type.removeprefix("v1.")
+    return name if thin_type.startswith("v1.") and name in all_event_types() else None
+
+
 def _with_prefixes(types: tuple[str, ...]) -> frozenset[str]:
     names = {"*"}
     for event_type in types:

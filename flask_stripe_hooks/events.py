@@ -14,9 +14,12 @@ event destinations send, which names what happened and the object it happened to
      "related_object": {"id": "mtr_...", "type": "billing.meter",
                         "url": "/v1/billing/meters/mtr_..."}}
 
-These are values: they import nothing above them. Whatever reaches Stripe's API (a thin
-event's :meth:`~ThinEvent.fetch_related_object`) goes through the client the pipeline binds
-to the event, built only when a handler asks for it.
+These are values: they import nothing above them. Whatever reaches Stripe's API
+(:meth:`Event.fetch_object`, a thin event's :meth:`~ThinEvent.fetch_related_object`, any call
+through :meth:`Event.client`) goes through the client the pipeline binds to the event, built
+only when a handler asks for it: the key of the endpoint's account, acting in the account the
+event happened in (``Stripe-Account: <account>`` for a Connect event, ``Stripe-Context:
+<context>`` for a thin event or an Organization's).
 """
 
 from __future__ import annotations
@@ -38,8 +41,16 @@ PAYLOAD_STYLES = (SNAPSHOT, THIN)
 #: The ``object`` of a thin payload.
 THIN_OBJECT = "v2.core.event"
 
+#: A Stripe account id (``--connected-account``).
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+#: What an event's ``account`` holds: an account id, or a thin event's context under an
+#: Organization (``acct_.../acct_...``). The lists filter by it.
+ACCOUNT_PATH = re.compile(r"acct_[A-Za-z0-9]+(?:/acct_[A-Za-z0-9]+)*")
+
 #: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
 _LAST_SECOND = 253402300799
+#: The longest event id, type, account or request id the database holds (``String(255)``).
+MAX_ID = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,38 +60,59 @@ class Event:
     livemode: bool
     data: dict[str, Any]
     account: str = ""
+    #: The account path the event happened in (``acct_...``, or ``acct_.../acct_...`` under an
+    #: Organization), as Stripe sends it from API version 2025-04-30; ``""`` without one.
+    context: str = ""
     api_version: str = ""
     created: int | None = None
     request_id: str | None = None
     idempotency_key: str | None = None
     payload: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: Builds the ``StripeClient`` of the endpoint's account and mode; bound by the pipeline.
+    #: Builds the ``StripeClient`` of the event (see :meth:`client`); bound by the pipeline.
     _client: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    _built: Any = field(default=None, repr=False, compare=False)
     #: The id of an event about the same object with a strictly later ``created`` that was
     #: processed before this one arrived (see :attr:`is_stale`); set by the pipeline.
     newer_event_id: str | None = field(default=None, compare=False)
+    #: Received during the shadow phase of a move to thin events: the handlers' writes are
+    #: rolled back and their ``on_commit`` callbacks never run; set by the pipeline.
+    shadow: bool = field(default=False, compare=False)
     _fetched: Any = field(default=None, repr=False, compare=False)
 
     #: ``True`` for a thin event (:class:`ThinEvent`).
     thin: ClassVar[bool] = False
 
     def client(self) -> Any:
-        """The ``stripe.StripeClient`` of the endpoint's account and mode.
+        """The ``stripe.StripeClient`` of this event: the key of the endpoint's account and
+        mode, acting in the account the event happened in. Every request it makes for a
+        Connect event carries ``Stripe-Account: <event.account>``; for an event with a
+        ``context`` and no ``account`` (a thin event), ``Stripe-Context: <event.context>``;
+        for a platform event, neither. With an organization key (``sk_org_...``) it is
+        always ``Stripe-Context`` (see :func:`~flask_stripe_hooks.stripe_api.client_as`).
 
         Built on first use, so an event whose handlers never call Stripe needs no key.
         Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` naming the setting to
         fill when no key is configured for them.
         """
-        if self._client is None:
-            raise RuntimeError(
-                f"Event {self.id} is not bound to an app: only events handed to handlers (or"
-                " bound with bind_client) can reach Stripe's API."
-            )
-        return self._client()
+        if self._built is None:
+            if self._client is None:
+                raise RuntimeError(
+                    f"Event {self.id} is not bound to an app: only events handed to handlers"
+                    " (or bound with bind_client) can reach Stripe's API."
+                )
+            object.__setattr__(self, "_built", self._client())
+        return self._built
 
     def bind_client(self, factory: Callable[[], Any]) -> None:
         """Set what :meth:`client` calls (the pipeline does; tests may too)."""
         object.__setattr__(self, "_client", factory)
+        object.__setattr__(self, "_built", None)
+
+    @property
+    def connected_account(self) -> str:
+        """The connected account whose ``Stripe-Account`` the event's requests carry:
+        ``account`` for a snapshot event, ``""`` for a thin one (its ``context`` says it)."""
+        return self.account
 
     @property
     def object_id(self) -> str | None:
@@ -98,7 +130,8 @@ class Event:
 
     def fetch_object(self) -> Any:
         """The object the event is about as it is *now* on Stripe (``GET /v1/<objects>/<id>``
-        through the endpoint's account and mode, with stripe-python's retries).
+        through :meth:`client`: as the connected account for a Connect event, with
+        stripe-python's retries).
 
         Fetched once, then reused by every handler of this delivery. An object deleted on
         Stripe raises stripe-python's ``InvalidRequestError`` (404), as the API answers."""
@@ -128,7 +161,26 @@ class Event:
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
+        """The changed fields' values before the event (``data.previous_attributes``)."""
         return self.data.get("previous_attributes") or {}
+
+    @property
+    def changes(self) -> dict[str, Any] | None:
+        """What changed on the object: ``{"before": {...}, "after": {...}}`` with the changed
+        fields only, as a thin event's ``changes`` says it; for a snapshot event, made from
+        ``previous_attributes`` and the object. ``None`` when the event names no change (a
+        ``*.created`` event, say)."""
+        before = self.previous_attributes
+        obj = self.object if isinstance(self.object, dict) else {}
+        if not before:
+            return None
+        return {"before": dict(before), "after": {key: obj.get(key) for key in before}}
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """The id of the snapshot event this thin event is the twin of (``None`` here: a
+        snapshot event is its own; see :attr:`ThinEvent.snapshot_event`)."""
+        return None
 
     @property
     def created_at(self) -> datetime | None:
@@ -161,6 +213,8 @@ class Event:
         }
         if self.account:
             out["account"] = self.account
+        if self.context:
+            out["context"] = self.context
         return out
 
     @classmethod
@@ -179,15 +233,9 @@ class Event:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise NotAnEvent("event has no data object")
-        account = payload.get("account") or ""
-        if not isinstance(account, str) or len(account) > 255:
-            raise NotAnEvent("event has no valid account")
-        api_version = payload.get("api_version") or ""
-        if not isinstance(api_version, str) or len(api_version) > 64:
-            raise NotAnEvent("event has no valid api_version")
-        created = payload.get("created")
-        if type(created) is not int or not 0 <= created <= _LAST_SECOND:
-            created = None  # not a time a datetime (or a database) can hold
+        account = _fitting(payload, "account", MAX_ID)
+        context = _fitting(payload, "context", MAX_ID)
+        api_version = _fitting(payload, "api_version", 64)
         request = payload.get("request")
         request_id = idempotency_key = None
         if isinstance(request, dict):
@@ -200,8 +248,9 @@ class Event:
             livemode=livemode,
             data=data,
             account=account,
+            context=context,
             api_version=api_version,
-            created=created,
+            created=_unix_time(payload.get("created")),
             request_id=_short(request_id),
             idempotency_key=_short(idempotency_key),
             payload=payload,
@@ -223,6 +272,7 @@ class Event:
             livemode=row.livemode,
             data=row.data,
             account=row.account or "",
+            context=row.context or "",
             api_version=row.api_version or "",
             created=int(created.timestamp()) if created is not None else None,
             request_id=row.request_id,
@@ -232,10 +282,11 @@ class Event:
 
 def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
-    event_id, event_type = payload.get("id"), payload.get("type")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+    event_id = _fitting(payload, "id", MAX_ID)
+    if not event_id:
         raise NotAnEvent("event has no valid id")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
+    event_type = _fitting(payload, "type", MAX_ID)
+    if not event_type:
         raise NotAnEvent("event has no valid type")
     livemode = payload.get("livemode")
     if not isinstance(livemode, bool):
@@ -243,27 +294,47 @@ def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
     return event_id, event_type, livemode
 
 
+def _fitting(payload: dict[str, Any], key: str, longest: int) -> str:
+    """``payload[key]``, a string of at most ``longest`` characters, or ``""`` when it is
+    empty or absent; else :class:`NotAnEvent` (it says where the event belongs: never cut)."""
+    value = payload.get(key) or ""
+    if not isinstance(value, str):
+        raise NotAnEvent(f"event has no valid {key}")
+    if len(value) > longest:
+        raise NotAnEvent(f"event {key} is longer than {longest} characters")
+    return value
+
+
 def _short(value: Any) -> str | None:
-    return value[:255] if isinstance(value, str) and value else None
+    """A request id or idempotency key as its column holds it: the first :data:`MAX_ID`
+    characters. Stripe's are far shorter; a longer one is cut, not refused (the event is
+    usable without it), and the whole value stays in the raw body (and in a thin event's
+    stored notification)."""
+    return value[:MAX_ID] if isinstance(value, str) and value else None
+
+
+def _unix_time(value: Any) -> int | None:
+    """Whole Unix seconds between 1970 and 9999 (what a ``datetime``, and the database, can
+    hold), else ``None``: the event is stored without its ``created``."""
+    return value if type(value) is int and 0 <= value <= _LAST_SECOND else None
 
 
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def parse_created(value: Any) -> int | None:
-    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
+    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds; ``None``
+    for anything else, and for a time before 1970 or after 9999 (see :func:`_unix_time`)."""
     match = _ISO.match(value) if isinstance(value, str) else None
     if match is None:
-        return None
+        return _unix_time(value)
     day, time_, _, zone = match.groups()
     zone = "+00:00" if zone in (None, "Z") else zone
     if ":" not in zone:
         zone = zone[:3] + ":" + zone[3:]
     try:
-        return int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp())
-    except ValueError:
+        return _unix_time(int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp()))
+    except (ValueError, OverflowError):  # a day that does not exist, or out of range
         return None
 
 
@@ -274,12 +345,15 @@ class ThinEvent(Event):
 
     Nothing is fetched unless asked: :meth:`fetch_event` (the full ``v2.core.event``, with
     its ``data``) and :meth:`fetch_related_object` (the object it is about, as it is *now*)
-    call the Stripe API with the key of the endpoint's account and mode.
+    call the Stripe API with the key of the endpoint's account and mode, in the event's
+    ``context`` (``Stripe-Context``, as :meth:`client`'s every request). ``account`` and
+    ``context`` are both the ``context`` Stripe sent (``""`` without one).
     """
 
     #: The endpoint's account (a name in ``STRIPE_HOOKS_ACCOUNTS``; ``""``: the default).
     client_account: str = ""
     _notification: Any = field(default=None, repr=False, compare=False)
+    _full: Any = field(default=None, repr=False, compare=False)
 
     thin: ClassVar[bool] = True
 
@@ -295,9 +369,9 @@ class ThinEvent(Event):
         return related if isinstance(related, dict) else None
 
     @property
-    def context(self) -> str | None:
-        """The account the event happened in (``acct_...``), for Connect and Accounts v2."""
-        return self.data.get("context") or None
+    def connected_account(self) -> str:
+        """Always ``""``: a thin event's requests carry its ``context`` (``Stripe-Context``)."""
+        return ""
 
     @property
     def reason(self) -> dict[str, Any] | None:
@@ -316,8 +390,42 @@ class ThinEvent(Event):
         return self._notification
 
     def fetch_event(self) -> Any:
-        """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``."""
-        return self.notification.fetch_event()
+        """``GET /v2/core/events/{id}``: the full event, with its ``data`` and ``changes``.
+        Fetched once, then reused by every handler of this delivery."""
+        if self._full is None:
+            object.__setattr__(self, "_full", self.notification.fetch_event())
+        return self._full
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """The id of the snapshot event this thin event is the twin of (``v1.customer.created``
+        of ``customer.created``): the notification's ``snapshot_event``, else the fetched
+        event's. Both are one business event: only the first to arrive runs its handlers."""
+        value = self.data.get("snapshot_event")
+        if value is None and self._full is not None:
+            value = getattr(self._full, "snapshot_event", None)
+        valid = isinstance(value, str) and value.startswith("evt_") and value != self.id
+        return value if valid else None
+
+    @property
+    def changes(self) -> dict[str, Any] | None:
+        """What changed on the related object: ``{"before": {...}, "after": {...}}``, the
+        changed fields only (the thin counterpart of ``previous_attributes``), or ``None``
+        when Stripe gives none. Read from the stored event when it holds them (events
+        fetched by ``fetch-missed``), else from :meth:`fetch_event` (one API call)."""
+        if "changes" in self.data:
+            changes = self.data["changes"]
+        else:
+            changes = getattr(self.fetch_event(), "changes", None)
+        if changes is not None and hasattr(changes, "to_dict"):
+            changes = changes.to_dict()
+        return changes if isinstance(changes, dict) and changes else None
+
+    @property
+    def previous_attributes(self) -> dict[str, Any]:
+        """The changed fields' values before the event: ``changes["before"]``, as a snapshot
+        event's ``data.previous_attributes`` gives them."""
+        return dict((self.changes or {}).get("before") or {})
 
     @property
     def object_id(self) -> str | None:
@@ -360,17 +468,19 @@ class ThinEvent(Event):
         if not isinstance(payload, dict) or payload.get("object") != THIN_OBJECT:
             raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
         event_id, event_type, livemode = identity(payload)
+        check_thin_fields(payload, event_type)
         reason = payload.get("reason")
         request = reason.get("request") if isinstance(reason, dict) else None
         if not isinstance(request, dict):
             request = {}
-        context = payload.get("context")
+        context = _fitting(payload, "context", MAX_ID)
         return cls(
             id=event_id,
             type=event_type,
             livemode=livemode,
             data=payload,
-            account=context[:255] if isinstance(context, str) else "",
+            account=context,
+            context=context,
             created=parse_created(payload.get("created")),
             request_id=_short(request.get("id")),
             idempotency_key=_short(request.get("idempotency_key")),
@@ -383,3 +493,50 @@ class ThinEvent(Event):
         """Rebuild it from its ``stripe_hooks_event`` row; fetches go through ``endpoint``'s
         account (the default account when the endpoint is gone)."""
         return cls.from_payload(row.data, endpoint.account if endpoint is not None else "")
+
+
+def _needs_related_object(event_type: str) -> bool:
+    """Whether stripe-python's notification class of the type declares a related object
+    (found as its ``parse_event_notification`` finds it: that one class is imported)."""
+    from stripe.events import UnknownEventNotification
+    from stripe.events._event_classes import get_v2_event_notification_class
+
+    cls = get_v2_event_notification_class(event_type)
+    known = cls is not UnknownEventNotification  # whose related object is optional
+    return known and "related_object" in getattr(cls, "__annotations__", {})
+
+
+def check_thin_fields(payload: dict[str, Any], event_type: str) -> None:
+    """The fields of a thin notification that stripe-python reads, each of the shape it
+    reads; else :class:`NotAnEvent` naming the field (the delivery is answered 400 with it)."""
+    if "created" not in payload:
+        raise NotAnEvent("thin event has no created time")
+    context = payload.get("context")
+    if context is not None and (not isinstance(context, str) or len(context) > 255):
+        raise NotAnEvent("thin event's context is not an account id")
+    reason = payload.get("reason")
+    if reason:
+        if not isinstance(reason, dict) or not isinstance(reason.get("type"), str):
+            raise NotAnEvent("thin event's reason has no type")
+        request = reason.get("request")
+        if reason["type"] == "request" and not (
+            isinstance(request, dict) and "id" in request and "idempotency_key" in request
+        ):
+            raise NotAnEvent("thin event's reason has no request id and idempotency_key")
+    related = payload.get("related_object")
+    if related is None and _needs_related_object(event_type):
+        raise NotAnEvent(f"thin event has no related_object (a {event_type} event has one)")
+    if related is not None:
+        if not isinstance(related, dict):
+            raise NotAnEvent("thin event's related_object is not an object")
+        for key in ("id", "type", "url"):
+            value = related.get(key)
+            if not isinstance(value, str) or not value or len(value) > 2048:
+                raise NotAnEvent(f"thin event's related_object has no {key}")
+        if not related["url"].startswith("/"):
+            raise NotAnEvent("thin event's related_object url is not a path of Stripe's API")
+    twin = payload.get("snapshot_event")
+    if twin is not None and (
+        not isinstance(twin, str) or not twin.startswith("evt_") or len(twin) > 255
+    ):
+        raise NotAnEvent("thin event's snapshot_event is not an event id")

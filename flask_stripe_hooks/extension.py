@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_HOOKS_PAUSED": False,
     "STRIPE_HOOKS_ALLOWED_IPS": None,
     "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE": 60,
+    "STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE": 256 * 1024,
+    "STRIPE_HOOKS_REJECTED_PREFIX": 4096,
     "STRIPE_HOOKS_STORE_BODY": None,
     "STRIPE_HOOKS_REDACT": None,
     "STRIPE_HOOKS_ENCRYPTION_KEY": None,
@@ -158,6 +160,15 @@ class StripeHooks:
         ``stale-skipped`` signal says so.
         """
         return self.registry.on(*event_types, latest_only=latest_only)
+
+    def use_notification_handler(self, handler: Any) -> Any:
+        """Run a stripe-python ``StripeEventNotificationHandler`` for thin events: its
+        callbacks (and fallback, and ``pre_handle``) get each thin event this extension has
+        verified, stored and not run before, inside the transaction that stores it, as
+        ``@hooks.on`` handlers do. Its own webhook secret is not used: the endpoint's
+        secrets are. Returns the handler. An async handler raises ``TypeError``."""
+        self.registry.on("*")(pipeline.NotificationHandler(handler))
+        return handler
 
     def signal(self, name: str) -> HandlerSignal:
         """The blinker signal behind ``on(name)``, for direct ``connect`` / ``disconnect``."""

@@ -4,9 +4,11 @@ admin's Health page.
 Each check is a plain function that returns a list of :class:`Finding`. Against Stripe (with
 the endpoint's account and mode): the endpoint still exists, is enabled, points at this
 app's URL, is pinned to the API version stripe-python speaks, sends every type a handler
-listens to and nothing no handler wants. Here: signing secrets about to expire, failed
-deliveries and the last successful one in the last 24 hours, failed, retrying, dead and
-stuck pending events. Every query is bounded (a 24-hour window, or the few rows in a
+listens to and nothing no handler wants. Here: where a move to thin events stands (and what
+stands in the way of its next step), signing secrets that the configured
+``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt or that are about to expire, deliveries that
+failed since the last successful processing, failed, retrying, dead and stuck pending
+events. Every query is bounded (a 24-hour window, or the few rows in a
 problem status), so the checks can run from cron.
 """
 
@@ -20,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import endpoints, event_types, paging, signals, stripe_api
-from .errors import StripeHooksError
+from . import crypto, endpoints, event_types, paging, signals, stripe_api, thin_migration
+from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
+from .pipeline import SHADOW_PHASE
 from .state import get_state
 from .utils import aware, fmt_time, utcnow
 
@@ -87,22 +90,64 @@ def check_all(state: State, *, notify: bool = False) -> list[Finding]:
 
 def check_endpoint(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
     """The checks of one endpoint: against Stripe, its secrets, its recent deliveries."""
+    unreadable = check_key(state, endpoint)
     if not endpoint.enabled:
         return [
+            *unreadable,
             Finding(
                 str(endpoint.uuid),
                 NOTE,
                 "disabled",
                 "Disabled here: deliveries to it are refused.",
                 f"flask stripe-hooks update-endpoint {endpoint.uuid} --enable",
-            )
+            ),
         ]
     now = utcnow()
     return [
+        *unreadable,
         *check_remote(state, endpoint),
         *check_secrets(endpoint, now),
         *check_deliveries(state, endpoint, now),
+        *check_migration(state, endpoint),
     ]
+
+
+def check_migration(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """A thin endpoint made by ``migrate-to-thin``: the phase and what is left (a note), and
+    what stands in the way of the next step."""
+    if not endpoint.thin or not endpoint.migration:
+        return []
+    uuid = str(endpoint.uuid)
+    report = thin_migration.report(state, endpoint)
+    *said, _ = report.lines()
+    found = [Finding(uuid, NOTE, "migration", " ".join(said), report.next_step)]
+    if report.phase == SHADOW_PHASE and report.shadow_failed:
+        found.append(
+            Finding(
+                uuid,
+                WARNING,
+                "shadow-failures",
+                f"{report.shadow_failed} thin event(s) failed in their handlers during the"
+                " shadow phase; cutover waits until they pass.",
+                "See 'flask stripe-hooks events --status shadow' (last error), fix the thin"
+                " handlers; the next thin events show whether they pass.",
+            )
+        )
+    if report.phase == SHADOW_PHASE:
+        missing = thin_migration.uncovered(state, list(endpoint.enabled_events))
+        if missing:
+            listed = ", ".join(f"{s} → {t}" for s, t in missing[:5])
+            found.append(
+                Finding(
+                    uuid,
+                    WARNING,
+                    "thin-handler-missing",
+                    f"Handlers listen to snapshot types whose thin twin no handler listens to"
+                    f" ({listed}); cutover is refused until one does.",
+                    "Add @hooks.on('v1....') handlers (docs: thin-events, the worked example).",
+                )
+            )
+    return found
 
 
 # -- against Stripe --------------------------------------------------------------------------
@@ -265,6 +310,28 @@ def check_types(state: State, endpoint: WebhookEndpoint, enabled: list[str]) -> 
 # -- here ------------------------------------------------------------------------------------
 
 
+def check_key(state: State, endpoint: WebhookEndpoint) -> list[Finding]:
+    """A stored signing secret (expired ones too) that ``STRIPE_HOOKS_ENCRYPTION_KEY``
+    cannot decrypt: deliveries are answered 503 until it is fixed."""
+    try:
+        crypto.opened(endpoint.secrets, state)
+    except UnreadableSecret:
+        uuid = str(endpoint.uuid)
+        return [
+            Finding(
+                uuid,
+                ERROR,
+                "unreadable-secret",
+                f"{crypto.unreadable_reason(state)} Every delivery to this endpoint is"
+                " answered 503 (signing secret could not be decrypted).",
+                f"Set {crypto.KEY} to the key that encrypted it (a list keeps the old key:"
+                " [new, old]) and check with 'flask stripe-hooks check-encryption'; or store"
+                f" the secret again: flask stripe-hooks set-secret {uuid} whsec_...",
+            )
+        ]
+    return []
+
+
 def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     """No valid secret, or every valid secret expiring within :data:`SECRET_WARNING`."""
     uuid = str(endpoint.uuid)
@@ -294,41 +361,71 @@ def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     ]
 
 
+def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> datetime | None:
+    """When the endpoint last processed an event successfully, after ``since``: its last
+    successful delivery, or a later re-run of an event whose delivery failed."""
+    d, e, session = delivery_table, event_table, state.db.session
+    mine = (d.c.endpoint_id == endpoint.id, d.c.received_at >= since)
+    delivered = session.execute(
+        sa.select(sa.func.max(d.c.received_at)).where(
+            *mine, d.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
+        )
+    ).scalar()
+    failed = (  # the newest failures, at most the cap's worth
+        sa.select(d.c.event_id)
+        .where(*mine, d.c.outcome == FAILED)
+        .order_by(d.c.received_at.desc(), d.c.id.desc())
+        .limit(paging.COUNT_CAP)
+    )
+    rerun = session.execute(
+        sa.select(sa.func.max(e.c.processed_at)).where(e.c.id.in_(failed), e.c.status == PROCESSED)
+    ).scalar()
+    found = [aware(when) for when in (delivered, rerun) if when is not None]
+    return max(found) if found else None
+
+
 def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
-    """Failed deliveries and the last successful one, over the last 24 hours: at most the
-    newest :data:`~.paging.COUNT_CAP` of them, so the check costs the same whatever the
+    """Deliveries that failed since the endpoint last processed an event successfully (a
+    delivery, or a re-run of a failed one), within the last 24 hours: once the failed
+    events are re-run successfully, the finding is gone. At most the newest
+    :data:`~.paging.COUNT_CAP` deliveries are read, so the check costs the same whatever the
     traffic."""
     uuid = str(endpoint.uuid)
-    table = delivery_table
+    last = last_success(state, endpoint, now - WINDOW)
+    after = [
+        delivery_table.c.endpoint_id == endpoint.id,
+        delivery_table.c.received_at >= now - WINDOW,
+    ]
+    if last is not None:
+        after.append(delivery_table.c.received_at > last)
     recent = (
-        sa.select(table.c.outcome, table.c.received_at)
-        .where(table.c.endpoint_id == endpoint.id, table.c.received_at >= now - WINDOW)
-        .order_by(table.c.received_at.desc(), table.c.id.desc())
+        sa.select(delivery_table.c.outcome)
+        .where(*after)
+        .order_by(delivery_table.c.received_at.desc(), delivery_table.c.id.desc())
         .limit(paging.COUNT_CAP)
         .subquery()
     )
-    ok = recent.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
-    total, failed, last_ok = state.db.session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.count().filter(recent.c.outcome == FAILED),
-            sa.func.max(recent.c.received_at).filter(ok),
-        )
+    total, failed = state.db.session.execute(
+        sa.select(sa.func.count(), sa.func.count().filter(recent.c.outcome == FAILED))
     ).one()
     if not failed:
         return []
     rate = failed / total
-    if total < paging.COUNT_CAP:
-        what, none = f"{failed} of {total} deliveries failed in the last 24 hours", "in 24 hours"
-    else:
-        what, none = f"{failed:,} of the last {total:,} deliveries failed", f"in the last {total:,}"
-    when = f"none {none}" if last_ok is None else f"last at {fmt_time(last_ok)}"
+    counted = f"{failed} of {total}"
+    if total >= paging.COUNT_CAP:
+        counted = f"{failed:,} of the last {total:,}"
+    message = (
+        f"{counted} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
+        if last is None
+        else f"{counted} deliveries since the last successful processing"
+        f" ({fmt_time(last)}) failed ({rate:.0%})."
+    )
     return [
         Finding(
             uuid,
-            ERROR if last_ok is None else WARNING,
+            ERROR if last is None else WARNING,
             "failing-deliveries",
-            f"{what} ({rate:.0%}); successful: {when}.",
+            message,
             "See the tracebacks: 'flask stripe-hooks events --status failed' or the admin,"
             " fix the handler, then 'flask stripe-hooks reprocess --failed'.",
         )

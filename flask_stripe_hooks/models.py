@@ -85,6 +85,9 @@ class WebhookEndpoint(Base):
     paused: Mapped[bool] = mapped_column(
         sa.Boolean, default=False, server_default=sa.false(), nullable=False
     )
+    #: A thin endpoint made by ``migrate-to-thin``: ``{"from": <the snapshot endpoint's
+    #: uuid>, "phase": "shadow" | "cutover" | "done"}``; ``None`` for every other endpoint.
+    migration: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, nullable=False
     )
@@ -186,6 +189,7 @@ class StripeEvent(Base):
     __table_args__ = (
         sa.Index("ix_stripe_hooks_event_received", "received_at", "id"),
         sa.Index("ix_stripe_hooks_event_status_received", "status", "received_at", "id"),
+        sa.Index("ix_stripe_hooks_event_account_received", "account", "received_at", "id"),
         sa.Index(
             "ix_stripe_hooks_event_type_received",
             "type",
@@ -197,7 +201,13 @@ class StripeEvent(Base):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(255), index=True, nullable=False)
     livemode: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    #: The connected account a Connect event happened in (``acct_...``); a thin event's
+    #: ``context``; ``""``: the endpoint's own account.
     account: Mapped[str] = mapped_column(sa.String(255), default="", nullable=False)
+    #: The ``context`` Stripe sent with the event (Organizations, thin events), or ``""``.
+    context: Mapped[str] = mapped_column(
+        sa.String(255), default="", server_default="", nullable=False
+    )
     api_version: Mapped[str] = mapped_column(sa.String(64), default="", nullable=False)
     created: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
@@ -220,6 +230,10 @@ class StripeEvent(Base):
     #: ``{"newer_event_id": ..., "skipped": [handler, ...]}`` when ``latest_only`` handlers
     #: skipped the event because a newer one about its object had been processed.
     stale: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    #: The other half of one business event sent twice: on a thin event, the snapshot event
+    #: its ``snapshot_event`` names; on a snapshot event, the thin event that named it. Of
+    #: the two, the one whose status is ``twin`` ran nothing.
+    twin_id: Mapped[str | None] = mapped_column(sa.String(255))
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

@@ -41,15 +41,33 @@ UNAVAILABLE = "unavailable"
 BUSY = "busy"
 #: The request came from an address ``STRIPE_HOOKS_ALLOWED_IPS`` does not allow.
 FORBIDDEN = "forbidden"
+#: One business event sent twice, as a snapshot event and as its thin twin (whose
+#: ``snapshot_event`` names it): the other one ran the handlers, this one ran nothing
+#: (event status and delivery outcome; ``twin_id`` names the other).
+TWIN = "twin"
+#: A thin event received during the shadow phase of a move to thin events: verified and
+#: stored, its handlers run in a transaction that is rolled back (status and outcome).
+SHADOW = "shadow"
 
 #: What an event's ``status`` can be.
-EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD)
+EVENT_STATUSES = (PENDING, PROCESSED, FAILED, RETRYING, IGNORED, DEAD, TWIN, SHADOW)
 #: Statuses the pipeline does not run again on its own: a redelivery is a duplicate.
-FINAL_STATUSES = (PROCESSED, IGNORED, DEAD)
+FINAL_STATUSES = (PROCESSED, IGNORED, DEAD, TWIN, SHADOW)
 #: What a delivery's ``outcome`` can be.
-DELIVERY_OUTCOMES = (PROCESSED, DUPLICATE, QUEUED, PAUSED, REJECTED, FAILED, RETRYING, IGNORED)
+DELIVERY_OUTCOMES = (
+    PROCESSED,
+    DUPLICATE,
+    QUEUED,
+    PAUSED,
+    REJECTED,
+    FAILED,
+    RETRYING,
+    IGNORED,
+    TWIN,
+    SHADOW,
+)
 #: Done with, as far as Stripe and a queue are concerned (see :attr:`Result.ok`).
-OK_OUTCOMES = frozenset({PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD})
+OK_OUTCOMES = frozenset({PROCESSED, DUPLICATE, QUEUED, PAUSED, IGNORED, DEAD, TWIN, SHADOW})
 #: The delivery was refused before any event was read.
 REFUSED = frozenset({REJECTED, FORBIDDEN, MISSING})
 
@@ -69,5 +87,6 @@ class Result:
     @property
     def ok(self) -> bool:
         """Done with, as far as Stripe and a queue are concerned: processed, a duplicate,
-        queued, paused, ignored or dead (stored, and not to be retried on its own)."""
+        queued, paused, ignored, dead, a twin or a shadow (stored, and not to be retried on
+        its own)."""
         return self.outcome in OK_OUTCOMES

@@ -81,33 +81,38 @@ def keyset_page(
     per_page: int,
     before: str | None = None,
     after: str | None = None,
+    rows: bool = False,
 ) -> Page:
     """The page of ``query`` (filtered, not ordered) older than ``before`` or newer than
-    ``after`` (the newest page without either), newest first.
+    ``after`` (the newest page without either), newest first. Its items are the first
+    column of each row (an ORM entity), or with ``rows`` the rows (a Core select).
 
     Raises :class:`BadCursor` for a cursor that cannot be read.
     """
     key = sa.tuple_(received_at, id_column)
+
+    def fetch(select: sa.Select[Any]) -> list[Any]:
+        result = session.execute(select)
+        return list(result if rows else result.scalars())
+
     total = capped_count(session, query, id_column)
     newest_first = (received_at.desc(), id_column.desc())
     if after:
-        rows = list(
-            session.execute(
-                query.where(key > parse_cursor(after, id_column))
-                .order_by(received_at, id_column)
-                .limit(per_page + 1)
-            ).scalars()
+        found = fetch(
+            query.where(key > parse_cursor(after, id_column))
+            .order_by(received_at, id_column)
+            .limit(per_page + 1)
         )
-        if len(rows) <= per_page:  # reached the newest rows: show the newest page whole
-            return keyset_page(session, query, received_at, id_column, per_page=per_page)
-        items = rows[:per_page][::-1]
+        if len(found) <= per_page:  # reached the newest rows: show the newest page whole
+            return keyset_page(session, query, received_at, id_column, per_page=per_page, rows=rows)
+        items = found[:per_page][::-1]
         return Page(items, _cursor_of(items[0]), _cursor_of(items[-1]), total)
     if before:
         query = query.where(key < parse_cursor(before, id_column))
-    rows = list(session.execute(query.order_by(*newest_first).limit(per_page + 1)).scalars())
-    items = rows[:per_page]
+    found = fetch(query.order_by(*newest_first).limit(per_page + 1))
+    items = found[:per_page]
     newer = _cursor_of(items[0]) if before and items else None
-    older = _cursor_of(items[-1]) if len(rows) > per_page else None
+    older = _cursor_of(items[-1]) if len(found) > per_page else None
     return Page(items, newer, older, total)
 
 

@@ -1,5 +1,6 @@
 """Recovery: the work behind ``process-pending``, ``reprocess``, ``pause`` and ``resume``,
-``fetch-missed``, and the admin's counts and "process again".
+``events``, and the admin's counts and "process again" (``fetch-missed`` is
+:mod:`flask_stripe_hooks.backfill`).
 
 The CLI and the admin are thin callers of these functions, and these are thin callers of
 :mod:`flask_stripe_hooks.pipeline`: nothing here runs a handler any other way.
@@ -13,18 +14,15 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-import stripe
 from flask import current_app
 
-from . import audit, event_types, paging, signals, stripe_api
-from .errors import NotAnEvent
-from .events import Event
+from . import audit, event_types, paging
 from .models import endpoint_table, event_table
 from .outcomes import (
     BUSY,
@@ -40,20 +38,17 @@ from .outcomes import (
     PROCESSED,
     QUEUED,
     RETRYING,
+    TWIN,
     UNAVAILABLE,
     Result,
 )
-from .pipeline import hand_over, process_stored, store_event
+from .pipeline import hand_over, process_stored
 from .utils import utcnow
 
 if TYPE_CHECKING:
     from .state import State
 
 log = logging.getLogger("flask_stripe_hooks")
-
-#: Stripe keeps events for 30 days; ``fetch-missed`` cannot look further back.
-EVENTS_KEPT = timedelta(days=30)
-
 
 #: Outcomes that leave an event not run: listed with their reason, counted as failures.
 _PROBLEMS = (FAILED, DEAD, MISSING)
@@ -145,21 +140,39 @@ _IN_ORDER = (
 
 
 def recent_events(
-    state: State, *, type_prefix: str | None = None, status: str | None = None, limit: int = 20
-) -> list[Any]:
-    """Stored events (rows of ``event_table``), newest first: ``flask stripe-hooks events``."""
+    state: State,
+    *,
+    type_prefix: str | None = None,
+    status: str | None = None,
+    account: str | None = None,
+    limit: int = 20,
+    before: str | None = None,
+) -> paging.Page:
+    """A page of stored events (rows of ``event_table``), newest first, older than the cursor
+    ``before``: ``flask stripe-hooks events``. ``account``: one connected account's events
+    (an index range of ``(account, received_at, id)``, whatever the history).
+
+    Raises :class:`~flask_stripe_hooks.errors.BadCursor` for a cursor that cannot be read.
+    """
     prefix = event_types.normalize_prefix(type_prefix)
-    query = (
-        sa.select(event_table)
-        .where(event_types.type_condition(event_table.c.type, prefix))
-        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
-        .limit(limit)
-    )
+    query = sa.select(event_table).where(event_types.type_condition(event_table.c.type, prefix))
     if status:
         query = query.where(event_table.c.status == status)
-    found = list(state.db.session.execute(query))
-    state.db.session.rollback()
-    return found
+    if account:
+        query = query.where(event_table.c.account == account)
+    session = state.db.session
+    try:
+        return paging.keyset_page(
+            session,
+            query,
+            event_table.c.received_at,
+            event_table.c.id,
+            per_page=limit,
+            before=before,
+            rows=True,
+        )
+    finally:
+        session.rollback()
 
 
 def pending_ids(state: State, older_than: timedelta) -> list[str]:
@@ -268,9 +281,18 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     """Mark one event pending, commit, and hand it to the queue callback."""
     session = state.db.session
     done = session.execute(
-        event_table.update().where(event_table.c.id == event_id).values(status=PENDING)
-    ).rowcount  # type: ignore[attr-defined]
+        event_table.update()
+        .where(event_table.c.id == event_id, event_table.c.status != TWIN)
+        .values(status=PENDING)
+    ).rowcount
+    twin_of = None
+    if not done:
+        twin_of = session.execute(
+            sa.select(event_table.c.twin_id).where(event_table.c.id == event_id)
+        ).scalar()
     session.commit()
+    if twin_of is not None:  # its twin ran the business event: that is the one to run
+        return Result(TWIN, f"twin of {twin_of}: it ran the handlers", event_id)
     if not done:
         return Result(MISSING, f"no stored event {event_id}", event_id)
     failed = hand_over(state, event_id)
@@ -318,140 +340,3 @@ def set_paused(state: State, paused: bool, uuids: Iterable[str] = ()) -> int:
         )
     session.commit()
     return len(rows)
-
-
-# -- fetch-missed --------------------------------------------------------------------------
-
-
-@dataclass
-class Missed:
-    """What ``fetch-missed`` found: how many events Stripe listed, and those not stored."""
-
-    seen: int = 0
-    events: list[Event] = field(default_factory=list)
-
-
-def _list_params(
-    since: timedelta, type_prefix: str | None, undelivered: bool = False
-) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "created": {"gte": int((utcnow() - since).timestamp())},
-        "limit": 100,
-    }
-    if undelivered:  # events with a delivery Stripe still counts as failed
-        params["delivery_success"] = "false"
-    prefix = event_types.normalize_prefix(type_prefix)
-    if prefix:
-        names = event_types.matching(prefix)
-        if names == [prefix]:
-            params["type"] = prefix
-        elif 0 < len(names) <= 20:
-            params["types"] = names
-        else:
-            params["type"] = prefix + ".*"
-    return params
-
-
-def find_missed(
-    state: State,
-    *,
-    since: timedelta,
-    type_prefix: str | None = None,
-    account: str = "",
-    livemode: bool = False,
-    undelivered: bool = False,
-) -> Missed:
-    """Read ``GET /v1/events`` (every page) and keep the events not stored, oldest first.
-
-    With ``undelivered``, only events Stripe has not delivered successfully to some
-    endpoint (``delivery_success=false``): the ones worth reconciling on a schedule.
-
-    Raises :class:`~flask_stripe_hooks.stripe_api.StripeAPIError` with a message to act on.
-    """
-    if since > EVENTS_KEPT:
-        raise stripe_api.StripeAPIError(
-            "Stripe keeps events for 30 days; use --since 30d or less.", "since"
-        )
-    client = stripe_api.client_for(state, account=account, livemode=livemode)
-    params = _list_params(since, type_prefix, undelivered)
-    prefix = event_types.normalize_prefix(type_prefix)
-    missed = Missed()
-    session = state.db.session
-    try:
-        listing = client.v1.events.list(params)  # type: ignore[arg-type]
-        page: Iterator[Any] = iter(listing.auto_paging_iter())
-        batch: list[Event] = []
-        for item in page:
-            missed.seen += 1
-            try:
-                event = Event.from_payload(item.to_dict())
-            except NotAnEvent as exc:
-                log.warning("fetch-missed: skipped an item of /v1/events: %s", exc)
-                continue
-            if event_types.in_prefix(event.type, prefix) and event.livemode == livemode:
-                batch.append(event)
-            if len(batch) >= 100:
-                missed.events += _not_stored(session, batch)
-                batch = []
-        missed.events += _not_stored(session, batch)
-    except stripe.PermissionError:
-        raise stripe_api.StripeAPIError(
-            "The key may not read events; use a secret key, or give the restricted key"
-            " read access to Events."
-        ) from None
-    except stripe.StripeError as exc:
-        raise stripe_api.translate(exc, state, account=account, livemode=livemode) from None
-    finally:
-        session.rollback()
-    missed.events.sort(key=lambda e: (e.created or 0, e.id))
-    return missed
-
-
-def _not_stored(session: Any, events: list[Event]) -> list[Event]:
-    if not events:
-        return []
-    ids = [e.id for e in events]
-    stored = set(
-        session.execute(sa.select(event_table.c.id).where(event_table.c.id.in_(ids))).scalars()
-    )
-    seen: set[str] = set()
-    out = []
-    for event in events:
-        if event.id not in stored and event.id not in seen:
-            seen.add(event.id)
-            out.append(event)
-    return out
-
-
-def store_missed(state: State, events: Iterable[Event]) -> Summary:
-    """Store and process (or, in queue mode, queue) events that never arrived."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    summary = Summary()
-    for event in events:
-        with app.app_context():
-            summary.add(store_event(state, event))
-    return summary
-
-
-def reconcile(
-    state: State, *, since: timedelta = EVENTS_KEPT, account: str = "", livemode: bool = False
-) -> tuple[Missed, Summary]:
-    """Store and process the events Stripe has not delivered successfully
-    (``delivery_success=false``) and that are not stored here: ``fetch-missed
-    --undelivered``, and the Celery task on a schedule."""
-    missed = find_missed(state, since=since, account=account, livemode=livemode, undelivered=True)
-    summary = store_missed(state, missed.events)
-    reconciled(missed, summary, undelivered=True)
-    return missed, summary
-
-
-def reconciled(missed: Missed, summary: Summary, *, undelivered: bool) -> None:
-    """Send :data:`~flask_stripe_hooks.signals.events_reconciled` for a ``fetch-missed`` run."""
-    if signals.events_reconciled.receivers:
-        signals.events_reconciled.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            seen=missed.seen,
-            missing=len(missed.events),
-            counts=dict(summary.counts),
-            undelivered=undelivered,
-        )

@@ -35,8 +35,8 @@ PRUNE_COUNT_CAP = 100_000
 def prune_options(
     older_than: timedelta, bodies_older_than: timedelta | None, keep_failed: bool = False
 ) -> dict[str, Any]:
-    """Check ``prune``'s ages (raising :class:`~flask_stripe_hooks.errors.StripeHooksError` with what to
-    change) and return them as its keyword arguments."""
+    """Check ``prune``'s ages (raising :class:`~flask_stripe_hooks.errors.StripeHooksError`
+    with what to change) and return them as its keyword arguments."""
     if older_than < STRIPE_RETRIES_FOR:
         raise StripeHooksError(
             "Stripe retries a delivery for up to 3 days; pruning events younger than that"
@@ -103,21 +103,20 @@ def prune(
     kept = [PENDING, RETRYING, FAILED, DEAD] if keep_failed else [PENDING, RETRYING]
     gone = [PROCESSED, IGNORED] if keep_failed else [PROCESSED, IGNORED, FAILED, DEAD]
     d, e = delivery_table, event_table
+    held = sa.exists().where(e.c.id == d.c.event_id, e.c.status.in_(kept))
     work: dict[str, tuple[sa.Table, list[Any], Any]] = {
-        "deliveries": (
-            d,
-            [
-                d.c.received_at < cutoff,
-                ~sa.exists().where(e.c.id == d.c.event_id, e.c.status.in_(kept)),
-            ],
-            d.delete(),
-        ),
+        "deliveries": (d, [d.c.received_at < cutoff, ~held], d.delete()),
         "events": (e, [e.c.received_at < cutoff, e.c.status.in_(gone)], e.delete()),
     }
     if bodies_older_than is not None:
         work["bodies"] = (
             d,
-            [d.c.received_at < now - bodies_older_than, sa.func.length(d.c.body) > 0],
+            [
+                d.c.received_at < now - bodies_older_than,
+                sa.func.length(d.c.body) > 0,
+                # Not the rows this run deletes whole (so the dry run counts what is cleared).
+                sa.or_(d.c.received_at >= cutoff, held),
+            ],
             d.update().values(body=b"", headers={}),
         )
     found = {"deliveries": 0, "events": 0, "bodies": 0}

@@ -50,6 +50,16 @@ stale_skipped = _signals.signal("stale-skipped")
 #: A valid delivery of an event already processed; no handler ran. kwargs: ``event``.
 duplicate_skipped = _signals.signal("duplicate-skipped")
 
+#: A valid delivery (or run) of one half of a business event sent twice, a snapshot event and
+#: its thin twin, whose other half ran the handlers; no handler ran. kwargs: ``event``,
+#: ``twin_id`` (the other half's id).
+twin_skipped = _signals.signal("twin-skipped")
+
+#: A thin event received during the shadow phase of a move to thin events ran its handlers in
+#: a transaction that was rolled back. kwargs: ``event``, ``exception`` (what a handler
+#: raised, or ``None``).
+event_shadowed = _signals.signal("event-shadowed")
+
 #: In queue mode, an event was stored as pending and handed to the callback.
 #: kwargs: ``event``.
 event_queued = _signals.signal("event-queued")
@@ -65,8 +75,9 @@ publish_failed = _signals.signal("publish-failed")
 #: HTTP status sent back).
 delivery_finished = _signals.signal("delivery-finished")
 
-#: ``flask stripe-hooks doctor`` (or the admin's Health page) found problems with an
-#: endpoint. kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
+#: ``flask stripe-hooks doctor`` found problems with an endpoint (the admin's Health page
+#: shows the same findings and sends nothing: viewing a page is no alert).
+#: kwargs: ``endpoint`` (the :class:`~flask_stripe_hooks.models.WebhookEndpoint`),
 #: ``findings`` (list of :class:`~flask_stripe_hooks.health.Finding`).
 endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 
@@ -76,7 +87,8 @@ endpoint_unhealthy = _signals.signal("endpoint-unhealthy")
 events_reconciled = _signals.signal("events-reconciled")
 
 #: The signals that carry an ``event``, by name, with the outcome each stands for (metrics
-#: and traces connect to them by name; the last four come with retries and ordering).
+#: and traces connect to them by name; ``event-retrying`` to ``stale-skipped`` come with
+#: retries and ordering, the last two with thin events).
 EVENT_OUTCOMES = {
     "event-processed": "processed",
     "event-failed": "failed",
@@ -86,6 +98,8 @@ EVENT_OUTCOMES = {
     "event-ignored": "ignored",
     "event-dead": "dead",
     "stale-skipped": "stale",
+    "twin-skipped": "twin",
+    "event-shadowed": "shadow",
 }
 
 

@@ -57,8 +57,12 @@ class State:
     #: ``STRIPE_HOOKS_ALLOWED_IPS``, parsed (pipeline/guard.py): ``check(remote_addr) -> bool``;
     #: None: off.
     allowed_ips: Callable[[str | None], bool] | None = None
-    #: ``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE`` (``guard.RejectedLimit``); None: no limit.
+    #: ``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE`` and ``..._BYTES_PER_MINUTE``
+    #: (``guard.RejectedLimit``); None: no limit.
     rejected_limit: Any = None
+    #: ``STRIPE_HOOKS_REJECTED_PREFIX``: bytes of a rejected delivery's body (and characters
+    #: of its headers) kept; None: all.
+    rejected_prefix: int | None = 4096
     #: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose body is kept; None: all.
     keep_body: frozenset[str] | None = None
     #: ``STRIPE_HOOKS_REDACT``: ``redact(data) -> data`` stored for each event; None: off.

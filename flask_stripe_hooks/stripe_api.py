@@ -14,12 +14,18 @@ and, for more than one Stripe account, named accounts::
             "live_secret_key": "sk_live_...",
             "secret_key": "...",               # optional: either mode, by its prefix
             "stripe_account": "acct_...",      # optional: a connected account (Stripe-Account)
+            "stripe_context": "acct_...",      # optional: with an organization key (sk_org_...),
+                                               # the account its requests act in (Stripe-Context)
             "api_version": "2025-...",         # optional: overrides STRIPE_API_VERSION
         },
     }
 
 ``STRIPE_API_VERSION`` pins the ``Stripe-Version`` of requests; ``STRIPE_HOOKS_API_BASE``
 sends every request to a local fake instead of ``https://api.stripe.com``.
+
+An event reaches Stripe as the account it happened in (:func:`client_as`): a connected
+account's event with ``Stripe-Account``, an event that names its ``context`` (thin events,
+Organizations) with ``Stripe-Context``; the key is always that of the endpoint's account.
 
 The endpoint functions return Stripe's answers as plain dicts; :func:`create_endpoint`,
 :func:`update_endpoint` and :func:`delete_endpoint` take ``thin`` and hide which API serves
@@ -44,7 +50,9 @@ from .utils import mode_name
 if TYPE_CHECKING:
     from .state import State
 
-_SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*_]+|\bwhsec_[A-Za-z0-9*_\-]+")
+_SECRET = re.compile(r"\b(?:sk|rk|pk)_(?:test|live|org)_[A-Za-z0-9*_]+|\bwhsec_[A-Za-z0-9*_\-]+")
+#: The prefix of an organization key: every request made with one needs ``Stripe-Context``.
+ORG_KEY_PREFIX = "sk_org_"
 _LIMIT = re.compile(r"maximum (?:number )?of (\d+)", re.IGNORECASE)
 
 
@@ -118,14 +126,69 @@ def client_for(state: State, *, account: str = "", livemode: bool = False) -> st
         return client  # type: ignore[no-any-return]
     key, _ = key_source(state, account=account, livemode=livemode)
     settings = _account_config(state, account) if account else {}
-    options: dict[str, Any] = {"stripe_version": api_version(state, account)}
-    if settings.get("stripe_account"):
-        options["stripe_account"] = settings["stripe_account"]
-    if state.api_base:
-        options["base_addresses"] = {"api": str(state.api_base).rstrip("/")}
+    options = _options(state, account)
+    for name in ("stripe_account", "stripe_context"):
+        if settings.get(name):
+            options[name] = settings[name]
     client = stripe.StripeClient(key, **options)
     state.clients[cache_key] = client
     return client
+
+
+def _options(state: State, account: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"stripe_version": api_version(state, account)}
+    if state.api_base:
+        options["base_addresses"] = {"api": str(state.api_base).rstrip("/")}
+    return options
+
+
+def client_as(
+    state: State,
+    *,
+    account: str = "",
+    livemode: bool = False,
+    connected: str = "",
+    context: str = "",
+) -> stripe.StripeClient:
+    """The client of ``account``'s key (the platform's) acting in the account an event
+    happened in: every request it makes carries that account.
+
+    ``connected``: a connected account (``acct_...``, a Connect event's ``account``), sent as
+    ``Stripe-Account``. ``context``: a ``Stripe-Context`` (a thin event's ``context``, an
+    Organization's event's), sent when there is no ``connected`` account. An organization
+    key (``sk_org_...``) needs ``Stripe-Context`` on every request: it gets ``context``, or
+    else the account's ``stripe_context`` followed by ``/`` and ``connected``.
+
+    With neither, the account's own client (:func:`client_for`). Building one costs
+    microseconds; it shares the account client's connections.
+    """
+    base = client_for(state, account=account, livemode=livemode)
+    if not connected and not context:
+        return base
+    key, source = key_source(state, account=account, livemode=livemode)
+    options = _options(state, account)
+    if key.startswith(ORG_KEY_PREFIX):
+        if not context:
+            parent = (_account_config(state, account) if account else {}).get("stripe_context")
+            if not parent:
+                raise StripeAPIError(
+                    f"{source} holds an organization key, which needs Stripe-Context: the event"
+                    f" names no context, so set {_setting(account, 'stripe_context')} to the"
+                    f" platform's account id (requests for {connected} then carry"
+                    f" acct_.../{connected})."
+                )
+            context = f"{parent}/{connected}"
+        options["stripe_context"] = context
+    elif connected:
+        options["stripe_account"] = connected
+    else:
+        options["stripe_context"] = context
+    # One connection pool per account, as stripe-python's own StripeClient.with_stripe_context.
+    return stripe.StripeClient(key, http_client=base._requestor._client, **options)
+
+
+def _setting(account: str, name: str) -> str:
+    return f"STRIPE_HOOKS_ACCOUNTS[{account or 'NAME'!r}][{name!r}]"
 
 
 def api_version(state: State, account: str = "") -> str:
@@ -301,6 +364,29 @@ def update_event_destination(
             toggle = service.disable if disabled else service.enable
             answer = toggle(stripe_id).to_dict()
     return answer
+
+
+def list_thin_destinations(
+    state: State, *, account: str = "", livemode: bool = False
+) -> list[dict[str, Any]]:
+    """Every event destination of the account in this mode that posts thin events to a
+    webhook URL (``GET /v2/core/event_destinations``, all pages), v1-shaped (see
+    :func:`_as_webhook_endpoint`) with its ``description`` and ``metadata``. Destinations of
+    other types (Amazon EventBridge, Azure Event Grid) and snapshot ones are left out."""
+    client = client_for(state, account=account, livemode=livemode)
+    params = {"include": ["webhook_endpoint.url"], "limit": 100}
+    with _calling(state, account, livemode, "GET /v2/core/event_destinations"):
+        page = client.v2.core.event_destinations.list(params)  # type: ignore[arg-type]
+        found = [d.to_dict() for d in page.auto_paging_iter()]
+    return [
+        {
+            **_as_webhook_endpoint(d),
+            "description": d.get("description") or "",
+            "metadata": d.get("metadata") or {},
+        }
+        for d in found
+        if d.get("type") == "webhook_endpoint" and d.get("event_payload") == "thin"
+    ]
 
 
 # -- either: the endpoint functions endpoints.py calls ---------------------------------------

@@ -22,6 +22,8 @@ from .outcomes import (
     REFUSED,
     REJECTED,
     RETRYING,
+    SHADOW,
+    TWIN,
     UNAVAILABLE,
 )
 from .pipeline import receiver
@@ -39,6 +41,8 @@ STATUS = {
     PAUSED: 200,
     IGNORED: 200,
     DEAD: 200,
+    TWIN: 200,
+    SHADOW: 200,
     RETRYING: 503,
     REJECTED: 400,
     FORBIDDEN: 403,

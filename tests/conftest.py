@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.testing import create_endpoint, new_secret
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     FIGURES,
     FIGURES_FILE,
     LeakGuard,
@@ -29,8 +27,8 @@ from helpers import (  # noqa: E402
     missing,
     reset_postgres,
 )
-from pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
-from queue_support import marks, processes, redis_server, redis_url  # noqa: E402, F401
+from support.pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
+from support.queue_support import marks, processes, redis_server, redis_url  # noqa: E402, F401
 
 #: Where the run's PostgreSQL comes from, for the summary.
 POSTGRES_FROM: list[str] = []
@@ -119,6 +117,13 @@ def endpoint(app: Flask, db: SQLAlchemy, secret: str) -> Any:
         return create_endpoint(db, secret=secret)
 
 
+@pytest.fixture
+def thin_endpoint(app: Flask, db: SQLAlchemy, secret: str) -> Any:
+    """An endpoint whose payload style is thin (an event destination), with ``secret``."""
+    with app.app_context():
+        return create_endpoint(db, secret=secret, payload="thin")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if terminalreporter.config.option.collectonly:
         return
@@ -189,3 +194,11 @@ def stripe_server() -> Iterator[Any]:
 def stub(stripe_server: Any) -> Any:
     stripe_server.reset()
     return stripe_server
+
+
+@pytest.fixture
+def stub_app(app_factory: Any, stub: Any) -> Flask:
+    """An app whose Stripe API is the fake ``stub``, with its test key ``sk_test_stub``."""
+    return app_factory(  # type: ignore[no-any-return]
+        STRIPE_TEST_SECRET_KEY="sk_test_stub", STRIPE_HOOKS_API_BASE=stub.url
+    )

@@ -22,8 +22,8 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from admin_support import ADMIN, allow, basic_auth
-from helpers import handled, record, rows
+from support.admin_support import ADMIN, allow, basic_auth
+from support.helpers import handled, record, rows
 
 PAGES = ["/", "/endpoints/new", "/events/", "/deliveries/"]
 

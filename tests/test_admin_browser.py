@@ -3,7 +3,7 @@ served by a real WSGI server on loopback, with Stripe's API answered by
 flask_stripe_hooks.testing.FakeStripe. Layouts are checked at a laptop's width (1280 px) and a
 phone's (390 px).
 
-The screenshots of docs/admin.md come from tests/screenshots.py, which the last test runs.
+The screenshots of docs/admin.md come from tests/support/screenshots.py, which the last test runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import FakeStripe, build_event, sign_payload, webhook_path
 
-from admin_support import (
+from support.admin_support import (
     ADMIN,
     DESKTOP,
     PASSWORD,
@@ -26,7 +26,7 @@ from admin_support import (
     seed_history,
     serve_example,
 )
-from helpers import rows
+from support.helpers import rows
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +288,8 @@ def test_a_failed_run_is_shown_with_its_traceback(serve, page):
 
 
 def test_screenshots_script(browser, tmp_path):
-    """tests/screenshots.py writes the pictures of docs/admin.md, each small enough."""
-    from screenshots import DOCS_IMG, take
+    """tests/support/screenshots.py writes the pictures of docs/admin.md, each small enough."""
+    from support.screenshots import DOCS_IMG, take
 
     names = sorted(path.name for path in take(tmp_path, browser))
     assert names == sorted(p.name for p in DOCS_IMG.glob("admin-*.png"))

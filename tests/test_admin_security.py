@@ -35,8 +35,8 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
-from admin_support import ADMIN, allow, basic_auth, launch_chromium
-from helpers import FIGURES, count, record, rows
+from support.admin_support import ADMIN, allow, basic_auth, launch_chromium
+from support.helpers import FIGURES, count, record, rows
 
 
 def make(app_factory: Any, stub: FakeStripe, **config: Any) -> Flask:

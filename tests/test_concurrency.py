@@ -12,9 +12,10 @@ from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, sign_payload
 
-from helpers import handled, make_app, reset_postgres, rows
+from support.helpers import handled, make_app, reset_postgres, rows
 
-WORKER = Path(__file__).with_name("concurrent_delivery.py")
+#: Run as ``python -m support.concurrent_delivery`` from tests/.
+TESTS = Path(__file__).parent
 PROCESSES = 6
 
 
@@ -30,7 +31,8 @@ def deliver_concurrently(app, url: str, tmp_path: Path, fail: bool) -> list[str]
         subprocess.Popen(
             [
                 sys.executable,
-                str(WORKER),
+                "-m",
+                "support.concurrent_delivery",
                 url,
                 str(endpoint.uuid),
                 str(body_file),
@@ -38,6 +40,7 @@ def deliver_concurrently(app, url: str, tmp_path: Path, fail: bool) -> list[str]
                 str(start_at),
                 "1" if fail else "0",
             ],
+            cwd=TESTS,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -33,7 +33,7 @@ from example_app import create_app, db
 from flask_migrate import upgrade
 from flask_stripe_hooks.testing import new_secret
 
-from helpers import NODE_HINT, missing
+from support.helpers import NODE_HINT, missing
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin" / "stripe"

@@ -20,7 +20,7 @@ from flask_stripe_hooks.pipeline.endpoint_cache import endpoint_by_uuid
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record
+from support.helpers import handled, record
 
 
 @pytest.fixture

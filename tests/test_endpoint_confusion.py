@@ -17,7 +17,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import count, handled, record, rows
+from support.helpers import count, handled, record, rows
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from flask_stripe_hooks.stripe_api import client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
 from werkzeug.serving import make_server
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 TEST_KEY, LIVE_KEY = "sk_test_stub", "sk_live_stub"
 
@@ -419,9 +419,10 @@ def test_sync_endpoints(app: Flask, stub: FakeStripe, client: Any) -> None:
     assert result.exit_code == 0, result.output
     assert "1 updated, 1 imported, 0 unchanged, 1 missing on Stripe." in result.output
     assert "set-secret" in result.output and f"{stale.uuid}" in result.output
-    (call,) = stub.calls()
+    call, destinations = stub.calls()  # and the v2 event destinations (thin endpoints)
     assert (call.method, call.path, call.query) == ("GET", "/v1/webhook_endpoints",
                                                     {"limit": "100"})  # fmt: skip
+    assert (destinations.method, destinations.path) == ("GET", "/v2/core/event_destinations")
     by_id = {e.stripe_id: e for e in rows(app, WebhookEndpoint)}
     assert by_id[known.stripe_id].description == "edited in the Dashboard"
     assert by_id[known.stripe_id].enabled_events == ["invoice.paid"]

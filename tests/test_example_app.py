@@ -11,7 +11,7 @@ from example_app import create_app, db
 from example_app.models import ActivityLog, Customer
 from flask_migrate import upgrade
 
-from helpers import expected_lz4_columns, lz4_columns
+from support.helpers import expected_lz4_columns, lz4_columns
 
 
 @pytest.fixture
@@ -86,3 +86,74 @@ def test_quickstart_flow(example, secret):
     ]
     page = example.test_client().get("/").get_data(as_text=True)
     assert "jane@example.com" in page and re.search(r"trial of sub_\w+ ends soon", page)
+
+
+# -- the login's redirect ----------------------------------------------------------------------
+
+ADMIN_HOME = "/stripe-hooks/admin/"
+
+
+@pytest.fixture
+def login(tmp_path):
+    """``login(next)``: log in with the right password, ``?next=`` as given (raw, as a browser
+    or an attacker writes it in the URL); the response."""
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'login.db'}",
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "ADMIN_PASSWORD": "open-sesame",
+        }
+    )
+
+    def post(next_: str):
+        return app.test_client().post(
+            f"/login?next={next_}", data={"username": "admin", "password": "open-sesame"}
+        )
+
+    yield post
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "/%09/evil.example",  # a tab, dropped by browsers
+        "/%0a/evil.example",
+        "/%0d%0aLocation:%20https://evil.example",  # CR/LF: a header of our own
+        "%0d%0a//evil.example",
+        "//evil.example",
+        "///evil.example",  # no host for urlsplit, one for a browser
+        "/%5Cevil.example",  # /\ : browsers read \ as /
+        "/%5C/evil.example",
+        "%5C%5Cevil.example",
+        "https://evil.example/",
+        "https:evil.example",
+        "javascript:alert(1)",
+        "%20/evil.example",
+        "/%E3%80%80/evil.example",  # an ideographic space
+        "evil.example",
+        "",
+    ],
+)
+def test_login_never_redirects_off_site(login, next_):
+    response = login(next_)
+    assert response.status_code == 302
+    assert response.headers["Location"] == ADMIN_HOME
+
+
+@pytest.mark.parametrize(
+    "next_, location",
+    [
+        ("/stripe-hooks/admin/events/", "/stripe-hooks/admin/events/"),
+        (
+            "/stripe-hooks/admin/events/%3Fstatus%3Dfailed",
+            "/stripe-hooks/admin/events/?status=failed",
+        ),
+        ("/", "/"),
+    ],
+)
+def test_login_redirects_within_the_site(login, next_, location):
+    response = login(next_)
+    assert (response.status_code, response.headers["Location"]) == (302, location)

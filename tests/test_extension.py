@@ -14,7 +14,7 @@ from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 from flask_wtf import CSRFProtect
 
-from helpers import expected_lz4_columns, lz4_columns
+from support.helpers import expected_lz4_columns, lz4_columns
 
 
 def bare_app(tmp_path, **config) -> Flask:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stripe
 from flask_stripe_hooks.testing import FakeStripe, build_event
+
+from support.helpers import fetch_json
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +29,7 @@ def client(fake: FakeStripe, key: str = "sk_test_fake") -> stripe.StripeClient:
 
 
 def raw(fake: FakeStripe, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(fake.url + path, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
+    return fetch_json(fake.url + path, headers=headers)
 
 
 def test_webhook_endpoint_lifecycle(fake: FakeStripe) -> None:

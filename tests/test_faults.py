@@ -21,7 +21,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
-from helpers import count, handled, make_app, record, reset_postgres, rows
+from support.helpers import count, handled, make_app, record, reset_postgres, rows
 
 pytestmark = pytest.mark.postgres
 

@@ -44,7 +44,7 @@ from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import count, make_app, reset_postgres, stored_text
+from support.helpers import count, make_app, reset_postgres, stored_text
 
 SQLITE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 POSTGRES_EXAMPLES = max(SQLITE_EXAMPLES // 5, 50)
@@ -484,7 +484,13 @@ def _signatures() -> list[Signature]:
         s("negative t", False)(lambda b, k, o, t: sign(b, k, -t)),
         s("just inside the window", True)(lambda b, k, o, t: sign(b, k, t - TOLERANCE + 30)),
         s("just inside, future", True)(lambda b, k, o, t: sign(b, k, t + TOLERANCE - 30)),
-        s("huge header, good one inside", True)(
+        s("eight v1, good one last", True)(
+            lambda b, k, o, t: f"t={t}" + f",v1={FAKE}" * 7 + f",v1={v1(sign(b, k, t))}"
+        ),
+        # stripe-python accepts the next two; the extension refuses them (more than
+        # MAX_SIGNATURES, a header over MAX_SIGNATURE_HEADER): tests/test_trust.py.
+        s("nine v1, good one first", None)(lambda b, k, o, t: sign(b, k, t) + f",v1={FAKE}" * 8),
+        s("huge header, good one inside", None)(
             lambda b, k, o, t: sign(b, k, t) + f",v1={FAKE}" * 1500
         ),
         s("huge header of junk", False)(
@@ -686,7 +692,8 @@ def check(target: Target, body: Body, sig: Signature, shape: Shape) -> None:
     if new_deliveries:
         delivery = target.last_delivery()
         assert not delivery.valid and delivery.outcome == "rejected"
-        assert status == 400 and delivery.error and delivery.error in text
+        # The reason answered; a cut body or header is noted after it.
+        assert status == 400 and delivery.error and delivery.error.startswith(text.strip())
     if status == 400 and response.mimetype == "text/plain":
         assert 0 < len(text.strip()) < 80 and "\n" not in text.strip(), text
     if header is None or not known_path or shape.method != "POST" or status == 413:

@@ -21,7 +21,7 @@ from flask_stripe_hooks.pipeline import guard
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, sign_payload
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from helpers import handled, make_app, record, rows
+from support.helpers import handled, make_app, record, rows
 
 SHIPPED = json.loads((Path(ips.__file__).parent / "data" / ips.IPS_FILE).read_text("utf-8"))[
     "WEBHOOKS"
@@ -272,7 +272,9 @@ def test_flood_limit_per_endpoint_on_each_database(app_factory, endpoint_of):
         counts[delivery.endpoint_id] += 1
     assert counts[second.id] == 3 and 5 <= counts[first.id] <= 10
     # No limit: every rejected delivery is kept.
-    unlimited = app_factory(STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None)
+    unlimited = app_factory(
+        STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE=None, STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE=None
+    )
     assert unlimited.extensions["stripe_hooks"].rejected_limit is None
     third = endpoint_of(unlimited)
     assert flood(unlimited, third, 20) == {400}

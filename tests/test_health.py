@@ -14,8 +14,8 @@ from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver
 from flask_stripe_hooks.utils import utcnow
 
-from admin_support import ADMIN, basic_auth
-from helpers import rows
+from support.admin_support import ADMIN, basic_auth
+from support.helpers import rows
 
 TEST_KEY = "sk_test_doctor"
 

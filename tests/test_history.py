@@ -17,8 +17,8 @@ from flask_stripe_hooks.models import delivery_table, event_table
 from flask_stripe_hooks.testing import create_endpoint
 from flask_stripe_hooks.utils import utcnow
 
-from admin_support import ADMIN, allow
-from history_support import fill
+from support.admin_support import ADMIN, allow
+from support.history_support import fill
 
 ROW = re.compile(r">(evt_[a-z]+\d+)<")
 OLDER = re.compile(r'href="([^"]+)" rel="next">Older')
@@ -135,9 +135,7 @@ def test_counts_stop_at_a_thousand(app, endpoint_id):
     # The health checks read at most the cap's worth too.
     health = html.unescape(client.get(ADMIN + "/health").text)
     assert "1,000+ event(s) failed in their handlers." in health
-    assert (
-        "1,000 of the last 1,000 deliveries failed (100%); successful: none in the last" in health
-    )
+    assert "1,000 of the last 1,000 deliveries failed in the last 24 hours (100%)" in health
 
 
 def test_deliveries_page_by_time_and_filter(app, endpoint_id):
@@ -181,7 +179,7 @@ def test_prune_goes_in_batches_keeps_pending_and_clears_bodies_sooner(app, endpo
         state = get_state()
         options = retention.prune_options(timedelta(days=30), timedelta(days=7))
         dry = retention.prune(state, **options, dry_run=True)
-        assert dry == {"deliveries": 38, "events": 38, "bodies": 50}
+        assert dry == {"deliveries": 38, "events": 38, "bodies": 12}  # what the real run does
         batches: list[int] = []
         done = retention.prune(state, **options, batch=3, progress=batches.append)
         assert done == {"deliveries": 38, "events": 38, "bodies": 12}

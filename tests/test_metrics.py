@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import record
+from support.helpers import record
 
 EXPORTER = InMemorySpanExporter()
 

@@ -22,7 +22,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
 )
 
-from helpers import make_app, reset_postgres, rows
+from support.helpers import make_app, reset_postgres, rows
 
 T0 = 1_780_000_000
 
@@ -244,13 +244,15 @@ def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url, tmp_
                 subprocess.Popen(
                     [
                         sys.executable,
-                        str(Path(__file__).with_name("ordered_delivery.py")),
+                        "-m",
+                        "support.ordered_delivery",
                         postgres_url,
                         str(endpoint.uuid),
                         str(start_at),
                         str(path),
                         header,
                     ],
+                    cwd=Path(__file__).parent,  # python -m support.NAME from tests/
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,

@@ -1,6 +1,6 @@
 """Queue mode with real parts: a Redis server, Celery worker processes, PostgreSQL and SQLite.
 
-The worker runs ``tests/queue_app.py`` (see its docstring for what the test handlers do).
+The worker runs ``tests/support/queue_app.py`` (see its docstring for what the test handlers do).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
-import queue_app
-from helpers import handled, record, rows
-from queue_support import (
+from support import queue_app
+from support.helpers import handled, record, rows
+from support.queue_support import (
     CutProxy,
     app_env,
     start_worker,

@@ -2,7 +2,7 @@
 a thread, a hung broker (a real ``redis-server`` stopped with SIGSTOP), a killed worker whose
 events the ready-made beat schedule brings back, and a batch's order.
 
-The worker runs ``tests/queue_app.py`` (see its docstring for what the test handlers do).
+The worker runs ``tests/support/queue_app.py`` (see its docstring for what the test handlers do).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret, post_event
 from prometheus_client import CollectorRegistry
 
-import queue_app
-from helpers import handled, rows
-from queue_support import (
+from support import queue_app
+from support.helpers import handled, rows
+from support.queue_support import (
     app_env,
     free_port,
     port_open,

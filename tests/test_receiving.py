@@ -22,7 +22,7 @@ from flask_stripe_hooks.testing import (
 )
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_bodies_that_are_not_events_are_400(app, client, endpoint, secret, recor
     assert reason in response.get_data(as_text=True)
     assert handled(app) == [] and rows(app, StripeEvent) == []
     (delivery,) = rows(app, WebhookDelivery)
-    assert delivery.body == body and delivery.valid is False
+    assert delivery.body == body[:4096] and delivery.valid is False  # a rejected one's prefix
 
 
 def _sign_bytes(body: bytes, secret: str) -> str:

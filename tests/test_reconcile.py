@@ -11,7 +11,7 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 TEST_KEY = "sk_test_stub"  # one of the keys conftest's fake Stripe API (``stub``) accepts
 

@@ -16,7 +16,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, delivery_tab
 from flask_stripe_hooks.testing import FakeStripe, build_event, create_endpoint, deliver, new_secret
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 TEST_KEY, LIVE_KEY = "sk_test_recovery51Habc", "sk_live_recovery51Habc"
 
@@ -178,9 +178,12 @@ def test_reprocess_failed_with_filters(app: Flask, hooks: StripeHooks, endpoint:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "Give event ids, or --failed (not both)."),
-        (["evt_1", "--failed"], "Give event ids, or --failed (not both)."),
+        ([], "Give event ids, or --failed for every failed or dead event."),
+        (["evt_1", "--failed"], "Give event ids or --failed, not both."),
         (["evt_1", "--since", "2d"], "--since and --type go with --failed."),
+        (["--type", "invoice"], "--since and --type go with --failed."),
+        (["--since", "2d"], "--since and --type go with --failed."),
+        (["--failed", "--enqueue", "--dry-run"], "--enqueue needs queue mode"),
         (["--failed", "--type", "custmer"], "did you mean 'customer'?"),
     ],
 )
@@ -398,6 +401,8 @@ def test_counts(queue_mode: Any) -> None:
             "retrying": 0,
             "ignored": 0,
             "dead": 0,
+            "twin": 0,
+            "shadow": 0,
             "last_24h": 3,
             "failed_24h": 1,
         }

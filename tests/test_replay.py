@@ -20,7 +20,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.pipeline import process_stored, verification
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
-from helpers import count, handled, record, rows
+from support.helpers import count, handled, record, rows
 
 TOLERANCE = 300
 

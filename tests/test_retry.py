@@ -14,7 +14,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 from flask_stripe_hooks.utils import utcnow
 
-from helpers import handled, record, rows
+from support.helpers import handled, record, rows
 
 ZERO = timedelta(0)
 
@@ -192,18 +192,14 @@ def test_queue_mode_retry_is_due_later_and_swept(app_factory, hooks):
 def test_celery_requeues_a_retry(
     database_url: str, redis_url: str, tmp_path: Path, processes: list[Any]
 ) -> None:
-    import queue_app
-    from queue_support import app_env, start_worker, wait_until
+    from support import queue_app
+    from support.queue_support import app_env, queue_app_in, start_worker, wait_until
 
     marks = tmp_path / "marks"
     marks.mkdir()
     env = app_env(database_url, marks, REDIS_URL=redis_url)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        app = queue_app.create_app()
+    app = queue_app_in(env)
     with app.app_context():
-        queue_app.db.create_all()
         endpoint = create_endpoint(queue_app.db)
     client = app.test_client()
     later = build_event("customer.created", {"metadata": {"retry_once": True}})
@@ -225,7 +221,7 @@ def test_celery_requeues_a_retry(
 
 
 def test_admin_shows_retrying_ignored_and_dead(app_factory, hooks):
-    from admin_support import allow
+    from support.admin_support import allow
 
     app = app_factory(STRIPE_HOOKS_MAX_ATTEMPTS=2, STRIPE_HOOKS_ADMIN_AUTH=allow)
     plan: list[Exception] = [

@@ -1,4 +1,4 @@
-"""gunicorn with 4 workers on PostgreSQL under load from another process (tests/loadgen.py):
+"""gunicorn with 4 workers on PostgreSQL under load from another process (tests/support/loadgen.py):
 duplicates, some at the same moment, and handlers that fail on their first call. Every event
 must end processed, every handler effect applied exactly once, nothing lost."""
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from flask_stripe_hooks.models import delivery_table, event_table
 from flask_stripe_hooks.testing import create_endpoint, new_secret, webhook_path
 
-import queue_app
-from queue_support import TESTS, app_env, start_gunicorn
+from support import queue_app
+from support.queue_support import TESTS, app_env, start_gunicorn
 
 DELIVERIES = int(os.environ.get("SCALE_DELIVERIES", 5000))
 
@@ -49,7 +49,13 @@ def test_gunicorn_under_load_processes_every_event_exactly_once(
 
     report_file = tmp_path / "report.json"
     load = subprocess.run(
-        [sys.executable, str(TESTS / "loadgen.py"), base + path, "--out", str(report_file)]
+        [
+            sys.executable,
+            str(TESTS / "support" / "loadgen.py"),
+            base + path,
+            "--out",
+            str(report_file),
+        ]
         + ["--deliveries", str(DELIVERIES), "--duplicates", "0.3", "--fail", "0.05"]
         + ["--concurrency", "16"],
         env={**env, "STRIPE_WEBHOOK_SECRET": secret},

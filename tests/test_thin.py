@@ -39,7 +39,7 @@ from flask_stripe_hooks.testing import (
     webhook_path,
 )
 
-from helpers import NODE_HINT, handled, missing, record, rows
+from support.helpers import NODE_HINT, handled, missing, record, rows
 
 TEST_KEY, LIVE_KEY, EU_KEY = "sk_test_stub", "sk_live_stub", "sk_test_eu"
 API_VERSION = "2025-03-31.basil"
@@ -74,12 +74,6 @@ def app(app_factory: Any, stub: FakeStripe) -> Flask:
         STRIPE_HOOKS_ACCOUNTS={"eu": {"test_secret_key": EU_KEY}},
         STRIPE_HOOKS_ADMIN_AUTH=allow,
     )
-
-
-@pytest.fixture
-def thin_endpoint(app: Flask, db: Any, secret: str) -> Any:
-    with app.app_context():
-        return create_endpoint(db, secret=secret, payload="thin")
 
 
 @pytest.fixture
@@ -224,7 +218,8 @@ def test_thin_payload_on_snapshot_endpoint_is_400(app, client, endpoint, seen):
         ('{"id": "evt_1", "object": "v2.core.ev', "sign", "body is not JSON"),
         (json.dumps({**build_thin_event(NO_METER), "n": float("nan")}), "sign", "body is not JSON"),
         ("[" * 100_000 + "]" * 100_000, "sign", "body is not JSON"),
-        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "body is not a Stripe thin event"),
+        ('{"object": "v2.core.event", "type": "v1.x"}', "sign", "event has no valid id"),
+        ('{"id": "evt_1", "object": "list", "type": "v1.x"}', "sign", "body is not a Stripe thin"),
         (
             '{"id": "evt_1", "object": "v2.core.event", "type": "v1.billing.meter.no_meter_found",'
             ' "created": "2026-01-01T00:00:00Z"}',
@@ -309,6 +304,8 @@ def test_duplicate_runs_handlers_once_and_failure_is_retried(app, client, thin_e
 
 
 def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
+    """The event's meter on the fake, in the account of the event's context (as on Stripe,
+    only requests carrying that ``Stripe-Context`` see it)."""
     related = notification["related_object"]
     return stub.add_object(
         related["url"],
@@ -320,6 +317,7 @@ def meter(stub: FakeStripe, notification: dict[str, Any]) -> dict[str, Any]:
             "status": "active",
             "livemode": False,
         },
+        account=notification.get("context") or "",
     )
 
 
@@ -604,14 +602,14 @@ def test_delete_of_a_destination_gone_on_stripe_is_not_an_error(app, db, stub, s
     assert rows(app, WebhookEndpoint) == []
 
 
-def test_sync_endpoints_leaves_thin_endpoints_alone(app, db, stub, secret):
+def test_sync_endpoints_reports_a_thin_endpoint_gone_on_stripe(app, db, stub, secret):
     with app.app_context():
-        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_kept")
-    result = cli(app, "sync-endpoints")
+        create_endpoint(db, secret=secret, payload="thin", stripe_id="ed_test_gone")
+    result = cli(app, "sync-endpoints")  # thin endpoints are synced too (test_thin_sync.py)
     assert result.exit_code == 0, result.output
-    assert "missing" not in result.output
+    assert "1 missing on Stripe" in result.output and "ed_test_gone" in result.output
     (endpoint,) = rows(app, WebhookEndpoint)
-    assert endpoint.status == "enabled"
+    assert endpoint.status == "enabled"  # left alone
 
 
 # -- CLI: register, send-test-event, event-types -----------------------------------------------

@@ -18,8 +18,8 @@ from flask_stripe_hooks import audit, endpoints
 from flask_stripe_hooks.models import AuditEntry, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, deliver, new_secret
 
-from helpers import missing, rows
-from pgserver import find_bindir
+from support.helpers import missing, rows
+from support.pgserver import find_bindir
 
 ADMIN = "/stripe-hooks/admin"
 KEY, OTHER = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -125,10 +125,12 @@ def test_unreadable_secret_is_logged_naming_the_key(app_factory, caplog):
         app.test_client(), endpoint.uuid, build_event("customer.created"), secret=secret
     )
     assert response.status_code == 503
+    assert "STRIPE_HOOKS_ENCRYPTION_KEY" in response.text and "database" not in response.text
     assert any(
         "STRIPE_HOOKS_ENCRYPTION_KEY" in r.getMessage() and r.levelname == "ERROR"
         for r in caplog.records
     )
+    assert not any("database" in r.getMessage() for r in caplog.records)
 
 
 def test_encrypt_secrets_is_idempotent(app_factory):

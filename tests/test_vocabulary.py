@@ -15,7 +15,7 @@ from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import event_table
 from flask_stripe_hooks.testing import build_event, create_endpoint, event_for
 
-from helpers import missing
+from support.helpers import missing
 
 #: Stored types, and which of them the prefix ``invoice`` holds.
 TYPES = {
@@ -88,7 +88,7 @@ def test_type_condition_is_the_same_filter_in_sql(app: Flask) -> None:
         failed = recovery.failed_ids(get_state(), type_prefix="invoice.*")
         assert sorted(ids[i] for i in failed) == sorted(t for t, held in TYPES.items() if held)
         recent = recovery.recent_events(get_state(), type_prefix="invoice_payment", limit=100)
-        assert [e.type for e in recent] == ["invoice_payment.paid"]
+        assert [e.type for e in recent.items] == ["invoice_payment.paid"]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -24,13 +24,14 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from .. import event_types
-from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED
+from ..events import ACCOUNT_PATH
+from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED, SHADOW, TWIN
 from ..utils import parse_duration
 
-DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED)
+DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED, TWIN, SHADOW)
 
 
 def choices(*pairs: tuple[str, str] | str) -> list[SelectChoice]:
@@ -167,6 +168,16 @@ class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
     status = SelectField("Status", choices=choices(("", "any"), *EVENT_STATUSES), default="")
     mode = SelectField("Mode", choices=[*choices(("", "any")), *mode_choices()], default="")
+    account = StringField(
+        "Account",
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(rf"^{ACCOUNT_PATH.pattern}$", message="Not a Stripe account id (acct_...)."),
+        ],
+        render_kw={"placeholder": "acct_..."},
+    )
 
 
 class DeliveryFilterForm(Form):

@@ -24,10 +24,10 @@ from wtforms import Form
 
 from .. import audit, endpoints, event_types, health, paging, recovery
 from ..crypto import sealed, unseal
-from ..errors import StripeHooksError, UnreadableSecret
+from ..errors import BadCursor, StripeHooksError, UnreadableSecret
 from ..events import Event
 from ..models import StripeEvent, WebhookDelivery, WebhookEndpoint, active_secrets
-from ..outcomes import FAILED, MISSING, REJECTED
+from ..outcomes import DEAD, FAILED, MISSING, QUEUED, REJECTED, TWIN
 from ..state import get_state
 from ..utils import fmt_time as utc_time
 from ..utils import mask, parse_duration, utcnow
@@ -275,6 +275,8 @@ def event_list() -> Any:
             query = query.where(StripeEvent.status == form.status.data)
         if form.mode.data:
             query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
+        if form.account.data:  # one connected account's events: an index range
+            query = query.where(StripeEvent.account == form.account.data)
     else:
         query = query.where(sa.false())
     page = keyset(query, StripeEvent)
@@ -299,9 +301,11 @@ def event_detail(event_id: str) -> Any:
         .order_by(WebhookDelivery.id)
     ).all()
     payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
+    twin = session.get(StripeEvent, event.twin_id) if event.twin_id else None
     return render_template(
         T + "event.html",
         event=event,
+        twin=twin,
         payload=payload,
         deliveries=deliveries,
         form=ProcessForm(formdata=None),
@@ -312,12 +316,14 @@ def event_process(event_id: str) -> Any:
     result = recovery.process_again(get_state(), event_id)
     if result.outcome == MISSING:
         abort(404, "No such event.")
-    if result.outcome == "queued":
+    if result.outcome == TWIN:
+        flash(f"Event {event_id} is not run: {result.reason}; process that one again.", "error")
+    elif result.outcome == QUEUED:
         flash(f"Event {event_id} queued to be processed again by a worker.", "success")
-    elif result.ok:
+    elif result.ok and result.outcome != DEAD:
         flash(f"Event {event_id} processed again: {result.outcome}.", "success")
     else:
-        flash(f"Event {event_id} failed again ({result.reason}).", "error")
+        flash(f"Event {event_id} failed again ({result.reason or result.outcome}).", "error")
     return redirect(url_for(".event_detail", event_id=event_id))
 
 
@@ -409,7 +415,7 @@ def keyset(query: sa.Select[Any], model: Any) -> paging.Page:
             before=request.args.get("before"),
             after=request.args.get("after"),
         )
-    except paging.BadCursor as exc:
+    except BadCursor as exc:
         abort(
             make_response(message_page(400, "message.html", title="Bad page link", text=str(exc)))
         )

@@ -9,14 +9,32 @@
 
 Commands run inside the app context Flask's CLI provides; each parses its arguments and calls
 the function that does the work. Errors end in a ``click.ClickException`` with a message to
-act on. No command prints a secret.
+act on; a signing secret that cannot be decrypted ends any command that meets it that way
+too. No command prints a secret.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 from flask.cli import AppGroup
 
-cli = AppGroup("stripe-hooks", help="Stripe webhook endpoints and events.")
+from ..errors import UnreadableSecret
+
+
+class Commands(AppGroup):
+    """The group: a stored secret that ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt ends
+    whichever command meets it with one line naming the key and ``check-encryption``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UnreadableSecret as exc:
+            raise click.ClickException(exc.message) from None
+
+
+cli = Commands("stripe-hooks", help="Stripe webhook endpoints and events.")
 
 # Each adds its commands to ``cli``.
 from . import data, endpoints, events, ops, security  # noqa: E402, F401

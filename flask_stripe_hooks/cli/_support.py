@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from .. import endpoints as endpoint_ops
 from .. import event_types
 from ..errors import StripeHooksError
+from ..events import ACCOUNT_ID, ACCOUNT_PATH
 from ..models import WebhookEndpoint
 from ..state import get_state
 from ..utils import parse_duration
@@ -21,13 +22,16 @@ MODES = click.Choice(["test", "live"])
 PAYLOADS = click.Choice(["snapshot", "thin"])
 
 
-def payload_option(help: str) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def payload_option(help: str) -> Callable[[F], F]:
     return click.option(
         "--payload", type=PAYLOADS, default="snapshot", show_default=True, help=help
     )
 
 
-def session():  # type: ignore[no-untyped-def]
+def session() -> Any:
     return get_state().db.session
 
 
@@ -50,7 +54,7 @@ def refused() -> Iterator[None]:
         raise click.ClickException(exc.message) from None
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """``30s``, ``5m``, ``2h``, ``3d`` (``0``: now) as a ``timedelta``."""
 
     name = "duration"
@@ -67,6 +71,21 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
+class AccountId(click.ParamType):  # type: ignore[type-arg]
+    """A Stripe account id, ``acct_...`` (with ``path``, also ``acct_.../acct_...``)."""
+
+    name = "acct_..."
+
+    def __init__(self, path: bool = False) -> None:
+        self.pattern = ACCOUNT_PATH if path else ACCOUNT_ID
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip()
+        if len(text) > 255 or not self.pattern.fullmatch(text):
+            self.fail(f"{value!r} is not a Stripe account id (acct_...).", param, ctx)
+        return text
+
+
 DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
 
 
@@ -74,10 +93,16 @@ def progress(items: Sequence[Any] | None, label: str, length: int | None = None)
     return click.progressbar(items, length, label=label, file=sys.stderr, show_pos=True)
 
 
-def check_type(type_prefix: str | None) -> None:
-    if type_prefix and not event_types.is_known(event_types.normalize_prefix(type_prefix) or "*"):
-        message = event_types.unknown_type_message(type_prefix, prefix=True)
+def check_type(type_prefix: str | None, *, thin: bool | None = None) -> None:
+    """A ``--type`` a user wrote: a known type or prefix (of thin events only, or of snapshot
+    events only, when ``thin`` says so)."""
+    prefix = event_types.normalize_prefix(type_prefix) or "*"
+    if type_prefix and not event_types.is_known(prefix):
+        message = event_types.unknown_type_message(type_prefix, prefix=True, thin=thin)
         raise click.ClickException(f"--type {message}")
+    if thin is not None and prefix != "*" and event_types.is_thin_name(prefix) != thin:
+        style, example = ("thin", "v1.customer") if thin else ("snapshot", "customer")
+        raise click.ClickException(f"--type {type_prefix!r} is not a {style} type; e.g. {example}.")
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from .. import endpoint_sync, stripe_cli
 from .. import endpoints as endpoint_ops
+from ..errors import StripeAPIError
 from ..models import WebhookEndpoint, active_secrets
 from ..state import get_state
-from ..stripe_api import StripeAPIError, key_source
+from ..stripe_api import key_source
 from ..utils import utcnow
 from . import cli
 from ._support import (
@@ -73,7 +74,7 @@ def list_endpoints() -> None:
             str(e.uuid),
             e.mode,
             e.payload,
-            e.status,
+            status(e),
             e.stripe_id or "-",
             e.account or "-",
             f"{len(active_secrets(e.secrets, now))} active secret(s)",
@@ -87,6 +88,11 @@ def list_endpoints() -> None:
     table(("uuid", "mode", "payload", "status", "stripe id", "account", "secrets", "url"), rows)
 
 
+def status(endpoint: WebhookEndpoint) -> str:
+    """``enabled``, ``disabled``, or ``paused`` (enabled, its events held until 'resume')."""
+    return "paused" if endpoint.enabled and endpoint.paused else str(endpoint.status)
+
+
 def describe(endpoint: WebhookEndpoint) -> None:
     events = endpoint.enabled_events
     click.echo(f"  uuid:      {endpoint.uuid}")
@@ -96,7 +102,7 @@ def describe(endpoint: WebhookEndpoint) -> None:
         f"  mode:      {endpoint.mode}"
         + (f", account {endpoint.account}" if endpoint.account else "")
     )
-    click.echo(f"  status:    {endpoint.status}")
+    click.echo(f"  status:    {status(endpoint)}")
     click.echo(f"  payload:   {endpoint.payload}")
     click.echo(f"  events:    {', '.join(events) if len(events) <= 5 else f'{len(events)} types'}")
 

@@ -15,13 +15,14 @@ from .. import endpoints as endpoint_ops
 from .. import event_types, recovery, retention
 from ..crypto import unseal
 from ..models import active_secrets
-from ..outcomes import EVENT_STATUSES, RETRYING
+from ..outcomes import EVENT_STATUSES, RETRYING, TWIN
 from ..state import get_state
 from ..utils import mode_name, utcnow
 from . import cli
 from ._support import (
     DRY_RUN,
     DURATION,
+    AccountId,
     check_type,
     find_endpoint,
     progress,
@@ -34,10 +35,27 @@ from ._support import (
 @cli.command("events")
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option("--account", type=AccountId(path=True), help="Only this connected account's events.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-def list_events(type_prefix: str | None, status: str | None, limit: int) -> None:
-    """List stored events, newest first."""
-    found = recovery.recent_events(get_state(), type_prefix=type_prefix, status=status, limit=limit)
+@click.option("--before", metavar="CURSOR", help="The next (older) page: the cursor printed.")
+def list_events(
+    type_prefix: str | None,
+    status: str | None,
+    account: str | None,
+    limit: int,
+    before: str | None,
+) -> None:
+    """List stored events, newest first, a page at a time."""
+    check_type(type_prefix)
+    with refused():
+        page = recovery.recent_events(
+            get_state(),
+            type_prefix=type_prefix,
+            status=status,
+            account=account,
+            limit=limit,
+            before=before,
+        )
     rows = [
         (
             e.id,
@@ -45,21 +63,30 @@ def list_events(type_prefix: str | None, status: str | None, limit: int) -> None
             _status(e),
             str(e.attempts),
             mode_name(e.livemode),
+            e.account or "-",
             e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
             (e.last_error or "")[:60],
         )
-        for e in found
+        for e in page.items
     ]
     if not rows:
         click.echo("No events match.")
         return
-    table(("id", "type", "status", "attempts", "mode", "received", "last error"), rows)
+    header = ("id", "type", "status", "attempts", "mode", "account", "received", "last error")
+    table(header, rows)
+    if page.older:
+        click.echo(f"{page.total_label} match; older ones: --before {page.older}")
 
 
 def _status(event: Any) -> str:
-    """An event's status; a ``retrying`` one says when it is due."""
+    """An event's status; a ``retrying`` one says when it is due, one of two twins names
+    the other."""
     if event.status == RETRYING and event.next_attempt_at is not None:
         return f"retrying, due {event.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S')}"
+    if event.twin_id and event.status == TWIN:
+        return f"twin of {event.twin_id}"
+    if event.twin_id:
+        return f"{event.status}, twin {event.twin_id}"
     return str(event.status)
 
 
@@ -134,17 +161,17 @@ def _run_events(
 ) -> None:
     """Process (or queue) stored events with a progress bar, then print a summary line."""
     state = get_state()
+    if enqueue and state.event_callback is None:  # refused by the dry run as by the real one
+        raise click.ClickException(
+            "--enqueue needs queue mode: set STRIPE_HOOKS_EVENT_CALLBACK (for Celery,"
+            " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
+        )
     if dry_run:
         rows = recovery.describe(state, ids)
         if rows:
             table(("id", "type", "status", "attempts"), [(*r[:3], str(r[3])) for r in rows])
         click.echo(f"{command}: dry run, would {'queue' if enqueue else 'process'} {len(rows)}")
         return
-    if enqueue and state.event_callback is None:
-        raise click.ClickException(
-            "--enqueue needs queue mode: set STRIPE_HOOKS_EVENT_CALLBACK (for Celery,"
-            " 'flask_stripe_hooks.celery.enqueue'), or leave --enqueue out to run them here."
-        )
     if enqueue:
         with progress(ids, "Queueing") as bar:
             summary = recovery.enqueue_events(state, bar)
@@ -184,10 +211,12 @@ def reprocess(
 
     EVENT_IDS run even if already processed; --failed picks every failed or dead event.
     """
-    if bool(event_ids) == failed:
-        raise click.ClickException("Give event ids, or --failed (not both).")
     if (since is not None or type_prefix) and not failed:
         raise click.ClickException("--since and --type go with --failed.")
+    if event_ids and failed:
+        raise click.ClickException("Give event ids or --failed, not both.")
+    if not event_ids and not failed:
+        raise click.ClickException("Give event ids, or --failed for every failed or dead event.")
     check_type(type_prefix)
     ids = list(event_ids) or recovery.failed_ids(get_state(), since, type_prefix)
     _run_events(

@@ -10,33 +10,37 @@ from collections.abc import Callable
 import click
 
 from .. import audit, crypto
-from ..state import State, get_state
+from ..errors import UnreadableSecret
+from ..state import get_state
 from . import cli
-from ._support import session, table
+from ._support import DRY_RUN, session, table
 
 
-def _migrate(operation: Callable[[State], tuple[int, int]], verb: str) -> None:
+def _migrate(operation: Callable[..., tuple[int, int]], verb: str, dry_run: bool) -> None:
     try:
-        rows, secrets = operation(get_state())
-    except crypto.UnreadableSecret as exc:
+        rows, secrets = operation(get_state(), dry_run=dry_run)
+    except UnreadableSecret as exc:
         raise click.ClickException(f"{exc} Nothing was changed.") from None
-    click.echo(f"{verb} {secrets} secret(s) of {rows} endpoint(s).")
+    done = f"Would {verb.lower()}" if dry_run else f"{verb}ed"
+    click.echo(f"{done} {secrets} secret(s) of {rows} endpoint(s).")
 
 
 @cli.command("encrypt-secrets")
-def encrypt_secrets() -> None:
+@DRY_RUN
+def encrypt_secrets(dry_run: bool) -> None:
     """Encrypt every signing secret stored in the clear with STRIPE_HOOKS_ENCRYPTION_KEY.
 
     Secrets encrypted already are left alone: running it again changes nothing."""
-    _migrate(crypto.encrypt_all, "Encrypted")
+    _migrate(crypto.encrypt_all, "Encrypt", dry_run)
 
 
 @cli.command("rotate-encryption-key")
-def rotate_encryption_key() -> None:
+@DRY_RUN
+def rotate_encryption_key(dry_run: bool) -> None:
     """Re-encrypt every signing secret with the first key of STRIPE_HOOKS_ENCRYPTION_KEY.
 
     Put the new key first and the old one after it, run this, then remove the old key."""
-    _migrate(crypto.rotate_all, "Re-encrypted")
+    _migrate(crypto.rotate_all, "Re-encrypt", dry_run)
 
 
 @cli.command("check-encryption")

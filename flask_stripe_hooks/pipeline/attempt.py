@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
-from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, REJECTED, RETRYING
+from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, PENDING, REJECTED, RETRYING
 from .guard import redacted
 from .storage import attempts_of, insert_delivery, insert_tracked_event, set_attempt
 
@@ -51,6 +51,15 @@ class Delivery:
     #: The outcomes whose body is kept (``STRIPE_HOOKS_STORE_BODY``); ``None``: all.
     keep: frozenset[str] | None = None
 
+    def kept_body(self, outcome: str) -> bytes:
+        """The body as stored for ``outcome`` (``STRIPE_HOOKS_STORE_BODY``)."""
+        return self.body if self.keep is None or outcome in self.keep else b""
+
+    def size(self, outcome: str) -> int:
+        """About what the row takes for ``outcome``: its body and headers, in bytes."""
+        headers = sum(len(name) + len(value) for name, value in self.headers.items())
+        return len(self.kept_body(outcome)) + headers
+
     def values(
         self,
         outcome: str,
@@ -66,7 +75,7 @@ class Delivery:
             # client writes this value.
             "remote_addr": self.remote_addr[:64] if self.remote_addr else None,
             "headers": self.headers,
-            "body": self.body if self.keep is None or outcome in self.keep else b"",
+            "body": self.kept_body(outcome),
             "valid": outcome != REJECTED,
             "outcome": outcome,
             "error": error,
@@ -74,6 +83,19 @@ class Delivery:
             "event_id": event_id,
             "duration_ms": (time.perf_counter() - self.started) * 1000.0,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A stored event as a re-run took it: its status and attempts before the run."""
+
+    status: str
+    attempts: int
+
+    def died(self, max_attempts: int) -> bool:
+        """It had died before this run: it was ``dead``, or it is a dead event queued again
+        (``pending`` with its attempts spent)."""
+        return self.status == DEAD or (self.status == PENDING and self.attempts >= max_attempts)
 
 
 def notify(signal: Any, **kwargs: Any) -> None:
@@ -93,6 +115,27 @@ def unavailable(exc: BaseException) -> bool:
     )
 
 
+def event_row(state: State, event: Event, endpoint_id: int | None, now: datetime) -> dict[str, Any]:
+    """The columns of an event's row that come from the event (its data redacted as
+    ``STRIPE_HOOKS_REDACT`` says) and from this attempt."""
+    redact = state.redact
+    return {
+        "id": event.id,
+        "type": event.type,
+        "livemode": event.livemode,
+        "account": event.account,
+        "context": event.context,
+        "api_version": event.api_version,
+        "created": event.created_at,
+        "data": event.data if redact is None else redacted(redact, event.data),
+        "request_id": event.request_id,
+        "idempotency_key": event.idempotency_key,
+        "endpoint_id": endpoint_id,
+        "received_at": now,
+        "twin_id": event.snapshot_event,
+    }
+
+
 def insert_event(
     state: State,
     session: Session,
@@ -108,21 +151,7 @@ def insert_event(
     (the same statement on PostgreSQL). Returns whether the row is new and, when tracked,
     the newer event's id if this one is stale. On a database without ``ON CONFLICT`` an
     existing row raises ``IntegrityError``: the transaction is rolled back here."""
-    redact = state.redact
-    row = {
-        "id": event.id,
-        "type": event.type,
-        "livemode": event.livemode,
-        "account": event.account,
-        "api_version": event.api_version,
-        "created": event.created_at,
-        "data": event.data if redact is None else redacted(redact, event.data),
-        "request_id": event.request_id,
-        "idempotency_key": event.idempotency_key,
-        "endpoint_id": endpoint_id,
-        "received_at": now,
-        **columns,
-    }
+    row = {**event_row(state, event, endpoint_id, now), **columns}
     try:
         return insert_tracked_event(session.connection(), row, event.object_id if track else None)
     except IntegrityError:
@@ -139,18 +168,23 @@ def _count(
     error: str | None,
     traceback: str | None,
     retry: Retry | None,
+    taken: Taken | None,
 ) -> tuple[str, float | None]:
-    """Count an attempt that did not process the event on its row: ``dead`` once
-    ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent; an event finished meanwhile by a concurrent
-    attempt stays as it is. Returns the status stored and, for a retry, its delay."""
+    """Count an attempt that did not process the event on its row, with its error:
+    ``dead`` once ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent, and a dead event run again stays
+    dead. An event finished meanwhile by a concurrent attempt stays as it is; a re-run
+    (``taken``) tells that from the row it took, which it records over whatever its status
+    was. Returns the status stored and, for a retry, its delay."""
     now = datetime.now(timezone.utc)
+    died = taken is not None and taken.died(state.max_attempts)
     for _ in range(2):  # a row inserted meanwhile by a concurrent attempt: count on it
         current = attempts_of(session, event.id)
         attempts = 1 if current is None else current[1] + 1
-        if current is not None and current[0] in FINAL_STATUSES:
+        mine = taken is not None and current == (taken.status, taken.attempts)
+        if current is not None and current[0] in FINAL_STATUSES and not mine:
             return current[0], None
         stored, delay, next_at = status, None, None
-        if status in (FAILED, RETRYING) and attempts >= state.max_attempts:
+        if status in (FAILED, RETRYING) and (attempts >= state.max_attempts or died):
             stored = DEAD
         if stored == RETRYING and retry is not None:
             delay = retry.delay(attempts, state.retry_max)
@@ -186,6 +220,7 @@ def write_attempt(
     error: str | None = None,
     traceback: str | None = None,
     retry: Retry | None = None,
+    taken: Taken | None = None,
     connection: sa.Connection | None = None,
 ) -> tuple[str, float | None]:
     """Record what one attempt came to, and commit: for an attempt that did not process
@@ -194,12 +229,15 @@ def write_attempt(
 
     Returns the event's status as stored (``dead`` once the attempts are spent; the status
     a concurrent attempt finished it with) and, for a retry, the seconds until it is due.
-    ``connection``: the transaction's connection, when the caller holds it already.
+    ``taken``: for a re-run, the row as it took it. ``connection``: the transaction's
+    connection, when the caller holds it already.
     """
     stored: str = outcome
     delay: float | None = None
     if outcome in _COUNTED and event is not None:
-        stored, delay = _count(state, session, event, endpoint_id, outcome, error, traceback, retry)
+        stored, delay = _count(
+            state, session, event, endpoint_id, outcome, error, traceback, retry, taken
+        )
     if delivery is not None:
         if connection is None or connection.closed:  # none yet, or a handler ended it
             connection = session.connection()

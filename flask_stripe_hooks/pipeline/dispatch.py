@@ -1,4 +1,5 @@
-"""The handler registry: one named blinker signal per subscription, matched by segment prefix.
+"""The handler registry: one named blinker signal per subscription, matched by segment prefix;
+and :class:`NotificationHandler`, which runs a stripe-python notification handler as one.
 
 ``on("customer")`` connects to the signal named ``customer``. An event of type
 ``customer.subscription.updated`` is sent to the signals ``*``, ``customer``,
@@ -9,6 +10,7 @@ of subscriptions.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -118,6 +120,36 @@ class Registry:
                 else:
                     receiver(event, **kwargs)
         return skipped
+
+
+class NotificationHandler:
+    """A handler that hands thin events to a stripe-python ``StripeEventNotificationHandler``
+    (``hooks.use_notification_handler``): its callback for the type, else its fallback, with
+    its ``pre_handle``, as its own ``handle()`` would run them, but after this library's
+    verification, storage and exactly-once gate, inside the event's transaction.
+
+    The notification is parsed with the handler's own client, so the callbacks' fetches and
+    the client they get are the ones the handler was built with. Snapshot events are not
+    the handler's business: they are passed over.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Any) -> None:
+        if not callable(getattr(handler, "_dispatch", None)) or not hasattr(handler, "_client"):
+            async_ = callable(getattr(handler, "_dispatch_async", None))
+            raise TypeError(
+                "An async notification handler cannot run in the transaction that stores the"
+                " event; use stripe.StripeEventNotificationHandler."
+                if async_
+                else f"{handler!r} is not a stripe-python StripeEventNotificationHandler."
+            )
+        self.handler = handler
+
+    def __call__(self, event: Any, **kwargs: Any) -> None:
+        if event.thin:
+            parse = self.handler._client.parse_event_notification_without_verification
+            self.handler._dispatch(parse(json.dumps(event.data)))
 
 
 class LatestOnly:

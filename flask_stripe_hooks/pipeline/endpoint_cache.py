@@ -49,11 +49,14 @@ class EndpointInfo:
     stripe_id: str | None
     enabled: bool
     tolerance: int | None
+    #: The active signing secrets, decrypted; empty for a re-run (nothing to verify).
     secrets: tuple[str, ...] = ()
     #: ``"snapshot"`` or ``"thin"``: the only payload style the endpoint accepts.
     payload: str = "snapshot"
     #: Paused: its events are stored as pending and run on ``resume``.
     paused: bool = False
+    #: A thin endpoint made by ``migrate-to-thin``: ``"shadow"``, ``"cutover"`` or ``"done"``.
+    phase: str | None = None
 
     @property
     def mode(self) -> str:
@@ -75,15 +78,20 @@ COLUMNS = (
     endpoint_table.c.secrets,
     endpoint_table.c.payload,
     endpoint_table.c.paused,
+    endpoint_table.c.migration,
 )
 _select_by_uuid = sa.select(*COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
+_select_by_id = sa.select(*COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
 
 
-def info(row: Any, state: State) -> EndpointInfo:
+def info(row: Any, state: State | None) -> EndpointInfo:
     """The endpoint of ``row``, its secrets decrypted (:class:`~.crypto.UnreadableSecret`
-    when ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt them; logged, naming the key)."""
+    when ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt them; logged, naming the key).
+    Without ``state``, its secrets are left out."""
+    secrets: tuple[str, ...] = ()
     try:
-        secrets = active_secrets(row.secrets, datetime.now(timezone.utc), opener(state))
+        if state is not None:
+            secrets = active_secrets(row.secrets, datetime.now(timezone.utc), opener(state))
     except UnreadableSecret as exc:
         log.error("endpoint %s: %s Answering 503 until it is fixed.", row.uuid, exc)
         raise
@@ -98,7 +106,15 @@ def info(row: Any, state: State) -> EndpointInfo:
         secrets=secrets,
         payload=row.payload,
         paused=row.paused,
+        phase=(row.migration or {}).get("phase"),
     )
+
+
+def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
+    """The endpoint with this row id, read now (no cache), without its secrets: a stored
+    event runs again with no signature to verify, even when they cannot be decrypted."""
+    row = session.execute(_select_by_id, {"id": endpoint_id}).first()
+    return None if row is None else info(row, None)
 
 
 _generation = 0  # bumped by every endpoint write seen in this process, and by its commit

@@ -1,7 +1,9 @@
 """Guards of the receiving path: who may post (an allowlist of addresses,
 ``STRIPE_HOOKS_ALLOWED_IPS``, off by default), how many rejected deliveries an endpoint keeps
-(``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE``, 60 by default), and what of a delivery is kept
-(``STRIPE_HOOKS_STORE_BODY`` and ``STRIPE_HOOKS_REDACT``, which keep everything by default).
+and how much of each (``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE``, 60 by default,
+``STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE``, 256 KiB, and ``STRIPE_HOOKS_REJECTED_PREFIX``,
+4 KiB), and what of a delivery is kept (``STRIPE_HOOKS_STORE_BODY`` and
+``STRIPE_HOOKS_REDACT``, which keep everything by default).
 
 ``init_app`` parses the settings once into :class:`~flask_stripe_hooks.state.State`; the
 pipeline asks here only when a setting is on.
@@ -137,40 +139,76 @@ def parse_allowlist(value: Any, instance_path: str | None = None) -> AddressGuar
 
 
 class RejectedLimit:
-    """At most ``per_minute`` rejected deliveries stored per endpoint and minute; the rest
-    are counted (per process) and logged once a minute."""
+    """At most ``per_minute`` rejected deliveries, and ``bytes_per_minute`` bytes of them,
+    stored per endpoint and minute (``None``: no such bound); the rest are counted (per
+    process) and logged once a minute."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int | None, bytes_per_minute: int | None = None) -> None:
         self.per_minute = per_minute
+        self.bytes_per_minute = bytes_per_minute
         self._minute = 0
-        self._stored: dict[int, int] = {}
+        #: endpoint id -> (rows, bytes) stored this minute.
+        self._stored: dict[int, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.dropped = Tally(
             "did not store %d rejected delivery(ies) over STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"
-            " since the last line (the latest to endpoint id %s)"
+            " or STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE since the last line (the latest to"
+            " endpoint id %s)"
         )
 
-    def keep(self, endpoint_id: int) -> bool:
-        """Whether to store this rejected delivery."""
+    def keep(self, endpoint_id: int, size: int = 0) -> bool:
+        """Whether to store this rejected delivery, of ``size`` bytes."""
         minute = int(time.time() // 60)
         with self._lock:
             if minute != self._minute:
                 self._minute, self._stored = minute, {}
-            stored = self._stored.get(endpoint_id, 0)
-            if stored < self.per_minute:
-                self._stored[endpoint_id] = stored + 1
+            rows, stored = self._stored.get(endpoint_id, (0, 0))
+            if (self.per_minute is None or rows < self.per_minute) and (
+                self.bytes_per_minute is None or stored + size <= self.bytes_per_minute
+            ):
+                self._stored[endpoint_id] = (rows + 1, stored + size)
                 return True
         self.dropped.add(endpoint_id)
         return False
 
 
-def parse_rejected_limit(value: Any) -> RejectedLimit | None:
-    key = "STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"
+def _count_setting(key: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RuntimeError(f"{key} must be a whole number (0 or more) or None, not {value!r}.")
-    return RejectedLimit(value)
+    return value
+
+
+def parse_rejected_limit(per_minute: Any, bytes_per_minute: Any = None) -> RejectedLimit | None:
+    """``STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE`` and ``..._BYTES_PER_MINUTE`` as one
+    :class:`RejectedLimit`; ``None`` when both are off."""
+    rows = _count_setting("STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE", per_minute)
+    size = _count_setting("STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE", bytes_per_minute)
+    return None if rows is None and size is None else RejectedLimit(rows, size)
+
+
+def parse_rejected_prefix(value: Any) -> int | None:
+    """``STRIPE_HOOKS_REJECTED_PREFIX``: how much of a rejected delivery is kept (``None``:
+    all of it)."""
+    return _count_setting("STRIPE_HOOKS_REJECTED_PREFIX", value)
+
+
+def cut(body: bytes, headers: dict[str, str], prefix: int) -> tuple[bytes, dict[str, str], str]:
+    """A rejected delivery's body and headers as they are kept: the first ``prefix`` bytes of
+    the body, and the headers' values cut to ``prefix`` characters in all (in their order,
+    so the short ones come whole). The text says what was cut (``""``: nothing)."""
+    notes = []
+    if len(body) > prefix:
+        notes.append(f"kept {prefix} of {len(body)} body bytes")
+        body = body[:prefix]
+    room, kept = prefix, {}
+    for name, value in headers.items():
+        kept[name] = value[: max(room, 0)]
+        room -= len(value)
+        if len(kept[name]) < len(value):
+            notes.append(f"{name} cut to {len(kept[name])} of {len(value)} characters")
+    return body, kept, "; ".join(notes)
 
 
 # -- what is kept ------------------------------------------------------------------------------

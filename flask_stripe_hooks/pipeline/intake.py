@@ -21,6 +21,7 @@ from ..errors import Rejected, UnreadableSecret
 from ..outcomes import FORBIDDEN, MISSING, REJECTED, UNAVAILABLE, Result
 from .attempt import UNAVAILABLE_REASON, Delivery, notify, write_attempt
 from .endpoint_cache import EndpointInfo, endpoint_by_uuid
+from .guard import cut
 from .queue import enqueue
 from .run import bind, paused, run_handlers
 from .verification import verify, verify_thin
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from ..state import State
 
 log = logging.getLogger("flask_stripe_hooks")
+
+#: What a delivery is answered while the endpoint's signing secret cannot be decrypted
+#: (``STRIPE_HOOKS_ENCRYPTION_KEY``; the log names it): 503, so Stripe retries.
+UNREADABLE_REASON = (
+    "signing secret could not be decrypted with STRIPE_HOOKS_ENCRYPTION_KEY, retry later"
+)
 
 #: Request headers worth keeping with a delivery (never Authorization or Cookie).
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Stripe-Signature")
@@ -113,11 +120,19 @@ def route(
 
 
 def _rejected(state: State, session: Session, delivery: Delivery, reason: str) -> Result:
-    """A delivery that failed verification: kept for audit within the flood limit."""
-    limit = state.rejected_limit  # a flood of bad signatures cannot fill the disk
+    """A delivery that failed verification: kept for audit, cut to a prefix, within the
+    flood limits (a flood of bad signatures cannot fill the disk)."""
+    error = reason
+    if state.rejected_prefix is not None:
+        delivery.body, delivery.headers, note = cut(
+            delivery.body, delivery.headers, state.rejected_prefix
+        )
+        if note:  # after the reason: what was answered is how the row's error starts
+            error = f"{reason} ({note})"
+    limit = state.rejected_limit
     try:
-        if limit is None or limit.keep(delivery.endpoint.id):
-            write_attempt(state, session, REJECTED, delivery, error=reason)
+        if limit is None or limit.keep(delivery.endpoint.id, delivery.size(REJECTED)):
+            write_attempt(state, session, REJECTED, delivery, error=error)
         else:
             session.rollback()
     except OperationalError:
@@ -138,7 +153,7 @@ def _load_endpoint(
         return Result(UNAVAILABLE, UNAVAILABLE_REASON)
     except UnreadableSecret:  # logged where it is found, naming the key: 503, Stripe retries
         session.rollback()
-        return Result(UNAVAILABLE, UNAVAILABLE_REASON)
+        return Result(UNAVAILABLE, UNREADABLE_REASON)
     if endpoint is None or not endpoint.enabled:
         session.rollback()
         return Result(MISSING, "unknown endpoint")

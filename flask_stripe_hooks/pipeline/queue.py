@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError
 
 from .. import signals
-from ..outcomes import DUPLICATE, FINAL_STATUSES, PAUSED, PENDING, QUEUED, UNAVAILABLE, Result
+from ..outcomes import (
+    DUPLICATE,
+    FINAL_STATUSES,
+    PAUSED,
+    PENDING,
+    QUEUED,
+    TWIN,
+    UNAVAILABLE,
+    Result,
+)
 from ..utils import Throttle
+from . import twins
 from .attempt import UNAVAILABLE_REASON, Delivery, insert_event, notify, unavailable, write_attempt
 from .storage import status_of
 
@@ -50,8 +60,11 @@ def enqueue(
         endpoint_id = delivery.endpoint.id
     try:
         new, _ = insert_event(state, session, event, endpoint_id, now, status=PENDING, attempts=0)
+        twin_id = None
         if not new and status_of(session, event.id) in FINAL_STATUSES:
-            outcome = DUPLICATE
+            # a snapshot event whose thin twin ran first fills the row its twin left
+            twin_id = twins.adopt(state, session, event, endpoint_id, now)
+            outcome = DUPLICATE if twin_id is None else TWIN
         write_attempt(state, session, outcome, delivery, event)
     except DBAPIError as exc:
         session.rollback()
@@ -59,6 +72,9 @@ def enqueue(
             raise
         log.warning("database unavailable while storing %s: %s", event.id, exc)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
+    if outcome == TWIN:
+        notify(signals.twin_skipped, event=event, twin_id=twin_id)
+        return Result(TWIN, f"twin of {twin_id}: it ran the handlers", event.id)
     if outcome == DUPLICATE:
         notify(signals.duplicate_skipped, event=event)
         return Result(DUPLICATE, event_id=event.id)

@@ -18,6 +18,10 @@ new, short transaction (:func:`~.attempt.write_failure`): the delivery, the even
 ``failed`` (``retrying`` or ``ignored`` for ``Retry`` and ``Ignore``; ``dead`` after
 ``STRIPE_HOOKS_MAX_ATTEMPTS``). Only a processed, ignored or dead event is a duplicate: the
 next delivery of any other claims it and runs the handlers again.
+
+A re-run (:func:`process_stored`) records its own outcome in the same way, whatever the
+event's status was: its error, traceback and attempt. A dead event that fails again stays
+dead with the new error, and ``event-dead`` is not sent again: it died once.
 """
 
 from __future__ import annotations
@@ -44,13 +48,17 @@ from ..outcomes import (
     PAUSED,
     PROCESSED,
     RETRYING,
+    SHADOW,
+    TWIN,
     UNAVAILABLE,
     Result,
 )
-from ..stripe_api import client_for
+from ..stripe_api import client_as
+from . import twins
 from .attempt import (
     UNAVAILABLE_REASON,
     Delivery,
+    Taken,
     insert_event,
     notify,
     unavailable,
@@ -59,7 +67,7 @@ from .attempt import (
 )
 from .callbacks import collecting, run, stop_collecting
 from .endpoint_cache import COLUMNS, EndpointInfo, info
-from .storage import claim, mark_stale, take, track_newest
+from .storage import claim, mark_stale, set_attempt, take, track_newest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -71,10 +79,20 @@ log = logging.getLogger("flask_stripe_hooks")
 
 
 def bind(state: State, event: Event, endpoint: EndpointInfo | None) -> Event:
-    """Let the event reach Stripe through the endpoint's account and mode, when a handler asks
-    (verifying needs no client; building one needs a key)."""
+    """Let the event reach Stripe, when a handler asks, with the key of the endpoint's account
+    and mode, as the account the event happened in: a Connect event's requests carry its
+    ``Stripe-Account``, a thin event's its ``Stripe-Context`` (verifying needs no client;
+    building one needs a key)."""
     account = endpoint.account if endpoint is not None else ""
-    event.bind_client(lambda: client_for(state, account=account, livemode=event.livemode))
+    event.bind_client(
+        lambda: client_as(
+            state,
+            account=account,
+            livemode=event.livemode,
+            connected=event.connected_account,
+            context=event.context,
+        )
+    )
     return event
 
 
@@ -90,21 +108,26 @@ def run_handlers(
     endpoint: EndpointInfo | None,
     delivery: Delivery | None,
     *,
-    stored: bool = False,
+    taken: Taken | None = None,
 ) -> Result:
     """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
 
-    ``stored``: the event row exists and this transaction has claimed it already
-    (:func:`process_stored`), so it is not inserted.
+    ``taken``: re-processing (:func:`process_stored`), the event's row as it was taken (its
+    status and attempts before this run); this transaction has claimed it already, so it is
+    not inserted.
     """
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
     endpoint_id = endpoint.id if endpoint is not None else None
+    shadow = event.thin and endpoint is not None and endpoint.phase == twins.SHADOW_PHASE
+    object.__setattr__(event, "shadow", shadow)
     connection: sa.Connection | None = None
+    shadow_error: Exception | None = None
     try:
         claimed, new, newer = True, False, None
+        twins.look_up(event, endpoint)
         object_id, created = event.object_id, event.created_at
-        if not stored:
+        if taken is None:
             new, newer = insert_event(
                 state,
                 session,
@@ -118,6 +141,15 @@ def run_handlers(
             )
             if not new:  # stored before: a failed event is claimed, a processed one is not
                 claimed = claim(session, event.id, now)
+        twin_id = None
+        if not claimed and taken is None:  # a snapshot event whose thin twin ran first?
+            twin_id = twins.adopt(state, session, event, endpoint_id, now)
+        elif claimed and not shadow:
+            twin_id = twins.settle(state, session, event, now)
+        if twin_id is not None:
+            write_attempt(state, session, TWIN, delivery, event)
+            notify(signals.twin_skipped, event=event, twin_id=twin_id)
+            return Result(TWIN, f"twin of {twin_id}: it ran the handlers", event.id)
         if not claimed:
             write_attempt(state, session, DUPLICATE, delivery, event)
             notify(signals.duplicate_skipped, event=event)
@@ -128,42 +160,23 @@ def run_handlers(
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
         skipped = state.registry.dispatch(event, endpoint=endpoint)
-        if skipped:
+        if skipped and not shadow:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
             notify(signals.stale_skipped, event=event, handlers=skipped)
-        write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
-    except Ignore as exc:
-        reason = exc.reason or None
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason)
-        notify(signals.event_ignored, event=event, reason=exc.reason)
-        return Result(IGNORED, exc.reason or IGNORED, event.id)
-    except Retry as exc:
-        reason = exc.reason or None
-        status, delay = write_failure(
-            state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc
-        )
-        if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
-            return Result(DEAD, "dead: retried too often", event.id)
-        notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
-        return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+        if not shadow:
+            write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
+    except (Ignore, Retry) as exc:
+        if not shadow:  # in shadow, not failures: the event is never run again anyway
+            return _declined(state, session, event, endpoint_id, delivery, exc, taken)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-        status, _ = write_failure(
-            state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace
-        )
-        notify(signals.event_failed, event=event, exception=exc)
-        if unavailable(exc):
-            log.warning("database unavailable while processing %s: %s", event.id, exc)
-            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
-        log.exception("handler failed for event %s (%s)", event.id, event.type)
-        if status == DEAD:
-            notify(signals.event_dead, event=event, exception=exc)
-            return Result(DEAD, "dead: failed too often", event.id)
-        return Result(FAILED, "handler failed", event.id)
+        if shadow and not unavailable(exc):
+            shadow_error = exc
+        else:
+            return _failed(state, session, event, endpoint_id, delivery, exc, taken)
     finally:
         stop_collecting(token)
+    if shadow:
+        return _shadowed(state, session, event, endpoint_id, delivery, shadow_error)
     run(callbacks)
     notify(
         signals.event_processed,
@@ -173,10 +186,99 @@ def run_handlers(
     return Result(PROCESSED, event_id=event.id)
 
 
+def _died(state: State, event: Event, exc: BaseException, taken: Taken | None) -> None:
+    """Send ``event-dead`` for an event that has just died, not for one that had died."""
+    if taken is None or not taken.died(state.max_attempts):
+        notify(signals.event_dead, event=event, exception=exc)
+
+
+def _failed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception,
+    taken: Taken | None,
+) -> Result:
+    """A handler (or the database) raised: roll back, store the event as ``failed`` (``dead``
+    once its attempts are spent) with the traceback; the database being away is
+    ``unavailable``."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    status, _ = write_failure(
+        state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace, taken=taken
+    )
+    notify(signals.event_failed, event=event, exception=exc)
+    if unavailable(exc):
+        log.warning("database unavailable while processing %s: %s", event.id, exc)
+        return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
+    log.exception("handler failed for event %s (%s)", event.id, event.type)
+    if status == DEAD:
+        _died(state, event, exc, taken)
+        return Result(DEAD, "dead: failed too often", event.id)
+    return Result(FAILED, "handler failed", event.id)
+
+
+def _declined(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Ignore | Retry,
+    taken: Taken | None,
+) -> Result:
+    """A handler raised ``Ignore`` or ``Retry``: roll back, and store the event as
+    ``ignored`` or ``retrying`` (``dead`` once its attempts are spent)."""
+    reason = exc.reason or None
+    if isinstance(exc, Ignore):
+        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken)
+        notify(signals.event_ignored, event=event, reason=exc.reason)
+        return Result(IGNORED, exc.reason or IGNORED, event.id)
+    status, delay = write_failure(
+        state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, taken=taken
+    )
+    if status == DEAD:
+        _died(state, event, exc, taken)
+        return Result(DEAD, "dead: retried too often", event.id)
+    notify(signals.event_retrying, event=event, reason=exc.reason, delay=delay)
+    return Result(RETRYING, exc.reason or "not yet, retry later", event.id, retry_after=delay)
+
+
+def _shadowed(
+    state: State,
+    session: Session,
+    event: Event,
+    endpoint_id: int | None,
+    delivery: Delivery | None,
+    exc: Exception | None,
+) -> Result:
+    """The shadow phase of a move to thin events: the handlers ran; roll back all they wrote
+    (and drop their ``on_commit`` callbacks), then store the event as ``shadow`` with what a
+    handler raised, in a new transaction. Answered 200: a failure here is for the person
+    moving, not for Stripe to retry."""
+    session.rollback()
+    error = trace = None
+    if exc is not None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    now = datetime.now(timezone.utc)
+    insert_event(
+        state, session, event, endpoint_id, now, status=SHADOW, attempts=1, processed_at=now
+    )
+    set_attempt(session, event.id, SHADOW, 1, error, trace)
+    write_attempt(state, session, SHADOW, delivery, event, error=error)
+    notify(signals.event_shadowed, event=event, exception=exc)
+    reason = "shadow: handlers ran, their writes rolled back"
+    return Result(SHADOW, reason if exc is None else "shadow: a handler failed", event.id)
+
+
 def process_stored(
     state: State, event_id: str, *, force: bool = False, dead: bool = False
 ) -> Result:
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
+    An event whose twin ran the handlers is never run (``twin``): run its twin again.
 
     Locks and claims the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
     run the same event at once), reading its endpoint in the same statement. An event the
@@ -188,15 +290,18 @@ def process_stored(
     session = state.db.session
     skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
     try:
-        row, found, why = take(session, event_id, datetime.now(timezone.utc), skip, COLUMNS)
-        if why is not None:
+        took = take(session, event_id, datetime.now(timezone.utc), skip, COLUMNS)
+        if took.why is not None:
             session.rollback()
-            if why == BUSY:
+            if took.why == BUSY:
                 return Result(BUSY, "being processed by another worker", event_id)
-            if why == MISSING:
+            if took.why == MISSING:
                 return Result(MISSING, f"no stored event {event_id}", event_id)
+            if took.why == TWIN:  # its twin ran the business event: that is the one to run
+                return Result(TWIN, f"twin of {took.twin_id}: it ran the handlers", event_id)
             return Result(DUPLICATE, event_id=event_id)
-        endpoint = None if found is None else info(found, state)
+        # Without its secrets: nothing is verified, and they need not be readable.
+        endpoint = None if took.endpoint is None else info(took.endpoint, None)
         if not force and paused(state, endpoint):
             session.rollback()
             return Result(PAUSED, "paused: it runs on resume", event_id)
@@ -206,5 +311,6 @@ def process_stored(
             raise
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
-    event = bind(state, Event.from_row(row, endpoint), endpoint)
-    return run_handlers(state, session, event, endpoint, None, stored=True)
+    event = bind(state, Event.from_row(took.row, endpoint), endpoint)
+    taken = Taken(took.status, took.attempts)
+    return run_handlers(state, session, event, endpoint, None, taken=taken)

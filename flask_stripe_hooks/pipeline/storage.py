@@ -1,6 +1,7 @@
 """All of the pipeline's SQL: its INSERTs compiled once per database dialect and run on the
 session's connection, tracking the newest event per object, claiming (with locking and
-reading, for a stored event) and marking an event.
+reading, for a stored event) and marking an event, and settling which of two twins (a
+snapshot event and its thin twin) runs.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result, as much CPU as the round trip to the database
@@ -17,13 +18,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from ..models import delivery_table, endpoint_table, event_table, object_table
-from ..outcomes import BUSY, DUPLICATE, FINAL_STATUSES, MISSING, PROCESSED
+from ..outcomes import BUSY, DUPLICATE, FINAL_STATUSES, MISSING, PROCESSED, TWIN
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -111,7 +113,7 @@ class Insert:
         """Run it; the number of rows inserted (0: skipped, the key exists)."""
         return int(self.execute(connection, values).rowcount)
 
-    def execute(self, connection: sa.Connection, values: Mapping[str, Any]) -> sa.CursorResult:
+    def execute(self, connection: sa.Connection, values: Mapping[str, Any]) -> sa.CursorResult[Any]:
         """Run it; the driver's result."""
         dialect = connection.dialect
         key = (type(dialect), tuple(values), _on_conflict)
@@ -170,6 +172,10 @@ class _EventAndObject(Insert):
 
 _event_and_object = _EventAndObject(event_table, skip_existing=True)
 
+#: The longest object id tracked. No Stripe id comes near it; an event about an object with a
+#: longer one is stored and processed whole, untracked: it is never stale.
+_TRACKED_LENGTH = cast(sa.String, object_table.c.id.type).length or 255
+
 
 def insert_tracked_event(
     connection: sa.Connection, values: Mapping[str, Any], object_id: str | None
@@ -178,7 +184,7 @@ def insert_tracked_event(
     (``object_id``), :func:`track_newest` in the same transaction — in the same statement on
     PostgreSQL. Returns whether the row is new, and the newer event's id when this one is
     stale."""
-    if object_id is None or values["created"] is None:
+    if object_id is None or values["created"] is None or len(object_id) > _TRACKED_LENGTH:
         return bool(insert_event(connection, values)), None
     if connection.dialect.name == "postgresql" and _on_conflict:
         row = _event_and_object.execute(connection, {**values, "object_id": object_id}).first()
@@ -197,6 +203,8 @@ def track_newest(
     strictly later ``created`` is recorded already: then return that event's id (this one is
     stale). The row stays locked until the transaction ends (PostgreSQL), so concurrent
     deliveries for one object are judged one after the other."""
+    if len(object_id) > _TRACKED_LENGTH:
+        return None
     values = {"id": object_id, "event_id": event_id, "created": created}
     if connection.dialect.name in _ON_CONFLICT:
         if track_object(connection, values):
@@ -256,33 +264,50 @@ def claim(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+class Took(NamedTuple):
+    """What :func:`take` found. Claimed: ``row`` (the event's row as claimed), ``endpoint``
+    (its endpoint's row, or None) and the event's ``status`` and ``attempts`` before the
+    claim. Not claimed: ``why`` (``missing``, ``duplicate``, ``busy`` or ``twin``, with
+    ``twin_id``)."""
+
+    row: Any = None
+    endpoint: Any = None
+    why: str | None = None
+    status: str = ""
+    attempts: int = 0
+    twin_id: str | None = None
+
+
 def take(
     session: Session,
     event_id: str,
     now: datetime,
     skip: tuple[str, ...],
     endpoint_columns: tuple[sa.Column[Any], ...],
-) -> tuple[Any, Any, str | None]:
+) -> Took:
     """Lock and :func:`claim` a stored event for this transaction, and read it with its
-    endpoint's ``endpoint_columns``: ``(event row, endpoint row or None, None)``. Else
-    ``(None, None, why)``: ``missing``, ``duplicate`` (its status is in ``skip``) or ``busy``
-    (another transaction holds it; PostgreSQL, whose lock skips a locked row).
+    endpoint's ``endpoint_columns``. Not one whose status is in ``skip`` (``duplicate``), nor
+    a twin that ran nothing (``twin``: its twin is the one to run), nor one another
+    transaction holds (``busy``; PostgreSQL, whose lock skips a locked row).
 
     On PostgreSQL one statement does it all (``UPDATE ... FROM`` a ``SELECT ... FOR UPDATE
-    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both), compiled once; a
-    second one, when nothing was claimed, tells why.
+    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both and the event's
+    status and attempts as they were), compiled once; a second one, when nothing was
+    claimed, tells why.
     """
     if session.get_bind().dialect.name != "postgresql":
         row = session.execute(sa.select(event_table).where(event_table.c.id == event_id)).first()
         if row is None:
-            return None, None, MISSING
-        if row.status in skip or not claim(session, event_id, now, skip=skip):
-            return None, None, DUPLICATE
+            return Took(why=MISSING)
+        if row.status == TWIN:
+            return Took(why=TWIN, twin_id=row.twin_id)
+        if row.status in skip or not claim(session, event_id, now, skip=(*skip, TWIN)):
+            return Took(why=DUPLICATE)
         endpoint: Any = None
         if row.endpoint_id is not None:
             query = sa.select(*endpoint_columns).where(endpoint_table.c.id == row.endpoint_id)
             endpoint = session.execute(query).first()
-        return row, endpoint, None
+        return Took(row, endpoint, None, row.status, row.attempts)
     sql, fixed, order = _take_statement(session.get_bind().dialect, skip, endpoint_columns)
     params: Any = {**fixed, "event_id": event_id, "now": now}
     if order is not None:  # a driver with positional parameters
@@ -292,11 +317,15 @@ def take(
         values, endpoint = found._mapping, None
         if values["ep_id"] is not None:  # the event has an endpoint, and it still exists
             endpoint = SimpleNamespace(**{c.name: values[f"ep_{c.name}"] for c in endpoint_columns})
-        return found, endpoint, None
-    status = status_of(session, event_id)
-    if status is None:
-        return None, None, MISSING
-    return None, None, DUPLICATE if status in skip else BUSY
+        return Took(found, endpoint, None, values["taken_status"], values["taken_attempts"])
+    row = session.execute(
+        sa.select(event_table.c.status, event_table.c.twin_id).where(event_table.c.id == event_id)
+    ).first()
+    if row is None:
+        return Took(why=MISSING)
+    if row.status == TWIN:
+        return Took(why=TWIN, twin_id=row.twin_id)
+    return Took(why=DUPLICATE if row.status in skip else BUSY)
 
 
 _Taken = tuple[str, dict[str, Any], tuple[str, ...] | None]
@@ -315,7 +344,12 @@ def _take_statement(
         return found
     ep = [column.label(f"ep_{column.name}") for column in endpoint_columns]
     locked = (
-        sa.select(event_table.c.id.label("locked_id"), *ep)
+        sa.select(
+            event_table.c.id.label("locked_id"),
+            event_table.c.status.label("taken_status"),
+            event_table.c.attempts.label("taken_attempts"),
+            *ep,
+        )
         .select_from(
             event_table.outerjoin(endpoint_table, endpoint_table.c.id == event_table.c.endpoint_id)
         )
@@ -323,14 +357,13 @@ def _take_statement(
         .with_for_update(of=event_table, skip_locked=True)
         .cte("locked")
     )
-    where = [event_table.c.id == locked.c.locked_id]
-    if skip:
-        where.append(event_table.c.status.not_in(skip))
+    where = [event_table.c.id == locked.c.locked_id, event_table.c.status.not_in((*skip, TWIN))]
+    taken = (locked.c.taken_status, locked.c.taken_attempts)
     statement = (
         event_table.update()
         .where(*where)
         .values(**_claimed(sa.bindparam("now", None, type_=event_table.c.processed_at.type)))
-        .returning(*event_table.c, *(locked.c[label.name] for label in ep))
+        .returning(*event_table.c, *taken, *(locked.c[label.name] for label in ep))
     )
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     order = tuple(compiled.positiontup or ()) if compiled.positional else None
@@ -378,3 +411,69 @@ def status_of(session: Session, event_id: str) -> str | None:
     return session.execute(
         sa.select(event_table.c.status).where(event_table.c.id == event_id)
     ).scalar()
+
+
+# -- twins: a snapshot event and the thin event whose snapshot_event names it -------------------
+
+
+def claim_twin(session: Session, placeholder: Mapping[str, Any]) -> bool:
+    """Take the business event of the snapshot event ``placeholder["id"]`` for a thin event:
+    insert the snapshot event's row as its placeholder (status ``twin``, no data, 0 attempts)
+    unless a row with its id exists; else take over a row the pipeline is not done with
+    (failed, pending, retrying), or one this thin event claimed before (it is run again).
+    ``False``: the snapshot event is done (processed, ignored, dead) or another twin ran.
+    On PostgreSQL a concurrent attempt on the same id waits for this transaction, then
+    finds the row (the primary key is the twin key)."""
+    connection = session.connection()
+    if connection.dialect.name in _ON_CONFLICT and _on_conflict:
+        if insert_event(connection, placeholder):
+            return True
+    else:
+        try:
+            with session.begin_nested():
+                insert_event(session.connection(), placeholder)
+            return True
+        except IntegrityError:
+            pass
+    row, claimant = event_table.c, placeholder["twin_id"]
+    taken = session.execute(
+        event_table.update()
+        .where(
+            row.id == placeholder["id"],
+            sa.or_(
+                row.status.not_in(FINAL_STATUSES),
+                sa.and_(row.status == TWIN, row.twin_id == claimant),  # claimed before: a rerun
+            ),
+        )
+        .values(status=TWIN, twin_id=claimant, next_attempt_at=None)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_twin(session: Session, event_id: str, twin_id: str) -> None:
+    """Record ``event_id`` as the twin that ran nothing, and link the other half back to it
+    (unless it names another twin already)."""
+    session.execute(
+        event_table.update()
+        .where(event_table.c.id == event_id)
+        .values(status=TWIN, twin_id=twin_id)
+    )
+    session.execute(
+        event_table.update()
+        .where(event_table.c.id == twin_id, event_table.c.twin_id.is_(None))
+        .values(twin_id=event_id)
+    )
+
+
+def adopt_placeholder(session: Session, event_id: str, values: Mapping[str, Any]) -> str | None:
+    """A snapshot event whose thin twin ran first: fill its placeholder row (see
+    :func:`claim_twin`) with what was delivered. Returns the twin's id; ``None`` when the row
+    is no placeholder (a plain duplicate)."""
+    row = event_table.c
+    done = session.execute(
+        event_table.update()
+        .where(row.id == event_id, row.status == TWIN, row.attempts == 0)
+        .values(**values, attempts=1)
+        .returning(row.twin_id)
+    ).first()
+    return None if done is None else str(done[0])

@@ -2,8 +2,9 @@
 
 ``stripe.WebhookSignature.verify_header`` does the HMAC for snapshot events, and
 ``StripeClient.parse_event_notification`` for thin ones; this module adds what they leave out:
-several active secrets per endpoint, a timestamp too far in the future, bodies that are not
-UTF-8 or are nested too deeply for ``json.loads``, and the endpoint's livemode.
+a bound on the header's size and its number of signatures (checked before any HMAC), several
+active secrets per endpoint, a timestamp too far in the future, bodies that are not UTF-8 or
+are nested too deeply for ``json.loads``, and the endpoint's livemode.
 
 Pure: bytes, a header and secrets in; an :class:`~flask_stripe_hooks.events.Event` (or
 :class:`~flask_stripe_hooks.events.ThinEvent`) or :class:`Rejected` out. No app, no
@@ -23,16 +24,33 @@ from typing import Any, TypeVar
 import stripe
 
 from ..errors import NotAnEvent, Rejected
-from ..events import THIN_OBJECT, Event, ThinEvent
+from ..events import Event, ThinEvent
 from ..utils import mode_name
+
+#: The longest ``Stripe-Signature`` header checked. Stripe's holds a time and one signature
+#: per active secret (about 70 characters each, a ``v0`` one too in test mode): under 300.
+MAX_SIGNATURE_HEADER = 2048
+#: The most ``v1`` signatures checked in one header (Stripe sends one per active secret).
+MAX_SIGNATURES = 8
 
 
 def _timestamp(header: str) -> int:
+    """The header's ``t=``, once its size is checked: a longer header, or one with more
+    signatures, is :class:`Rejected` before any HMAC is computed."""
+    if len(header) > MAX_SIGNATURE_HEADER:
+        raise Rejected(f"Stripe-Signature header longer than {MAX_SIGNATURE_HEADER} characters")
+    timestamp = None
+    signatures = 0
     for item in header.split(","):
         key, _, value = item.partition("=")
-        if key == "t":
-            return int(value)
-    raise ValueError("no t=")
+        if key == "t" and timestamp is None:
+            timestamp = value
+        signatures += key == "v1"
+    if signatures > MAX_SIGNATURES:
+        raise Rejected(f"more than {MAX_SIGNATURES} v1 signatures in Stripe-Signature header")
+    if timestamp is None:
+        raise ValueError("no t=")
+    return int(timestamp)
 
 
 def check_timestamp(timestamp: int, tolerance: int, now: float | None = None) -> None:
@@ -143,15 +161,15 @@ def verified_text(
     secret that did not sign the body); what it returns is handed back.
     """
     try:
+        timestamp = _timestamp(header)
+    except ValueError:
+        raise Rejected("malformed Stripe-Signature header") from None
+    try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected("body is not UTF-8") from None
     if not secrets:
         raise Rejected("endpoint has no active signing secret")
-    try:
-        timestamp = _timestamp(header)
-    except ValueError:
-        raise Rejected("malformed Stripe-Signature header") from None
     for secret in secrets:
         try:
             result = check(text, secret)
@@ -223,21 +241,21 @@ def verify_thin(
     def parse(text: str, secret: str) -> Any:
         try:  # tolerance=0: verified_text checks the time window, in both directions
             return client.parse_event_notification(text, header, secret, tolerance=0)
-        except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
-            return None  # signed with this secret, but not a thin event: the reason is below
+        except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
+            return exc  # signed with this secret, but not a thin event: the reason is below
 
     text, notification = verified_text(body, header, secrets, parse, tolerance=tolerance, now=now)
     payload = parse_json(text)  # the same rules as snapshot bodies: storable JSON only
-    if notification is None and isinstance(payload, dict) and payload.get("object") == "event":
+    if isinstance(payload, dict) and payload.get("object") == "event":
         raise Rejected(
             "snapshot event sent to a thin endpoint; snapshot events need an endpoint whose"
             " payload style is snapshot"
         )
-    try:
-        if notification is None:
-            raise NotAnEvent(f'body is not a Stripe thin event (object is not "{THIN_OBJECT}")')
+    try:  # each field stripe-python reads is checked here, so the reason names it
         event = ThinEvent.from_payload(payload, account)
     except NotAnEvent as exc:
         raise Rejected(str(exc)) from None
+    if isinstance(notification, Exception):  # a shape the checks above do not know
+        raise Rejected(f"stripe-python cannot read this thin event ({type(notification).__name__})")
     check_livemode(event, livemode)
     return event

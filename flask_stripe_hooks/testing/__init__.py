@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -29,7 +29,20 @@ from ..crypto import seal, unseal
 from ..errors import InvalidTestEvent
 from ..event_types import object_name
 from ..state import get_state
-from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
+
+if TYPE_CHECKING:
+    from .fake_stripe import FakeStripe as FakeStripe  # a fake Stripe API, for your tests
+
+
+def __getattr__(name: str) -> Any:
+    """``FakeStripe``, imported when asked for: ``python -m ...testing.fake_stripe`` then
+    runs the module once, as the server."""
+    if name == "FakeStripe":
+        from .fake_stripe import FakeStripe
+
+        return FakeStripe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Id prefixes of the objects tests meet most; others get one made from the object name.
 _ID_PREFIXES = {
@@ -147,13 +160,15 @@ def build_thin_event(
     event_id: str | None = None,
     created: int | None = None,
     reason: bool = True,
+    snapshot_event: str | None = None,
 ) -> dict[str, Any]:
     """A thin event notification (``"object": "v2.core.event"``), as an event destination
     sends it.
 
     ``related_object``: ``True`` makes one from the type (see :func:`related_object_for`),
     a dict is used as is, ``False``/``None`` leaves it out. ``context`` is the account the
-    event happened in (``acct_...``).
+    event happened in (``acct_...``). ``snapshot_event``: the id of the snapshot event this
+    one is the thin twin of (see :func:`build_thin_twin`).
     """
     now = int(time.time()) if created is None else created
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
@@ -175,15 +190,37 @@ def build_thin_event(
             "type": "request",
             "request": {"id": random_id("req"), "idempotency_key": str(uuid.uuid4())},
         }
+    if snapshot_event is not None:
+        event["snapshot_event"] = snapshot_event
     return event
+
+
+def build_thin_twin(snapshot: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The thin twin of a snapshot event (as :func:`build_event` makes them): ``v1.`` + its
+    type, about the same object, created at the same time, with ``snapshot_event`` naming
+    it. ``kwargs`` go to :func:`build_thin_event`."""
+    event_type = event_types.thin_twin_type(snapshot["type"])
+    if event_type is None:
+        raise InvalidTestEvent(f"{snapshot['type']!r} has no thin twin in stripe-python.")
+    obj = snapshot["data"]["object"]
+    options: dict[str, Any] = {
+        "related_object": related_object_for(event_type, obj.get("id")),
+        "livemode": snapshot["livemode"],
+        "context": snapshot.get("account"),
+        "created": snapshot["created"],
+        "snapshot_event": snapshot["id"],
+    }
+    return build_thin_event(event_type, **{**options, **kwargs})
 
 
 def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[str, Any]:
     """The event ``flask stripe-hooks send-test-event`` sends to ``endpoint``.
 
-    The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style,
-    and ``data`` JSON text of an object, merged into ``data.object`` (for a thin endpoint:
-    into the notification). Raises :class:`InvalidTestEvent` with a message naming the fix.
+    The endpoint must be enabled, ``event_type`` a type (or prefix) of its payload style
+    that the endpoint is enabled for (Stripe sends it no other), and ``data`` JSON text of
+    an object, merged into ``data.object`` (for a thin endpoint: into the notification). A
+    Connect endpoint's event names a made-up connected account.
+    Raises :class:`InvalidTestEvent` with a message naming the fix.
     """
     if not event_types.is_known(event_type) or event_type == "*":
         raise InvalidTestEvent(
@@ -205,10 +242,18 @@ def event_for(endpoint: Any, event_type: str, data: str | None = None) -> dict[s
             f" {style} events; see 'flask stripe-hooks event-types"
             + (" --thin'." if thin else "'.")
         )
-    if not thin:
-        return build_event(
-            event_type, extra, livemode=endpoint.livemode, account=endpoint.account or None
+    enabled = list(endpoint.enabled_events or ["*"])
+    if "*" not in enabled and not any(event_types.in_prefix(event_type, n) for n in enabled):
+        shown = ", ".join(enabled) if len(enabled) <= 5 else f"{len(enabled)} other types"
+        raise InvalidTestEvent(
+            f"Endpoint {endpoint.uuid} is not enabled for {event_type!r} (it receives"
+            f" {shown}): Stripe would not send it. Enable it with 'flask stripe-hooks"
+            f" update-endpoint {endpoint.uuid} --events ...' (every type it should receive),"
+            " or choose another endpoint."
         )
+    if not thin:  # a Connect endpoint's events come from a connected account (a made-up one)
+        account = random_id("acct") if getattr(endpoint, "connect", False) else None
+        return build_event(event_type, extra, livemode=endpoint.livemode, account=account)
     if event_type not in event_types.thin_event_types():
         raise InvalidTestEvent(
             event_types.unknown_type_message(
@@ -293,7 +338,7 @@ def endpoint_parts(endpoint: Any, secret: str | None) -> tuple[str, str]:
         if not stored:
             raise ValueError(f"{endpoint!r} has no signing secret.")
         secret = stored[-1] if isinstance(stored[-1], str) else unseal(stored[-1]["secret"])
-    return str(endpoint.uuid), secret  # type: ignore[return-value]
+    return str(endpoint.uuid), secret
 
 
 def deliver(

@@ -1,12 +1,13 @@
 """Stripe's wire format as :class:`~flask_stripe_hooks.fake_stripe.FakeStripe` reads and
 writes it: form-encoded bodies back into nested values, a recorded request, Stripe's error
-bodies."""
+bodies, the pages of a list."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,3 +90,22 @@ def now() -> str:
 
 def not_found(kind: str, object_id: str, code: str = "resource_missing") -> StripeError:
     return StripeError(404, f"No such {kind}: '{object_id}'", param="id", code=code)
+
+
+def last_segment(context: str) -> str:
+    """The account a ``Stripe-Context`` acts in: its last segment (``acct_1/acct_2`` →
+    ``acct_2``)."""
+    return context.rsplit("/", 1)[-1]
+
+
+def page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> dict[str, Any]:
+    """One page of a v1 list, newest first: ``starting_after`` and ``limit`` (1-100)."""
+    found = sorted(objects, key=lambda o: (o["created"], o["id"]), reverse=True)
+    after = query.get("starting_after")
+    if after:
+        ids = [o["id"] for o in found]
+        found = found[ids.index(after) + 1 :] if after in ids else []
+    limit = int(query.get("limit") or 10)
+    if not 1 <= limit <= 100:
+        raise StripeError(400, "Invalid integer: limit must be between 1 and 100.", param="limit")
+    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}

@@ -12,10 +12,20 @@ It serves:
   delete, list;
 - ``/v1/events``: list (``created[gte|gt|lte|lt]``, ``type``, ``types[]``,
   ``delivery_success``, ``starting_after``, ``limit``) and retrieve, for events added with
-  :meth:`FakeStripe.add_event`;
-- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete),
+  :meth:`FakeStripe.add_event`, or posted to ``POST /_fake/events`` (the fake's own path,
+  not Stripe's: :mod:`._events`);
+- ``/v2/core/event_destinations`` (create, retrieve, update, enable, disable, delete, list),
+  ``/v2/core/events`` (list: ``created[...]``, ``types[]``, ``object_id``, pages),
   ``/v2/core/events/{id}`` (:meth:`FakeStripe.add_thin_event`) and ``GET`` of any object
-  added with :meth:`FakeStripe.add_object` (a thin event's related object).
+  added with :meth:`FakeStripe.add_object` (a subscription for ``fetch_object()``, a thin
+  event's related object).
+
+Connect as on Stripe: an object, event or thin event added for a connected account
+(``account="acct_..."``, an event's ``account``, a thin event's ``context``) belongs to it. A
+request acts in the account its ``Stripe-Context`` (its last segment) or ``Stripe-Account``
+names, else in the key's own (the platform's): it sees only that account's objects and
+events, and anything else is ``404 No such ...``. Organization keys (``sk_org_...``) are
+refused without ``Stripe-Context``, as Stripe refuses them.
 
 In your tests::
 
@@ -26,9 +36,10 @@ In your tests::
         ...  # create-endpoint, the admin's "Add endpoint", fetch-missed ...
         assert stripe_api.requests[-1].form["enabled_events"] == ["customer.created"]
 
-As a server, to try the admin's "Add endpoint" without a Stripe account::
+As a server, to try the admin's "Add endpoint" or ``fetch-missed`` without a Stripe account::
 
-    python -m flask_stripe_hooks.fake_stripe --port 12111
+    python -m flask_stripe_hooks.testing.fake_stripe --port 12111
+    curl -d '{"type": "invoice.paid"}' http://127.0.0.1:12111/_fake/events
 
 Everything is kept in memory; nothing is sent anywhere.
 """
@@ -41,7 +52,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,21 +60,24 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import event_types
 from ..utils import mode_name
-from ._wire import Recorded, StripeError, decode_form, not_found, now
+from . import _v2_lists
+from ._destinations import Destinations
+from ._events import EVENTS_PATH, Events
+from ._wire import Recorded, StripeError, decode_form, last_segment, not_found, page
 
 #: Stripe's per-account limit on webhook endpoints (per mode).
 MAX_ENDPOINTS = 16
-_DESTINATION = re.compile(r"/v2/core/event_destinations/([^/]+)(?:/(enable|disable))?")
-_KEY = re.compile(r"(sk|rk)_(test|live)_\w+")
+_KEY = re.compile(r"(?:sk|rk|sk_org)_(test|live)_\w+")
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(Events, Destinations):
     """A fake Stripe API on ``127.0.0.1`` (a free port by default) in a thread.
 
     ``with FakeStripe() as stripe_api:`` (or :meth:`start` / :meth:`stop`); ``stripe_api.url``
     is the ``STRIPE_HOOKS_API_BASE``. ``keys`` are the API keys it accepts; by default any
-    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode).
+    key shaped like one (``sk_test_...`` for test mode, ``sk_live_...`` for live mode;
+    ``sk_org_test_...`` and ``sk_org_live_...``, organization keys, likewise).
     """
 
     keys: set[str] | None = None
@@ -73,7 +87,7 @@ class FakeStripe:
     requests: list[Recorded] = field(default_factory=list)
     #: Webhook endpoints by id, as Stripe keeps them (without the secret).
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Events served by ``/v1/events`` (add with :meth:`add_event`).
+    #: Events served by ``/v1/events`` (add with :meth:`add_event` or ``POST /_fake/events``).
     events: list[dict[str, Any]] = field(default_factory=list)
     #: Answers for the next requests, from :meth:`fail_next`.
     faults: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -89,6 +103,14 @@ class FakeStripe:
     thin_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Any object served by ``GET {path}`` (related objects).
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The connected account that owns an object (by path) or a thin event (by id); an
+    #: event's owner is its ``account``. Unlisted: the platform's.
+    owners: dict[str, str] = field(default_factory=dict)
+    #: The platform's own account id: ``Stripe-Account`` naming it acts as the platform.
+    platform: str = "acct_1FakePlatform"
+    #: The connected accounts the platform may act as; others are refused (403
+    #: ``account_invalid``). ``None``: any.
+    connected: set[str] | None = None
     url: str = ""
     #: Print one line per request (the server's command line does).
     log: bool = False
@@ -96,6 +118,7 @@ class FakeStripe:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._pages: _v2_lists.Pages = {}  # the v2 lists' page tokens
 
     # -- control ------------------------------------------------------------------------
 
@@ -144,9 +167,11 @@ class FakeStripe:
                 self.destination_urls,
                 self.thin_events,
                 self.objects,
+                self.owners,
             ):
                 kept.clear()
             self.next_id = None
+            self._pages.clear()
 
     def fail_next(self, status: int, error: dict[str, Any]) -> None:
         """Answer the next request with this HTTP status and ``{"error": error}``."""
@@ -162,26 +187,20 @@ class FakeStripe:
         endpoint.pop("secret")
         return endpoint
 
-    def add_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An event Stripe keeps (as ``build_event`` makes them), served by ``/v1/events``.
-
-        ``pending_webhooks`` decides ``delivery_success``: 0 means every delivery succeeded.
-        """
-        with self._lock:
-            self.events.append(event)
-        return event
-
     def add_thin_event(self, notification: dict[str, Any], **data: Any) -> dict[str, Any]:
         """The full ``v2.core.event`` behind a notification, as ``/v2/core/events`` gives it."""
         event = {**notification, "data": data or None, "changes": None}
         with self._lock:
             self.thin_events[notification["id"]] = event
+            self.owners[notification["id"]] = last_segment(notification.get("context") or "")
         return event
 
-    def add_object(self, url: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Serve ``obj`` at ``GET url`` (e.g. a thin event's ``related_object.url``)."""
+    def add_object(self, url: str, obj: dict[str, Any], *, account: str = "") -> dict[str, Any]:
+        """Serve ``obj`` at ``GET url`` (``/v1/subscriptions/sub_...``, a thin event's
+        ``related_object.url``), to the connected ``account`` only when one is given."""
         with self._lock:
             self.objects[url] = obj
+            self.owners[url] = account
         return obj
 
     # -- the API ------------------------------------------------------------------------
@@ -228,30 +247,52 @@ class FakeStripe:
         if (key not in self.keys) if self.keys is not None else not _KEY.fullmatch(key):
             shown = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "****"
             raise StripeError(401, f"Invalid API Key provided: {shown}")
-        return key.startswith(("sk_live_", "rk_live_"))
+        return key.startswith(("sk_live_", "rk_live_", "sk_org_live_"))
+
+    def _acting(self, request: Recorded) -> str:
+        """The connected account a request acts in; ``""``: the platform."""
+        context = request.headers.get("Stripe-Context", "")
+        if request.api_key.startswith("sk_org_") and not context:
+            raise StripeError(
+                400,
+                "Requests made with an organization API key must include a Stripe-Context"
+                " header naming the account to act in.",
+            )
+        account = last_segment(context) or request.headers.get("Stripe-Account", "")
+        if account in ("", self.platform):
+            return ""
+        if self.connected is not None and account not in self.connected:
+            raise StripeError(
+                403,
+                f"The provided key does not have access to account '{account}' (or that"
+                " account does not exist). Application access may have been revoked.",
+                code="account_invalid",
+            )
+        return account
 
     def _answer(self, request: Recorded) -> tuple[int, dict[str, Any]]:
+        path, method = request.path.rstrip("/"), request.method
+        if path == EVENTS_PATH and method == "POST":  # the fake's own: no key, no fault
+            return 200, self._post_event(request)
         if self.faults:
             return self.faults.pop(0)
         livemode = self._livemode(request)
-        path, method = request.path.rstrip("/"), request.method
+        acting = self._acting(request)
         if path in self.objects and method == "GET":
-            return 200, self.objects[path]
+            obj = self.objects[path]
+            if self.owners.get(path, "") != acting:
+                raise not_found(str(obj.get("object", "object")), str(obj.get("id")))
+            return 200, obj
         if path.startswith("/v2/"):
-            return self._answer_v2(request, livemode, path)
+            return self._answer_v2(request, livemode, path, acting)
         if path == "/v1/webhook_endpoints":
             if method == "POST":
                 return 200, self._create(livemode, request.form)
             if method == "GET":
                 return 200, self._list(livemode, request.query)
-        if path == "/v1/events" and method == "GET":
-            return 200, self._list_events(livemode, request.query)
-        match = re.fullmatch(r"/v1/events/([^/]+)", path)
-        if match and method == "GET":
-            for event in self.events:
-                if event["id"] == match.group(1) and event["livemode"] == livemode:
-                    return 200, event
-            raise not_found("event", match.group(1))
+        event = self._answer_events(request, livemode, acting)
+        if event is not None:
+            return 200, event
         match = re.fullmatch(r"/v1/webhook_endpoints/([^/]+)", path)
         if match:
             endpoint = self.endpoints.get(match.group(1))
@@ -350,175 +391,15 @@ class FakeStripe:
             }
         return endpoint
 
-    def _list_events(self, livemode: bool, query: dict[str, Any]) -> dict[str, Any]:
-        """``GET /v1/events``: newest first; ``created[gte|gt|lte|lt]``, ``type`` (a name,
-        or ``prefix.*``), ``types[]``, ``delivery_success``, ``limit``, ``starting_after``."""
-        created = query.get("created")
-        bounds = created if isinstance(created, dict) else {}
-        if created is not None and not isinstance(created, dict):
-            bounds = {"gte": created, "lte": created}
-        checks = {
-            "gte": lambda c, v: c >= v,
-            "gt": lambda c, v: c > v,
-            "lte": lambda c, v: c <= v,
-            "lt": lambda c, v: c < v,
-        }
-        wanted_type, wanted_types = query.get("type"), query.get("types")
-        if wanted_types is not None and len(wanted_types) > 20:
-            raise StripeError(
-                400, "Invalid array: types must have at most 20 items.", param="types"
-            )
-
-        flag = query.get("delivery_success")
-        if flag not in (None, "true", "false"):
-            raise StripeError(
-                400,
-                "Invalid boolean: delivery_success must be true or false.",
-                param="delivery_success",
-            )
-        success = None if flag is None else flag == "true"
-
-        def keep(event: dict[str, Any]) -> bool:
-            if event["livemode"] != livemode:
-                return False
-            if any(not checks[op](event["created"], int(v)) for op, v in bounds.items()):
-                return False
-            if wanted_type:
-                if wanted_type.endswith("*"):
-                    if not event["type"].startswith(wanted_type[:-1]):
-                        return False
-                elif event["type"] != wanted_type:
-                    return False
-            if success is not None and (event.get("pending_webhooks", 0) == 0) != success:
-                return False
-            return not wanted_types or event["type"] in wanted_types
-
-        return _page((e for e in self.events if keep(e)), query, "/v1/events")
-
     def _list(self, livemode: bool, query: dict[str, Any]) -> dict[str, Any]:
         mine = (e for e in self.endpoints.values() if e["livemode"] == livemode)
-        return _page(mine, query, "/v1/webhook_endpoints")
-
-    def _answer_v2(
-        self, request: Recorded, livemode: bool, path: str
-    ) -> tuple[int, dict[str, Any]]:
-        method = request.method
-        if path == "/v2/core/event_destinations" and method == "POST":
-            return 200, self._create_destination(livemode, request.json or {})
-        match = re.fullmatch(r"/v2/core/events/([^/]+)", path)
-        if match and method == "GET":
-            event = self.thin_events.get(match.group(1))
-            if event is None or event["livemode"] != livemode:
-                raise not_found("event", match.group(1), code="not_found")
-            return 200, event
-        match = _DESTINATION.fullmatch(path)
-        if match:
-            destination = self.destinations.get(match.group(1))
-            if destination is None or destination["livemode"] != livemode:
-                raise not_found("event destination", match.group(1), code="not_found")
-            action = match.group(2)
-            if method == "POST" and action:
-                destination["status"] = "enabled" if action == "enable" else "disabled"
-                destination["status_details"] = (
-                    None if action == "enable" else {"disabled": {"reason": "user"}}
-                )
-                destination["updated"] = now()
-                return 200, destination
-            if method == "GET" and not action:
-                return 200, self._shown(destination, request.query.get("include"))
-            if method == "POST" and not action:
-                return 200, self._update_destination(destination, request.json or {})
-            if method == "DELETE" and not action:
-                del self.destinations[destination["id"]]
-                return 200, {"id": destination["id"], "object": "v2.core.event_destination"}
-        raise StripeError(404, f"Unrecognized request URL ({method}: {request.path}).")
-
-    @staticmethod
-    def _check_thin_events(events: Any) -> list[str]:
-        if not isinstance(events, list) or not events:
-            raise StripeError(400, "enabled_events must be a non-empty array.")
-        known = set(event_types.thin_event_types())
-        for name in events:
-            if name not in known:
-                raise StripeError(
-                    400,
-                    f"Invalid enabled_events: {name} is not a thin event type.",
-                    param="enabled_events",
-                )
-        return events
-
-    def _create_destination(self, livemode: bool, body: dict[str, Any]) -> dict[str, Any]:
-        for required in ("name", "type", "event_payload", "enabled_events"):
-            if required not in body:
-                raise StripeError(400, f"Missing required param: {required}.", param=required)
-        if body["type"] != "webhook_endpoint" or body["event_payload"] not in ("thin", "snapshot"):
-            raise StripeError(400, "Invalid type or event_payload.", param="type")
-        if body["event_payload"] == "thin":
-            self._check_thin_events(body["enabled_events"])
-        url = self._check_url((body.get("webhook_endpoint") or {}).get("url", ""))
-        destination = {
-            "id": "ed_" + ("live_" if livemode else "test_") + secrets.token_hex(10),
-            "object": "v2.core.event_destination",
-            "created": now(),
-            "updated": now(),
-            "description": body.get("description") or "",
-            "enabled_events": body["enabled_events"],
-            "event_payload": body["event_payload"],
-            "events_from": body.get("events_from") or ["@self"],
-            "livemode": livemode,
-            "metadata": body.get("metadata") or {},
-            "name": body["name"],
-            "snapshot_api_version": body.get("snapshot_api_version"),
-            "status": "enabled",
-            "status_details": None,
-            "type": "webhook_endpoint",
-            "webhook_endpoint": {"signing_secret": None, "url": None},
-        }
-        self.destinations[destination["id"]] = destination
-        self.destination_urls[destination["id"]] = url
-        self.secrets[destination["id"]] = "whsec_" + secrets.token_hex(16)
-        return self._shown(destination, body.get("include"))
-
-    def _shown(self, destination: dict[str, Any], include: Any) -> dict[str, Any]:
-        """A destination with what ``include`` asks for (its secret, its URL) filled in."""
-        shown = {"signing_secret": self.secrets, "url": self.destination_urls}
-        webhook = {
-            key: values[destination["id"]] if f"webhook_endpoint.{key}" in (include or []) else None
-            for key, values in shown.items()
-        }
-        return {**destination, "webhook_endpoint": webhook}
-
-    def _update_destination(
-        self, destination: dict[str, Any], body: dict[str, Any]
-    ) -> dict[str, Any]:
-        if "enabled_events" in body:
-            destination["enabled_events"] = self._check_thin_events(body["enabled_events"])
-        if "description" in body:
-            destination["description"] = body["description"]
-        if "webhook_endpoint" in body:
-            url = self._check_url(body["webhook_endpoint"].get("url", ""))
-            self.destination_urls[destination["id"]] = url
-        destination["updated"] = now()
-        return destination
-
-
-def _page(objects: Iterable[dict[str, Any]], query: dict[str, Any], url: str) -> dict[str, Any]:
-    """One page of a v1 list, newest first: ``starting_after`` and ``limit`` (1-100)."""
-    found = sorted(objects, key=lambda o: (o["created"], o["id"]), reverse=True)
-    after = query.get("starting_after")
-    if after:
-        ids = [o["id"] for o in found]
-        found = found[ids.index(after) + 1 :] if after in ids else []
-    limit = int(query.get("limit") or 10)
-    if not 1 <= limit <= 100:
-        raise StripeError(400, "Invalid integer: limit must be between 1 and 100.", param="limit")
-    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}
+        return page(mine, query, "/v1/webhook_endpoints")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m flask_stripe_hooks.fake_stripe``: serve until Ctrl-C."""
+    """``python -m flask_stripe_hooks.testing.fake_stripe``: serve until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m flask_stripe_hooks.fake_stripe",
+        prog="python -m flask_stripe_hooks.testing.fake_stripe",
         description="A fake Stripe API on loopback, to try webhook endpoints without an account.",
     )
     parser.add_argument("--port", type=int, default=12111, help="0 picks a free port")
@@ -535,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"Fake Stripe API on {fake.url} (Ctrl-C to stop). Point your app at it:\n"
         f"  export STRIPE_HOOKS_API_BASE={fake.url}\n"
-        "  export STRIPE_TEST_SECRET_KEY=sk_test_fake    # any sk_test_... works here\n",
+        "  export STRIPE_TEST_SECRET_KEY=sk_test_fake    # any sk_test_... works here\n"
+        "Add an event Stripe has, for 'flask stripe-hooks fetch-missed' to find:\n"
+        f'  curl -d \'{{"type": "invoice.paid"}}\' {fake.url}{EVENTS_PATH}\n',
         flush=True,
     )
     try:

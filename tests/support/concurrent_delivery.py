@@ -9,11 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 from flask_stripe_hooks import StripeHooks  # noqa: E402
 
-from helpers import make_app, record  # noqa: E402
+from .helpers import make_app, record  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from helpers import missing
+from .helpers import missing
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tests/: support.* imports from there
 
 
 def free_port() -> int:
@@ -150,16 +150,30 @@ def app_env(database_url: str, marks: Path, **extra: Any) -> dict[str, str]:
     return env
 
 
+def queue_app_in(env: dict[str, str]) -> Any:
+    """:mod:`queue_app`'s app built in this process with ``env`` (as the worker has it),
+    its tables created."""
+    from . import queue_app
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        app = queue_app.create_app()
+    with app.app_context():
+        queue_app.db.create_all()
+    return app
+
+
 def start_worker(
     env: dict[str, str],
     log: Path,
     *,
     pool: str = "prefork",
     concurrency: int = 2,
-    app: str = "queue_worker:celery_app",
+    app: str = "support.queue_worker:celery_app",
     extra: tuple[str, ...] = (),
 ) -> Process:
-    """``celery -A queue_worker:celery_app worker``; returns once it says it is ready.
+    """``celery -A support.queue_worker:celery_app worker``; returns once it says it is ready.
     ``extra``: more options (``-B`` runs the beat schedule in it)."""
     args = [sys.executable, "-m", "celery", "-A", app, "worker", *extra]
     args += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
@@ -184,7 +198,7 @@ def start_gunicorn(
     port = port or free_port()
     args = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
     args += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--timeout", "120"]
-    args += ["queue_app:create_app()"]
+    args += ["support.queue_app:create_app()"]
     server = Process(args, env, log)
     try:
         wait_until(lambda: port_open(port) or not server.alive(), 60, "gunicorn")

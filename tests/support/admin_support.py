@@ -15,7 +15,7 @@ from flask_stripe_hooks import endpoints
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
 from werkzeug.serving import make_server
 
-from helpers import missing
+from .helpers import missing
 
 ADMIN = "/stripe-hooks/admin"
 PASSWORD = "correct horse battery staple"
@@ -99,8 +99,8 @@ def post(url: str, body: str, header: str) -> int:
 
 def seed_history(app: Flask, base: str) -> dict[str, str]:
     """Two endpoints made on the Stripe stub, and deliveries to the first: events of several
-    types, a forged one, and a second ``customer.created`` for a stored customer, which the
-    example's handler fails on (the customer's id is unique).
+    types (one of a connected account), a forged one, and a second ``customer.created`` for a
+    stored customer, which the example's handler fails on (the customer's id is unique).
 
     Returns the first endpoint's uuid and the failed event's id.
     """
@@ -126,6 +126,7 @@ def seed_history(app: Flask, base: str) -> dict[str, str]:
         build_event("customer.subscription.trial_will_end"),
         build_event("invoice.paid"),
         build_event("invoice.payment_failed"),
+        build_event("customer.subscription.updated", account="acct_1Nv0FGQ9RKHgCVdK"),
     ]:
         assert send(event) == 200, event["type"]
     assert send(build_event("invoice.paid"), "whsec_forged_by_someone") == 400

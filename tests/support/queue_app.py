@@ -9,13 +9,17 @@ Configured from the environment:
 - ``CELERY_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message out
   again (after a worker died); the worker looks for such messages every second.
 - ``HANDLER_SLEEP_MS``: every handler call sleeps this long (the benchmark's 100 ms).
+- ``MAX_ATTEMPTS``: ``STRIPE_HOOKS_MAX_ATTEMPTS``.
 - ``SWEEP_EVERY``, ``SWEEP_OLDER_THAN``: the ready-made beat schedule's sweeper, faster (its
   entry from ``make_celery``, with these numbers).
+
+In the worker (:mod:`queue_worker`), each ``event-dead`` signal appends the event id to
+``dead.log`` in ``MARKS``.
 
 Handlers do what the event's ``data.object.metadata`` asks:
 
 - ``fail_once``: raise on the first call for this event id (in any process), succeed after.
-- ``fail_always``: always raise.
+- ``fail_always``: always raise (with the text of ``error-<id>`` in ``MARKS``, once written).
 - ``retry_once``: raise ``Retry(after=0.5)`` on the first call for this event id.
 - ``ignore``: raise ``Ignore`` with this reason.
 - ``hang_once``: on the first call write ``hang-<id>.pid`` and sleep (to be killed).
@@ -89,6 +93,8 @@ def create_app(**config: Any) -> Flask:
                 }
             },
         }
+    if os.environ.get("MAX_ATTEMPTS"):
+        app.config["STRIPE_HOOKS_MAX_ATTEMPTS"] = int(os.environ["MAX_ATTEMPTS"])
     app.config.update(config)
     db.init_app(app)
     hooks.init_app(app)
@@ -116,6 +122,10 @@ def handle(event: Any, **kwargs: Any) -> None:
     if meta.get("fail_once") and first_time(f"fail-{event.id}"):
         raise RuntimeError(f"{event.id} fails on its first attempt")
     if meta.get("fail_always"):
+        message = os.path.join(marks(), f"error-{event.id}")
+        if os.path.exists(message):
+            with open(message) as f:
+                raise RuntimeError(f.read())
         raise RuntimeError(f"{event.id} always fails")
     if meta.get("retry_once") and first_time(f"retry-{event.id}"):
         raise Retry("the customer is not stored yet", after=0.5)
@@ -129,3 +139,9 @@ def handle(event: Any, **kwargs: Any) -> None:
                 f.write(f"{event.id} {os.getpid()}\n")
 
         on_commit(committed)
+
+
+def log_dead(sender: Any, **kwargs: Any) -> None:
+    """An ``event-dead`` receiver (the worker connects it): append the id to ``dead.log``."""
+    with open(os.path.join(marks(), "dead.log"), "a") as f:
+        f.write(f"{kwargs['event'].id}\n")

@@ -41,11 +41,13 @@ def fill(
     failed_every: int = 50,
     live_every: int = 10,
     status: str | None = None,
+    accounts: int = 0,
 ) -> None:
     """Add ``count`` events and one delivery each, numbered from ``first``: event ``g`` is
     received ``g * step`` seconds before ``newest``, has ``types[g % len(types)]``, is
-    failed when ``g % failed_every == 0`` (processed otherwise; ``status`` for all of them)
-    and live when ``g % live_every == 0``."""
+    failed when ``g % failed_every == 0`` (processed otherwise; ``status`` for all of them),
+    live when ``g % live_every == 0`` and, with ``accounts``, of the connected account
+    ``acct_h{g % accounts}`` (the platform's own otherwise)."""
     dialect = conn.dialect.name
     with_, from_, when = _series(dialect)
     kinds = " ".join(f"WHEN {i} THEN '{t}'" for i, t in enumerate(types))
@@ -62,12 +64,13 @@ def fill(
     }
     true = "true" if dialect == "postgresql" else "1"
     event_id = "CAST(:prefix AS TEXT) || g"
+    account = f"'acct_h' || (g % {accounts})" if accounts else "''"
     conn.execute(
         sa.text(
             f"{with_}INSERT INTO stripe_hooks_event (id, type, livemode, account, api_version,"
             " data, status, attempts, received_at, endpoint_id)"
             f" SELECT {event_id}, CASE g % {len(types)} {kinds} END, g % {live_every} = 0,"
-            f" '', '', '{{}}', {status_sql}, 1, {when}, :endpoint FROM {from_}"
+            f" {account}, '', '{{}}', {status_sql}, 1, {when}, :endpoint FROM {from_}"
         ),
         params,
     )

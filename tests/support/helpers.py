@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import re
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
@@ -105,7 +107,9 @@ def count(name: str, n: int = 1) -> None:
 
 
 #: A Stripe signing secret or secret key with its value (``whsec_••••`` is fine).
-SECRET_VALUE = re.compile(r"whsec_[A-Za-z0-9+/=_-]{4,}|[sr]k_(?:test|live)_[A-Za-z0-9_]{4,}")
+SECRET_VALUE = re.compile(
+    r"whsec_[A-Za-z0-9+/=_-]{4,}|[sr]k_(?:org_)?(?:test|live)_[A-Za-z0-9_]{4,}"
+)
 
 
 class LeakGuard:
@@ -148,6 +152,19 @@ class LeakHandler(logging.Handler):
             self.guard.scan(f"log record of {record.name}", self.format(record))
         except Exception:
             self.handleError(record)
+
+
+def fetch_json(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """GET (or, with ``data``, POST) ``url``: ``(status, the JSON answer)``, errors included."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
 
 
 def stored_text(app: Flask, event_id: str) -> str:

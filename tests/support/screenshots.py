@@ -1,7 +1,7 @@
 """The screenshots of docs/admin.md, taken in Chromium from the example app.
 
-    PYTHONPATH=$PWD python tests/screenshots.py            # writes docs/img/admin-*.png
-    PYTHONPATH=$PWD python tests/screenshots.py /tmp/shots # anywhere else
+    cd tests && python -m support.screenshots             # writes docs/img/admin-*.png
+    cd tests && python -m support.screenshots /tmp/shots  # anywhere else
 
 The example app runs on SQLite in a temporary folder, on loopback, with Stripe's API answered
 by flask_stripe_hooks.testing.FakeStripe; its admin is filled by admin_support.seed_history.
@@ -18,9 +18,7 @@ from typing import Any
 
 from flask_stripe_hooks.testing import FakeStripe
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from admin_support import (  # noqa: E402
+from .admin_support import (  # noqa: E402
     ADMIN,
     DESKTOP,
     PASSWORD,
@@ -30,7 +28,7 @@ from admin_support import (  # noqa: E402
     serve_example,
 )
 
-DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
+DOCS_IMG = Path(__file__).parents[2] / "docs" / "img"
 
 
 def log_in(page: Any, base: str) -> None:

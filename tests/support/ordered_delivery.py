@@ -12,12 +12,9 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from flask_stripe_hooks import StripeHooks  # noqa: E402
 
-from helpers import make_app  # noqa: E402
+from .helpers import make_app  # noqa: E402
 
 UPSERT = sa.text(
     "INSERT INTO object_state (id, status, event_id) VALUES (:id, :status, :event_id)"

@@ -1,7 +1,8 @@
 """Play Stripe against a running server: signed deliveries from many threads, duplicates
 (some at the same moment), and Stripe's retry of every delivery not answered with a 2xx.
 
-    STRIPE_WEBHOOK_SECRET=whsec_... python tests/loadgen.py URL --deliveries 5000 --out r.json
+    STRIPE_WEBHOOK_SECRET=whsec_... python tests/support/loadgen.py URL --deliveries 5000 \
+        --out r.json
 
 ``URL`` is the endpoint's full webhook URL. Of the deliveries, ``--duplicates`` (a fraction)
 are second copies of an event: half sent at the same moment as the first copy, half after
