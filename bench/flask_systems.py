@@ -55,6 +55,7 @@ class Handled(Base):
 def _base_app(db_url: str) -> tuple[Flask, SQLAlchemy]:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = db_url
+    app.config["SECRET_KEY"] = "bench"  # as an app with the admin has
     db = SQLAlchemy()
     db.init_app(app)
     return app, db
@@ -89,7 +90,8 @@ def create_fsh(
 
 def seed_fsh(app: Flask) -> None:
     # The package that built the app (another revision keeps these names elsewhere).
-    package = type(app.extensions["stripe_hooks"]).__module__.split(".")[0]
+    state = app.extensions.get("stripe_hooks")  # none on the minimal receiver
+    package = type(state).__module__.split(".")[0] if state is not None else "flask_stripe_hooks"
     models = importlib.import_module(f"{package}.models")
     compress_with_lz4 = getattr(models, "compress_with_lz4", None)
     if compress_with_lz4 is None:  # revisions before it moved to models

@@ -12,6 +12,9 @@
    ``--repeat`` times (9) with the in-process test client (the admin allowed), after one
    untimed request, the sizes taking turns request by request; the median is printed, and the
    growth factor from the smallest size to the largest.
+   Every event is about one of 10 objects (``sub_0`` to ``sub_9``): an object's history
+   (``?object=sub_7``) holds 100 events at 1,000 and 100,000 at 1,000,000, a full first page
+   at every size.
 2. Prune at the largest PostgreSQL size: ``prune --dry-run`` (a capped count), then a prune
    of about a tenth of the rows in batches of 2,000 (rows per second, and the longest batch:
    the longest any lock is held), then clearing bodies of another tenth.
@@ -51,12 +54,15 @@ from support.history_support import fill  # noqa: E402
 ADMIN = "/admin"
 #: One event every 3 s: close to a million a month (whole seconds suit SQLite's rows).
 STEP = 3
+#: The Stripe objects the events are about, each as busy as the others.
+OBJECTS = 10
 PAGES = {
     "endpoints list": "/",
     "events": "/events/",
     "events ?type=invoice": "/events/?type=invoice",
     "events ?status=failed": "/events/?status=failed",
     "events page 3": None,  # found by following "Older" twice
+    "events ?object=sub_7": "/events/?object=sub_7",  # 1 in 10 events: 100,000 at 1M
     "deliveries": "/deliveries/",
     "deliveries ?outcome=failed": "/deliveries/?outcome=failed",
     "one event": "/events/evt_h500",
@@ -98,6 +104,7 @@ def filled(url: str, size: int, accounts: int = 0, step: int = STEP) -> Flask:
                     first=first,
                     step=step,
                     accounts=accounts,
+                    objects=OBJECTS,
                 )
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
@@ -127,15 +134,17 @@ def page_three(client: Any) -> str:
 
 
 def runners(app: Flask) -> dict[str, Any]:
-    """Each page of :data:`PAGES`, and the CLI listing, as a function that requests it."""
+    """Each page of :data:`PAGES`, and the CLI listings, as a function that requests it."""
     client = app.test_client()
     out = {}
     for name, path in PAGES.items():
         out[name] = get(client, page_three(client) if path is None else ADMIN + path)
     runner = app.test_cli_runner()
-    out["CLI events --limit 20"] = lambda: runner.invoke(
-        args=["stripe-hooks", "events", "--limit", "20"]
-    )
+    for name, args in (
+        ("CLI events --limit 20", ["stripe-hooks", "events", "--limit", "20"]),
+        ("CLI events --object sub_7", ["stripe-hooks", "events", "--object", "sub_7"]),
+    ):
+        out[name] = lambda args=args: runner.invoke(args=args)
     return out
 
 
@@ -309,6 +318,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=STEP, help="seconds between two events")
     parser.add_argument("--repeat", type=int, default=9, help="timed requests of each page")
     parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; numbers mean nothing")
     args = parser.parse_args()
@@ -335,7 +345,8 @@ def main() -> None:
         }
         table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
         largest = max(postgres)
-        prune_figures(postgres[largest], largest, args.step)
+        if not args.skip_prune:
+            prune_figures(postgres[largest], largest, args.step)
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)
 

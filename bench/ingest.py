@@ -11,6 +11,11 @@
    the pairs, with a 95% bootstrap interval of that median. Target: >= 1.0x.
 2. Dispatch with 1 and with 1,000 unrelated subscriptions: ``Registry.dispatch`` alone, and the
    whole delivery on PostgreSQL. Target: per-event time within 10%.
+3. The handlers' record (``--record-only`` runs just this): the same app delivering with each
+   handler timed, recorded on the delivery row and flushed after it, against the same app with
+   ``Registry.dispatch`` switched to a plain ``send`` (no record, no flush), in alternating
+   blocks, on SQLite and PostgreSQL; first this process's CPU time per delivery, the same way,
+   on SQLite in memory. Target: time ratio <= 1.02.
 
 With ``--against REV`` it pairs this tree's flask-stripe-hooks against the same package at a git
 revision (unpacked with ``git archive`` under another import name, so both run in one process),
@@ -200,6 +205,142 @@ def dispatch_delivery(args: argparse.Namespace, pg_url: str, tmp: str) -> list[s
     ]
 
 
+def handler_record(args: argparse.Namespace, pg_url: str, tmp: str) -> list[str]:
+    """Deliveries with the handlers' record (timed, recorded, flushed after each) against
+    the same app with ``Registry.dispatch`` as a plain ``send`` to each signal."""
+    from flask_stripe_hooks.pipeline.dispatch import Registry
+
+    recording = Registry.dispatch
+
+    def plain(self: Any, event: Any, *, ran: Any = None, after_each: Any = None, **kw: Any) -> Any:
+        for sig in self.signals_for(event.type):
+            if sig.receivers:
+                sig.send(event, **kw)
+        return []
+
+    def set_plain() -> None:
+        Registry.dispatch = plain  # type: ignore[method-assign]
+
+    def set_recording() -> None:
+        Registry.dispatch = recording  # type: ignore[method-assign]
+
+    bodies = payloads.bodies(args.deliveries + args.warmup, seed=7)
+    contenders = {"plain": ("fsh", {}), "recording": ("fsh", {})}
+    before = {"plain": set_plain, "recording": set_recording}
+    lines = []
+    try:
+        lines.append(record_work(plain, recording))
+        print("  " + lines[-1], flush=True)
+        lines.append(record_cpu(bodies, set_plain, set_recording, args))
+        print("  " + lines[-1], flush=True)
+        for backend in getattr(args, "backends", "sqlite,postgresql").split(","):
+            rates, ratios = interleaved(contenders, backend, pg_url, tmp, bodies, args, before)
+            ratio = common.median(ratios)  # time with the record / without
+            low, high = common.median_interval(ratios)
+            lines.append(
+                f"{backend:<10} handlers' record: {rates['recording']:7.0f}/s, without"
+                f" {rates['plain']:7.0f}/s: time ratio {ratio:.3f}x (median of {len(ratios)}"
+                f" pairs, 95% interval {low:.3f}-{high:.3f})"
+                f"   {'PASS' if ratio <= 1.02 else 'MISS'} (target <= 1.02x)"
+            )
+            print("  " + lines[-1], flush=True)
+    finally:
+        set_recording()
+    return lines
+
+
+def record_work(plain: Callable[..., Any], recording: Callable[..., Any]) -> str:
+    """What the record adds to one event, alone: ``Registry.dispatch`` with two handlers,
+    timed and recorded, a flush of a clean session after each, and the record as the JSON the
+    delivery row gets, against a plain ``send`` and ``[]``; the least of 7 repeats of 20,000
+    (the least is what the code costs; a busy machine only adds to it)."""
+    import json
+    import timeit
+
+    from flask_stripe_hooks.events import Event
+    from flask_stripe_hooks.pipeline.dispatch import Registry
+    from sqlalchemy.orm import Session
+
+    registry = Registry()
+    registry.on("customer.created")(lambda event, **kw: None)
+    registry.on("customer")(lambda event, **kw: None)
+    event = Event(id="evt_1", type="customer.created", livemode=False, data={"object": {}})
+    session = Session()
+
+    def with_record() -> None:
+        ran: list[Any] = []
+        recording(registry, event, ran=ran, after_each=session.flush, endpoint=None)
+        json.dumps(ran)
+
+    def without() -> None:
+        plain(registry, event, endpoint=None)
+        json.dumps([])
+
+    n = 20_000
+    best = {
+        name: min(timeit.repeat(fn, number=n, repeat=7)) / n
+        for name, fn in (("with", with_record), ("without", without))
+    }
+    return (
+        f"the record's own work per event (two handlers): {best['with'] * 1e6:.1f} us with,"
+        f" {best['without'] * 1e6:.1f} us without: {(best['with'] - best['without']) * 1e6:+.1f}"
+        " us (least of 7 repeats)"
+    )
+
+
+def record_cpu(
+    bodies: list[str],
+    set_plain: Callable[[], Any],
+    set_recording: Callable[[], Any],
+    args: argparse.Namespace,
+) -> str:
+    """This process's CPU time per delivery (``time.process_time``: what the record adds is
+    CPU work here, and CPU time is far less disturbed than wall time by other work on a
+    shared machine), with and without the record, on one app with SQLite in memory, in
+    alternating blocks; the ratio is the median of the pairs. SQLite in memory makes the
+    delivery cheaper than any real one, so the share is an upper bound."""
+    items = [(b.encode(), h) for b, h in payloads.signed(bodies)]
+    app = flask_systems.FACTORIES["fsh"]("sqlite://")
+    flask_systems.SEEDS["fsh"](app)
+    client = app.test_client()
+    headers = {"Content-Type": "application/json", "User-Agent": "Stripe/1.0"}
+    path = flask_systems.PATHS["fsh"]
+
+    def block(chunk: list[tuple[bytes, str]]) -> float:
+        gc.collect()
+        start = time.process_time()
+        for body, header in chunk:
+            response = client.post(path, data=body, headers={**headers, "Stripe-Signature": header})
+            if response.status_code != 200:
+                raise SystemExit(f"{response.status_code} {response.get_data(as_text=True)}")
+        return (time.process_time() - start) / len(chunk)
+
+    block(items[: args.warmup])
+    timed = items[args.warmup :]
+    size = max(1, len(timed) // (2 * args.pairs))
+    cpu: dict[str, list[float]] = {"plain": [], "recording": []}
+    ratios = []
+    for i in range(args.pairs):
+        got = {}
+        chunk = timed[2 * i * size : (2 * i + 2) * size]
+        order = (("plain", set_plain), ("recording", set_recording))
+        for n, (label, switch_to) in enumerate(order if i % 2 == 0 else order[::-1]):
+            switch_to()
+            got[label] = block(chunk[n * size : (n + 1) * size])
+            cpu[label].append(got[label])
+        ratios.append(got["recording"] / got["plain"])
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+    plain, recording = sum(cpu["plain"]) / args.pairs, sum(cpu["recording"]) / args.pairs
+    low, high = common.median_interval(ratios)
+    return (
+        f"CPU in this process (SQLite in memory): {recording * 1e6:.0f} us per delivery"
+        f" with the record, {plain * 1e6:.0f} us without: {(recording - plain) * 1e6:+.1f} us"
+        f" ({recording / plain:.3f}x of the totals; median of {len(ratios)} pairs"
+        f" {common.median(ratios):.3f}x, 95% interval {low:.3f}-{high:.3f})"
+    )
+
+
 def run_arguments(doc: str | None) -> argparse.ArgumentParser:
     """The options of a paired run (this script's and those built on :func:`interleaved`)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
@@ -337,6 +478,8 @@ def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--skip-dispatch", action="store_true")
     parser.add_argument("--against", metavar="REV", help="pair against a git revision instead")
+    parser.add_argument("--record-only", action="store_true", help="only part 3")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="of part 3")
     args = quick(parser.parse_args())
     print(f"machine: {common.machine()}")
     if args.against:
@@ -344,10 +487,14 @@ def main() -> None:
             summary(against(args, pg_url, tmp), args)
         return
     with common.postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        if args.record_only:
+            summary(handler_record(args, pg_url, tmp), args)
+            return
         lines = ingest(args, pg_url, tmp)
         if not args.skip_dispatch:
             lines += dispatch_only(3 if args.quick else 7, 5 if args.quick else 200)
             lines += dispatch_delivery(args, pg_url, tmp)
+        lines += handler_record(args, pg_url, tmp)
     summary(lines, args)
 
 

@@ -26,7 +26,7 @@ import ingest  # noqa: E402
 _TRACKED = attempt.insert_tracked_event, run.track_newest
 
 
-def _untracked(connection: Any, values: Any, object_id: Any) -> tuple[bool, None]:
+def _untracked(connection: Any, values: Any, track: Any) -> tuple[bool, None]:
     return bool(storage.insert_event(connection, values)), None
 
 

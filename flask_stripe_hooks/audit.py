@@ -91,12 +91,30 @@ def entries(session: Any, endpoint_uuid: uuid.UUID | None = None, limit: int = 2
     return list(session.execute(query).scalars())
 
 
-def describe(changes: Mapping[str, Any]) -> str:
-    """``status: enabled → disabled; secret: rotated, 1 kept until ...``"""
+#: Actions whose ``changes`` hold the endpoint's values, not ``[old, new]`` pairs.
+SNAPSHOTS = frozenset({"created", "imported", "deleted", "secret-rotated"})
+
+
+def describe(changes: Mapping[str, Any], action: str = "") -> str:
+    """``status: enabled → disabled; secret: rotated, 1 kept until ...``; for an action in
+    :data:`SNAPSHOTS`, the values it recorded (``enabled_events: invoice.paid,
+    invoice.payment_failed``), empty ones left out."""
     parts = []
     for name, value in changes.items():
-        if isinstance(value, list) and len(value) == 2:
-            parts.append(f"{name}: {value[0]!r} → {value[1]!r}")
+        if action in SNAPSHOTS:
+            if value in (None, "", []):
+                continue
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            parts.append(f"{name}: {shown}")
+        elif isinstance(value, list) and len(value) == 2:
+            parts.append(f"{name}: {_shown(value[0])} → {_shown(value[1])}")
         else:
             parts.append(f"{name}: {value}")
     return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    """One side of a change: a list as its items, nothing as "none"."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return "none" if value in (None, "") else repr(value)

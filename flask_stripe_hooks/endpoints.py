@@ -30,7 +30,7 @@ from .models import WebhookEndpoint, active_secrets, audit_table, delivery_table
 from .public_url import LISTEN_HINT, check_base_url
 from .state import get_state
 from .stripe_api import client_for
-from .utils import utcnow
+from .utils import schema_missing, upgrade_hint, utcnow
 
 __all__ = ["LISTEN_HINT", "EndpointError", "check_base_url"]  # and the operations below
 
@@ -129,15 +129,31 @@ def _check_api_version(version: str) -> str:
     return version
 
 
+#: Where a signing secret is found, for the messages about one.
+_SECRET_SOURCE = (
+    "Stripe Dashboard → Webhooks → your endpoint → Signing secret, or the line"
+    " 'stripe listen' prints"
+)
+#: Stripe's are longer (32 characters or more after ``whsec_``); shorter is a cut-off paste.
+MIN_SECRET_LENGTH = 12
+
+
 def check_secret(secret: str) -> str:
+    """The signing secret, stripped, or :class:`EndpointError` saying what is wrong with it
+    (never showing it)."""
     secret = (secret or "").strip()
-    if not secret.startswith("whsec_") or len(secret) < 12 or any(c.isspace() for c in secret):
-        raise EndpointError(
-            "A signing secret starts with 'whsec_' (Stripe Dashboard → Webhooks → your"
-            " endpoint → Signing secret, or the line 'stripe listen' prints).",
-            "secret",
+    if not secret.startswith("whsec_"):
+        problem = "A signing secret starts with 'whsec_'"
+    elif len(secret) < MIN_SECRET_LENGTH:
+        problem = (
+            f"This signing secret is too short ({len(secret)} characters; Stripe's have"
+            " 32 or more after 'whsec_'): copy all of it"
         )
-    return secret
+    elif any(c.isspace() for c in secret):
+        problem = "A signing secret has no spaces or line breaks inside: copy it again"
+    else:
+        return secret
+    raise EndpointError(f"{problem} ({_SECRET_SOURCE}).", "secret")
 
 
 def get_endpoint(value: WebhookEndpoint | uuid_mod.UUID | str) -> WebhookEndpoint:
@@ -168,7 +184,10 @@ def only_enabled_endpoint() -> WebhookEndpoint:
             "No enabled endpoint; add one with 'flask stripe-hooks register-endpoint'."
         )
     if len(endpoints) > 1:
-        raise EndpointError("Several endpoints; choose one with --endpoint UUID.")
+        raise EndpointError(
+            "Several endpoints; choose one with --endpoint UUID ('flask stripe-hooks"
+            " list-endpoints' shows them)."
+        )
     return endpoints[0]  # type: ignore[no-any-return]
 
 
@@ -245,6 +264,9 @@ def commit(
         session.commit()
     except Exception as exc:
         session.rollback()
+        said = schema_missing(exc)
+        if said is not None:
+            raise EndpointError(upgrade_hint(said)) from exc
         raise EndpointError(f"The database refused {what}: {type(exc).__name__}.") from exc
 
 

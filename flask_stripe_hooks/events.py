@@ -33,13 +33,22 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .errors import NotAnEvent
+from .event_fields import MAX_ID as MAX_ID
+from .event_fields import THIN_OBJECT as THIN_OBJECT
+from .event_fields import (
+    check_thin_fields,
+    fitting,
+    identity,
+    object_id_of,
+    parse_created,
+    short,
+    unix_time,
+)
 from .utils import aware
 
 SNAPSHOT, THIN = "snapshot", "thin"
 #: An endpoint's payload style (``WebhookEndpoint.payload``).
 PAYLOAD_STYLES = (SNAPSHOT, THIN)
-#: The ``object`` of a thin payload.
-THIN_OBJECT = "v2.core.event"
 
 #: A Stripe account id (``--connected-account``).
 ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
@@ -47,14 +56,16 @@ ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 #: Organization (``acct_.../acct_...``). The lists filter by it.
 ACCOUNT_PATH = re.compile(r"acct_[A-Za-z0-9]+(?:/acct_[A-Za-z0-9]+)*")
 
-#: 9999-12-31 23:59:59 UTC, the last second a ``datetime`` holds.
-_LAST_SECOND = 253402300799
-#: The longest event id, type, account or request id the database holds (``String(255)``).
-MAX_ID = 255
-
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A snapshot event as handlers get it: ``event.type``, ``event.data["object"]`` (also
+    ``event.object``), ``event.livemode``, ``event.account`` (``""`` unless Connect).
+
+    Frozen and detached from the database: it stays readable in ``on_commit`` callbacks and
+    queued jobs. Fields are what Stripe sent; ``payload`` is the whole body.
+    """
+
     id: str
     type: str
     livemode: bool
@@ -116,10 +127,9 @@ class Event:
 
     @property
     def object_id(self) -> str | None:
-        """The id of the Stripe object the event is about (``data.object.id``)."""
-        obj = self.data.get("object")
-        value = obj.get("id") if isinstance(obj, dict) else None
-        return value if isinstance(value, str) and value else None
+        """The id of the Stripe object the event is about (``data.object.id``; a thin event's
+        ``related_object.id``)."""
+        return object_id_of(self.data)
 
     @property
     def is_stale(self) -> bool:
@@ -184,6 +194,7 @@ class Event:
 
     @property
     def created_at(self) -> datetime | None:
+        """``created`` as an aware UTC ``datetime``."""
         if self.created is None:
             return None
         return datetime.fromtimestamp(self.created, timezone.utc)
@@ -233,9 +244,9 @@ class Event:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise NotAnEvent("event has no data object")
-        account = _fitting(payload, "account", MAX_ID)
-        context = _fitting(payload, "context", MAX_ID)
-        api_version = _fitting(payload, "api_version", 64)
+        account = fitting(payload, "account", MAX_ID)
+        context = fitting(payload, "context", MAX_ID)
+        api_version = fitting(payload, "api_version", 64)
         request = payload.get("request")
         request_id = idempotency_key = None
         if isinstance(request, dict):
@@ -250,9 +261,9 @@ class Event:
             account=account,
             context=context,
             api_version=api_version,
-            created=_unix_time(payload.get("created")),
-            request_id=_short(request_id),
-            idempotency_key=_short(idempotency_key),
+            created=unix_time(payload.get("created")),
+            request_id=short(request_id),
+            idempotency_key=short(idempotency_key),
             payload=payload,
         )
 
@@ -278,64 +289,6 @@ class Event:
             request_id=row.request_id,
             idempotency_key=row.idempotency_key,
         )
-
-
-def identity(payload: dict[str, Any]) -> tuple[str, str, bool]:
-    """``(id, type, livemode)`` of a snapshot or thin payload, checked, or :class:`NotAnEvent`."""
-    event_id = _fitting(payload, "id", MAX_ID)
-    if not event_id:
-        raise NotAnEvent("event has no valid id")
-    event_type = _fitting(payload, "type", MAX_ID)
-    if not event_type:
-        raise NotAnEvent("event has no valid type")
-    livemode = payload.get("livemode")
-    if not isinstance(livemode, bool):
-        raise NotAnEvent("event has no livemode")
-    return event_id, event_type, livemode
-
-
-def _fitting(payload: dict[str, Any], key: str, longest: int) -> str:
-    """``payload[key]``, a string of at most ``longest`` characters, or ``""`` when it is
-    empty or absent; else :class:`NotAnEvent` (it says where the event belongs: never cut)."""
-    value = payload.get(key) or ""
-    if not isinstance(value, str):
-        raise NotAnEvent(f"event has no valid {key}")
-    if len(value) > longest:
-        raise NotAnEvent(f"event {key} is longer than {longest} characters")
-    return value
-
-
-def _short(value: Any) -> str | None:
-    """A request id or idempotency key as its column holds it: the first :data:`MAX_ID`
-    characters. Stripe's are far shorter; a longer one is cut, not refused (the event is
-    usable without it), and the whole value stays in the raw body (and in a thin event's
-    stored notification)."""
-    return value[:MAX_ID] if isinstance(value, str) and value else None
-
-
-def _unix_time(value: Any) -> int | None:
-    """Whole Unix seconds between 1970 and 9999 (what a ``datetime``, and the database, can
-    hold), else ``None``: the event is stored without its ``created``."""
-    return value if type(value) is int and 0 <= value <= _LAST_SECOND else None
-
-
-_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
-
-
-def parse_created(value: Any) -> int | None:
-    """``"2026-01-31T10:00:00.123Z"`` (v2 timestamps are RFC 3339) → Unix seconds; ``None``
-    for anything else, and for a time before 1970 or after 9999 (see :func:`_unix_time`)."""
-    match = _ISO.match(value) if isinstance(value, str) else None
-    if match is None:
-        return _unix_time(value)
-    day, time_, _, zone = match.groups()
-    zone = "+00:00" if zone in (None, "Z") else zone
-    if ":" not in zone:
-        zone = zone[:3] + ":" + zone[3:]
-    try:
-        return _unix_time(int(datetime.fromisoformat(f"{day}T{time_}{zone}").timestamp()))
-    except (ValueError, OverflowError):  # a day that does not exist, or out of range
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,13 +380,6 @@ class ThinEvent(Event):
         event's ``data.previous_attributes`` gives them."""
         return dict((self.changes or {}).get("before") or {})
 
-    @property
-    def object_id(self) -> str | None:
-        """The id of the related object (``related_object.id``)."""
-        related = self.related_object or {}
-        value = related.get("id")
-        return value if isinstance(value, str) and value else None
-
     def fetch_related_object(self) -> Any:
         """``GET`` the related object's URL (e.g. ``/v1/billing/meters/mtr_...``) as it is now,
         or ``None`` when the event has no related object. Fetched once, then reused."""
@@ -473,7 +419,7 @@ class ThinEvent(Event):
         request = reason.get("request") if isinstance(reason, dict) else None
         if not isinstance(request, dict):
             request = {}
-        context = _fitting(payload, "context", MAX_ID)
+        context = fitting(payload, "context", MAX_ID)
         return cls(
             id=event_id,
             type=event_type,
@@ -482,8 +428,8 @@ class ThinEvent(Event):
             account=context,
             context=context,
             created=parse_created(payload.get("created")),
-            request_id=_short(request.get("id")),
-            idempotency_key=_short(request.get("idempotency_key")),
+            request_id=short(request.get("id")),
+            idempotency_key=short(request.get("idempotency_key")),
             payload=payload,
             client_account=client_account,
         )
@@ -493,50 +439,3 @@ class ThinEvent(Event):
         """Rebuild it from its ``stripe_hooks_event`` row; fetches go through ``endpoint``'s
         account (the default account when the endpoint is gone)."""
         return cls.from_payload(row.data, endpoint.account if endpoint is not None else "")
-
-
-def _needs_related_object(event_type: str) -> bool:
-    """Whether stripe-python's notification class of the type declares a related object
-    (found as its ``parse_event_notification`` finds it: that one class is imported)."""
-    from stripe.events import UnknownEventNotification
-    from stripe.events._event_classes import get_v2_event_notification_class
-
-    cls = get_v2_event_notification_class(event_type)
-    known = cls is not UnknownEventNotification  # whose related object is optional
-    return known and "related_object" in getattr(cls, "__annotations__", {})
-
-
-def check_thin_fields(payload: dict[str, Any], event_type: str) -> None:
-    """The fields of a thin notification that stripe-python reads, each of the shape it
-    reads; else :class:`NotAnEvent` naming the field (the delivery is answered 400 with it)."""
-    if "created" not in payload:
-        raise NotAnEvent("thin event has no created time")
-    context = payload.get("context")
-    if context is not None and (not isinstance(context, str) or len(context) > 255):
-        raise NotAnEvent("thin event's context is not an account id")
-    reason = payload.get("reason")
-    if reason:
-        if not isinstance(reason, dict) or not isinstance(reason.get("type"), str):
-            raise NotAnEvent("thin event's reason has no type")
-        request = reason.get("request")
-        if reason["type"] == "request" and not (
-            isinstance(request, dict) and "id" in request and "idempotency_key" in request
-        ):
-            raise NotAnEvent("thin event's reason has no request id and idempotency_key")
-    related = payload.get("related_object")
-    if related is None and _needs_related_object(event_type):
-        raise NotAnEvent(f"thin event has no related_object (a {event_type} event has one)")
-    if related is not None:
-        if not isinstance(related, dict):
-            raise NotAnEvent("thin event's related_object is not an object")
-        for key in ("id", "type", "url"):
-            value = related.get(key)
-            if not isinstance(value, str) or not value or len(value) > 2048:
-                raise NotAnEvent(f"thin event's related_object has no {key}")
-        if not related["url"].startswith("/"):
-            raise NotAnEvent("thin event's related_object url is not a path of Stripe's API")
-    twin = payload.get("snapshot_event")
-    if twin is not None and (
-        not isinstance(twin, str) or not twin.startswith("evt_") or len(twin) > 255
-    ):
-        raise NotAnEvent("thin event's snapshot_event is not an event id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULTS", "State", "StripeHooks", "get_state"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("flask_stripe_hooks")
+
+#: Logged by ``init_app`` when the admin is on and the app has no ``SECRET_KEY``.
+NO_SECRET_KEY = (
+    "The Stripe webhooks admin needs the app's SECRET_KEY (its forms carry CSRF tokens),"
+    " and it is not set: set app.config['SECRET_KEY'] to a long random value kept out of the"
+    " code (from an environment variable), or turn the admin off with"
+    " STRIPE_HOOKS_ADMIN_URL_PREFIX = None."
+)
 
 #: Every configuration key with its default; ``init_app`` reads them once.
 DEFAULTS: dict[str, Any] = {
@@ -77,6 +88,12 @@ class StripeHooks:
             self.init_app(app)
 
     def init_app(self, app: Flask, db: Any = None) -> None:
+        """Register the extension on ``app``: config defaults, the webhook and admin
+        blueprints, the ``flask stripe-hooks`` commands, the app's state.
+
+        ``db`` is the app's Flask-SQLAlchemy object; without it (here or in the constructor)
+        the one in ``app.extensions`` is used, so call ``db.init_app(app)`` first.
+        """
         if "stripe_hooks" in app.extensions:
             raise RuntimeError(
                 "A 'StripeHooks' instance has already been registered on this Flask app."
@@ -139,6 +156,8 @@ class StripeHooks:
             from .admin import create_blueprint as create_admin
 
             app.register_blueprint(create_admin(state))
+            if not app.config.get("SECRET_KEY"):
+                log.warning(NO_SECRET_KEY)
         app.cli.add_command(cli, "stripe-hooks")
         if config["STRIPE_HOOKS_METRICS"]:
             from .metrics import init_metrics

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import crypto, endpoints, event_types, paging, signals, stripe_api, thin_migration
+from . import crypto, event_types, paging, signals, stripe_api, thin_migration
 from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
 from .pipeline import SHADOW_PHASE
-from .state import get_state
 from .utils import aware, fmt_time, utcnow
 
 if TYPE_CHECKING:
@@ -371,12 +370,8 @@ def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> da
             *mine, d.c.outcome.in_((PROCESSED, DUPLICATE, QUEUED))
         )
     ).scalar()
-    failed = (  # the newest failures, at most the cap's worth
-        sa.select(d.c.event_id)
-        .where(*mine, d.c.outcome == FAILED)
-        .order_by(d.c.received_at.desc(), d.c.id.desc())
-        .limit(paging.COUNT_CAP)
-    )
+    failed = sa.select(d.c.event_id).where(*mine, d.c.outcome == FAILED)
+    failed = paging.newest(failed, d.c.received_at, d.c.id)
     rerun = session.execute(
         sa.select(sa.func.max(e.c.processed_at)).where(e.c.id.in_(failed), e.c.status == PROCESSED)
     ).scalar()
@@ -387,9 +382,8 @@ def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> da
 def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     """Deliveries that failed since the endpoint last processed an event successfully (a
     delivery, or a re-run of a failed one), within the last 24 hours: once the failed
-    events are re-run successfully, the finding is gone. At most the newest
-    :data:`~.paging.COUNT_CAP` deliveries are read, so the check costs the same whatever the
-    traffic."""
+    events are re-run successfully, the finding is gone. It reads at most the newest 1,000
+    (:func:`~.paging.newest`): it costs the same whatever the traffic."""
     uuid = str(endpoint.uuid)
     last = last_success(state, endpoint, now - WINDOW)
     after = [
@@ -398,22 +392,17 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
     ]
     if last is not None:
         after.append(delivery_table.c.received_at > last)
-    recent = (
-        sa.select(delivery_table.c.outcome)
-        .where(*after)
-        .order_by(delivery_table.c.received_at.desc(), delivery_table.c.id.desc())
-        .limit(paging.COUNT_CAP)
-        .subquery()
-    )
+    query = sa.select(delivery_table.c.outcome).where(*after)
+    recent = paging.newest(query, delivery_table.c.received_at, delivery_table.c.id).subquery()
     total, failed = state.db.session.execute(
         sa.select(sa.func.count(), sa.func.count().filter(recent.c.outcome == FAILED))
     ).one()
     if not failed:
         return []
     rate = failed / total
-    counted = f"{failed} of {total}"
-    if total >= paging.COUNT_CAP:
-        counted = f"{failed:,} of the last {total:,}"
+    counted = (
+        f"{failed:,} of the last {total:,}" if total >= paging.COUNT_CAP else f"{failed} of {total}"
+    )
     message = (
         f"{counted} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
         if last is None
@@ -491,49 +480,6 @@ def check_events(state: State) -> list[Finding]:
                 )
             )
     return found
-
-
-# -- fixes -----------------------------------------------------------------------------------
-
-
-def apply_fix(finding: Finding) -> str:
-    """Do what ``finding.action`` says, through :mod:`flask_stripe_hooks.endpoints` (so
-    Stripe and the row change together). Returns a line saying what was done."""
-    assert finding.action is not None
-    what, names = finding.action
-    endpoint = endpoints.get_endpoint(finding.endpoint)
-    if what == "enable":
-        endpoints.update_endpoint(endpoint, enabled=True)
-        return f"{finding.endpoint}: enabled on Stripe"
-    remote = retrieve(get_state(), endpoint) or {}
-    enabled = list(remote.get("enabled_events") or endpoint.enabled_events)
-    endpoints.update_endpoint(endpoint, events=[*enabled, *names])
-    return f"{finding.endpoint}: now sends {', '.join(names)} too"
-
-
-def upgrade_endpoint(
-    old: WebhookEndpoint, *, api_version: str, base_url: str | None = None
-) -> WebhookEndpoint:
-    """A new endpoint like ``old`` (events, mode, account, Connect) pinned to
-    ``api_version``, at a new URL of this app; ``old`` keeps running until you disable it.
-    Events both receive run once (the event id is the gate)."""
-    if old.thin:
-        raise endpoints.EndpointError("Thin endpoints have no API version to upgrade.")
-    path = get_state().webhook_path(old.uuid)
-    base = base_url or (old.url[: -len(path)] if old.url.endswith(path) else "")
-    if not base:
-        raise endpoints.EndpointError(
-            f"Endpoint {old.uuid} has no URL of this app recorded; pass --base-url."
-        )
-    return endpoints.create_endpoint(
-        base_url=base,
-        events=list(old.enabled_events),
-        livemode=old.livemode,
-        account=old.account,
-        api_version=api_version,
-        description=f"{old.description} (API {api_version})".strip(),
-        connect=old.connect,
-    )
 
 
 def problems(findings: Iterable[Finding]) -> list[Finding]:

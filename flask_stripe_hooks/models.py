@@ -174,6 +174,10 @@ class WebhookDelivery(Base):
     traceback: Mapped[str | None] = mapped_column(sa.Text)
     event_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     duration_ms: Mapped[float | None] = mapped_column(sa.Float)
+    #: The handlers this delivery's attempt ran, in order: ``{"name": "module.function",
+    #: "ms": 0.4}``, with ``"error"`` on the one that raised (or whose writes failed when
+    #: flushed) and ``"skipped"`` on a ``latest_only`` one that a stale event skipped.
+    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<WebhookDelivery {self.id} {self.outcome} {self.event_id or ''}>"
@@ -196,6 +200,7 @@ class StripeEvent(Base):
             "received_at",
             postgresql_ops={"type": 'COLLATE "C"'},
         ),
+        sa.Index("ix_stripe_hooks_event_object_received", "object_id", "received_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -234,6 +239,12 @@ class StripeEvent(Base):
     #: its ``snapshot_event`` names; on a snapshot event, the thin event that named it. Of
     #: the two, the one whose status is ``twin`` ran nothing.
     twin_id: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The id of the Stripe object the event is about (``data.object.id``, or a thin
+    #: event's ``related_object.id``): an object's history is one range of its index.
+    object_id: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The handlers of the latest run that was not a delivery (a worker, ``reprocess``, the
+    #: admin's "process again", ``fetch-missed``), as :attr:`WebhookDelivery.handlers`.
+    handlers: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<StripeEvent {self.id} {self.type} {self.status}>"

@@ -17,7 +17,7 @@ import uuid as uuid_mod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -139,27 +139,42 @@ _IN_ORDER = (
 )
 
 
-def recent_events(
-    state: State,
+def event_filter(
     *,
     type_prefix: str | None = None,
     status: str | None = None,
+    livemode: bool | None = None,
     account: str | None = None,
-    limit: int = 20,
-    before: str | None = None,
+    object_id: str | None = None,
+) -> list[Any]:
+    """The conditions of a list of events (the CLI's, the admin's), each served by an index
+    with the list's order (``received_at``, ``id``): a type or types below it, a status, a
+    mode, one connected account's events (``(account, received_at, id)``), the object the
+    events are about (``(object_id, received_at, id)``)."""
+    e = event_table.c
+    where = [event_types.type_condition(e.type, event_types.normalize_prefix(type_prefix))]
+    if status:
+        where.append(e.status == status)
+    if livemode is not None:
+        where.append(e.livemode.is_(livemode))
+    if account:
+        where.append(e.account == account)
+    if object_id:
+        where.append(e.object_id == object_id)
+    return where
+
+
+def recent_events(
+    state: State, *, limit: int = 20, before: str | None = None, **filters: Any
 ) -> paging.Page:
-    """A page of stored events (rows of ``event_table``), newest first, older than the cursor
-    ``before``: ``flask stripe-hooks events``. ``account``: one connected account's events
-    (an index range of ``(account, received_at, id)``, whatever the history).
+    """A page of stored events (rows of ``event_table``) matching :func:`event_filter`'s
+    ``filters`` (``type_prefix``, ``status``, ``account``, ``object_id``...), newest first,
+    older than the cursor ``before``: ``flask stripe-hooks events``. Each filter is an index
+    range, whatever the history.
 
     Raises :class:`~flask_stripe_hooks.errors.BadCursor` for a cursor that cannot be read.
     """
-    prefix = event_types.normalize_prefix(type_prefix)
-    query = sa.select(event_table).where(event_types.type_condition(event_table.c.type, prefix))
-    if status:
-        query = query.where(event_table.c.status == status)
-    if account:
-        query = query.where(event_table.c.account == account)
+    query = sa.select(event_table).where(*event_filter(**filters))
     session = state.db.session
     try:
         return paging.keyset_page(
@@ -216,20 +231,38 @@ def runnable(state: State, event_ids: Iterable[str]) -> list[str]:
 
 
 def failed_ids(
-    state: State, since: timedelta | None = None, type_prefix: str | None = None
+    state: State,
+    since: timedelta | None = None,
+    type_prefix: str | None = None,
+    *,
+    limit: int | None = None,
+    **filters: Any,
 ) -> list[str]:
-    """Failed and dead events, oldest first, received within ``since`` and of
-    ``type_prefix``."""
-    query = sa.select(event_table.c.id).where(event_table.c.status.in_((FAILED, DEAD)))
-    if since is not None:
-        query = query.where(event_table.c.received_at >= utcnow() - since)
-    query = query.where(
-        event_types.type_condition(event_table.c.type, event_types.normalize_prefix(type_prefix))
-    )
-    query = query.order_by(*_IN_ORDER)
+    """Failed and dead events, oldest first (the first ``limit``), received within
+    ``since``, of ``type_prefix`` and matching :func:`event_filter`'s other ``filters``
+    (``livemode``, ``account``, ``object_id``; ``status`` narrows to one of the two)."""
+    query = _failed(since, type_prefix, **filters).order_by(*_IN_ORDER).limit(limit)
     ids = list(state.db.session.execute(query).scalars())
     state.db.session.rollback()
     return ids
+
+
+def failed_count(state: State, **filters: Any) -> int:
+    """How many events :func:`failed_ids` would list, counted up to
+    :data:`~.paging.COUNT_CAP` + 1."""
+    count = paging.capped_count(state.db.session, _failed(None, **filters), event_table.c.id)
+    state.db.session.rollback()
+    return count
+
+
+def _failed(since: timedelta | None, type_prefix: str | None = None, **filters: Any) -> Any:
+    query = sa.select(event_table.c.id).where(
+        event_table.c.status.in_((FAILED, DEAD)),
+        *event_filter(type_prefix=type_prefix, **filters),
+    )
+    if since is not None:
+        query = query.where(event_table.c.received_at >= utcnow() - since)
+    return query
 
 
 def describe(state: State, ids: Iterable[str]) -> list[tuple[str, str, str, int]]:
@@ -299,6 +332,14 @@ def _enqueue_one(state: State, event_id: str) -> Result:
     if failed is not None:
         return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {failed}", event_id)
     return Result(QUEUED, event_id=event_id)
+
+
+def process_failed(state: State, event_ids: Iterable[str]) -> Summary:
+    """Failed and dead events again (the admin's bulk "process again"): handed to the queue
+    in queue mode, otherwise run now; events processed meanwhile are skipped."""
+    if state.event_callback is not None:
+        return enqueue_events(state, event_ids)
+    return process_events(state, event_ids, dead=True)
 
 
 def process_again(state: State, event_id: str) -> Result:

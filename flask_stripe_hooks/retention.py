@@ -1,5 +1,6 @@
-"""Retention: what ``prune`` deletes when events and deliveries are old enough, and what
-``erase`` deletes for one customer (a data subject's request).
+"""Retention: what ``prune`` deletes when events and deliveries are old enough, what
+``erase`` deletes for one customer (a data subject's request), and ``fill-object-ids``, which
+gives events stored before their object id was kept that id.
 
 Both work in short transactions on the app's ``db.session``; ``--dry-run`` counts what the
 real run would change, and changes nothing.
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from . import paging
 from .errors import StripeHooksError
+from .event_fields import indexed_object_id, object_id_of
 from .models import delivery_table, event_table, object_table
 from .outcomes import DEAD, FAILED, IGNORED, PENDING, PROCESSED, RETRYING
 from .utils import format_duration, utcnow
@@ -195,3 +197,53 @@ def erase_customer(session: Session, customer: str, *, dry_run: bool = False) ->
         session.rollback()
         raise
     return int(events or 0), int(deliveries or 0)
+
+
+#: Events read (and updated) per transaction by :func:`fill_object_ids`.
+FILL_BATCH = 1000
+
+
+def without_object_id(state: State) -> int:
+    """How many stored events have no object id yet (a count over the whole table)."""
+    query = sa.select(sa.func.count()).where(event_table.c.object_id.is_(None))
+    try:
+        return int(state.db.session.execute(query).scalar() or 0)
+    finally:
+        state.db.session.rollback()
+
+
+def fill_object_ids(
+    state: State, *, batch: int = FILL_BATCH, progress: Callable[[int], Any] | None = None
+) -> int:
+    """Give each stored event without an object id the id of the object it is about
+    (``data.object.id``, a thin event's ``related_object.id``), as new events get it, so an
+    object's history lists them too. Walks the table in id order, ``batch`` rows per short
+    transaction, so it runs beside the app; ``progress(n)`` after each batch with the rows
+    read. Events about no object stay without one. Returns how many were filled."""
+    session = state.db.session
+    e = event_table
+    update = (
+        e.update()
+        .where(e.c.id == sa.bindparam("event_id"), e.c.object_id.is_(None))
+        .values(object_id=sa.bindparam("found"))
+    )
+    last, filled = None, 0
+    while True:
+        query = sa.select(e.c.id, e.c.data).where(e.c.object_id.is_(None)).order_by(e.c.id)
+        if last is not None:
+            query = query.where(e.c.id > last)
+        rows = session.execute(query.limit(batch)).all()
+        if not rows:
+            session.rollback()
+            return filled
+        found = [
+            {"event_id": row.id, "found": object_id}
+            for row in rows
+            if (object_id := indexed_object_id(object_id_of(row.data))) is not None
+        ]
+        if found:
+            session.execute(update, found)
+        session.commit()
+        last, filled = rows[-1].id, filled + len(found)
+        if progress is not None:
+            progress(len(rows))

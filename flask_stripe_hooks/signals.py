@@ -22,7 +22,7 @@ delivery_received = _signals.signal("delivery-received")
 delivery_rejected = _signals.signal("delivery-rejected")
 
 #: The handlers of an event ran and the transaction committed.
-#: kwargs: ``event`` (:class:`~flask_stripe_hooks.events.Event`), ``duration_ms`` (float).
+#: kwargs: ``event`` (:class:`~flask_stripe_hooks.Event`), ``duration_ms`` (float).
 event_processed = _signals.signal("event-processed")
 
 #: A handler raised (or the database failed); everything was rolled back.

@@ -63,6 +63,9 @@ class State:
     #: ``STRIPE_HOOKS_REJECTED_PREFIX``: bytes of a rejected delivery's body (and characters
     #: of its headers) kept; None: all.
     rejected_prefix: int | None = 4096
+    #: The receiving path's warnings, each logged at most once a minute (``guard.Notices``):
+    #: rejected deliveries per endpoint, a database without this extension's tables.
+    notices: Any = field(default=None, repr=False)
     #: ``STRIPE_HOOKS_STORE_BODY``: the delivery outcomes whose body is kept; None: all.
     keep_body: frozenset[str] | None = None
     #: ``STRIPE_HOOKS_REDACT``: ``redact(data) -> data`` stored for each event; None: off.

@@ -1,4 +1,5 @@
-"""Small shared helpers: time, durations, masking, mode names, settings, a log throttle."""
+"""Small shared helpers: time, durations, masking, mode names, settings, a log throttle, and
+telling a database that lacks this extension's tables from one that is down."""
 
 from __future__ import annotations
 
@@ -92,3 +93,34 @@ class Throttle:
                 return None
             held, self._held, self._next = self._held, 0, now + self.every
             return held
+
+
+#: SQLSTATEs of a missing table and a missing column (PostgreSQL and the SQL standard).
+_UNDEFINED = ("42P01", "42703")
+#: SQLite's and MySQL's words for the same.
+_MISSING_WORDS = ("no such table", "no such column", "has no column named", "doesn't exist")
+
+
+def schema_missing(exc: BaseException) -> str | None:
+    """The database's own words when ``exc`` says a table or column of this extension
+    (``stripe_hooks_...``) does not exist: the migration has not run. ``None`` otherwise,
+    including for a missing table of the app's own."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return None
+    said = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    statement = str(getattr(exc, "statement", None) or "")
+    if "stripe_hooks_" not in said and "stripe_hooks_" not in statement:
+        return None
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in _UNDEFINED or any(words in said for words in _MISSING_WORDS):
+        return said
+    return None
+
+
+def upgrade_hint(said: str) -> str:
+    """The one line that tells a person with a missing table what to run."""
+    return (
+        f"The database lacks flask-stripe-hooks' tables or columns ({said}):"
+        " run 'flask db upgrade'."
+    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click.testing
 import pytest
+import sqlalchemy as sa
 import werkzeug.test
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -137,6 +139,30 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for name, value in sorted(FIGURES.items()):
         terminalreporter.write_line(f"{name}: {value}")
     FIGURES_FILE.write_text(json.dumps(dict(sorted(FIGURES.items())), indent=2) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def close_connections() -> Iterator[None]:
+    """Close the pooled connections of every engine a test used when the test ends.
+
+    An app a test builds keeps its engine until the garbage collector finds it, at any later
+    moment; Python 3.13 then warns about the SQLite connection it never closed
+    (``ResourceWarning: unclosed database``), which ``filterwarnings = ["error"]`` turns into
+    a failure of whichever test is running. Disposing the engines here closes them in the test
+    that opened them. An engine that outlives the test (a module's app) reconnects when used.
+    """
+    engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+    def connected(connection: sa.Connection) -> None:
+        engines.add(connection.engine)
+
+    sa.event.listen(sa.Engine, "engine_connect", connected)
+    try:
+        yield
+    finally:
+        sa.event.remove(sa.Engine, "engine_connect", connected)
+        for engine in list(engines):
+            engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -77,6 +77,24 @@ def log_in(page: Any, base: str) -> None:
     page.click("#submit")
 
 
+def chips(page: Any) -> list[str]:
+    """The event types the picker shows as chosen."""
+    return [c.removesuffix(" ×") for c in page.locator(".picker .chip").all_inner_texts()]
+
+
+def visible_types(page: Any, search: str | None = None) -> list[str]:
+    """The types the picker lists now (after typing ``search``), ``*`` left out."""
+    if search is not None:
+        page.fill("#events-search", search)
+    return [
+        v
+        for v in page.eval_on_selector_all(
+            "#events-options li:not([hidden]) input", "boxes => boxes.map(b => b.value)"
+        )
+        if v != "*"
+    ]
+
+
 def fits_the_screen(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
@@ -105,17 +123,23 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     assert "Stripe cannot reach 127.0.0.1" in page.inner_text("#base-url-warning")
     assert page.is_checked("input[name=mode][value=test]")
 
-    # The filter box narrows the 250-odd event types (what is selected stays in view).
+    # The type picker: a search box over the 275 snapshot types, ticked, not Ctrl-clicked.
     assert page.eval_on_selector_all("#events option:checked", "o => o.map(o => o.value)") == ["*"]
-    page.fill("input[data-filter-for=events]", "subscription.")
-    shown = page.eval_on_selector_all(
-        "#events option", "options => options.filter(o => !o.hidden).map(o => o.value)"
-    )
-    assert shown[0] == "*" and "customer.subscription.created" in shown
-    assert all("subscription." in name for name in shown[1:])
-    assert "invoice.paid" not in shown
-    page.select_option("#events", ["customer.subscription.created", "invoice.paid"])
-    assert page.inner_text("[data-count-for=events]").startswith("2 selected")
+    assert page.is_hidden("#events") and page.is_hidden("#field-events .nojs")
+    assert chips(page) == ["*"]
+    page.fill("#events-search", "subscription.")
+    shown = visible_types(page)
+    assert "customer.subscription.created" in shown and "invoice.paid" not in shown
+    assert all("subscription." in name for name in shown)
+    assert not any(name.startswith("v1.") for name in visible_types(page, ""))  # snapshot only
+    page.check("#events-options input[value='customer.subscription.created']")
+    page.fill("#events-search", "invoice.pa")
+    page.check("#events-options input[value='invoice.paid']")
+    assert chips(page) == ["customer.subscription.created", "invoice.paid"]  # * gave way
+    assert page.eval_on_selector_all("#events option:checked", "o => o.map(o => o.value)") == [
+        "customer.subscription.created",
+        "invoice.paid",
+    ]
     page.fill("#description", "Main shop")
     page.fill("#metadata", "team=billing")
 
@@ -156,7 +180,8 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     # Its page: the heading "Enabled events" names the list; no label says it again.
     row.locator("a").first.click()
     assert page.get_by_text("Enabled events", exact=True).count() == 1
-    assert page.get_by_label("Enabled events").evaluate("e => e.id") == "events"
+    named = page.get_by_label("Enabled events")  # the list of boxes, and the select behind it
+    assert named.evaluate_all("es => es.map(e => e.id)") == ["events", "events-options"]
 
     # Disable it: on Stripe, then here.
     page.click("input[value=Disable]")
@@ -278,8 +303,21 @@ def test_a_failed_run_is_shown_with_its_traceback(serve, page):
     assert "IntegrityError" in page.inner_text("#last-error")
     assert page.is_visible("#last-traceback")
     trace = page.inner_text("#last-traceback")
-    assert trace.startswith("Traceback (most recent call last):")
+    # The handler whose writes failed is named first: the traceback ends in the pipeline.
+    blame, _, rest = trace.partition("\n")
+    assert blame == (
+        "Handler example_app.handlers.customer_created: its writes failed when flushed after"
+        " it returned."
+    )
+    assert rest.startswith("Traceback (most recent call last):")
     assert "\nsqlalchemy.exc.IntegrityError: " in trace  # the exception, last
+    ran = page.locator("#handlers ol.handlers").first.locator("li").all_inner_texts()
+    assert [r.split()[0] for r in ran] == [
+        "example_app.handlers.every_event",
+        "example_app.handlers.any_customer_event",
+        "example_app.handlers.customer_created",
+    ]
+    assert "its writes failed when flushed: IntegrityError" in ran[-1]
     # The icon is the admin's own (no request for a /favicon.ico that is not there).
     icon = page.get_attribute("link[rel=icon]", "href")
     assert icon.endswith("/_static/stripe_hooks/favicon.svg")
@@ -296,3 +334,107 @@ def test_screenshots_script(browser, tmp_path):
     for name in names:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) < 150 * 1024, name
+
+
+def unbroken(page: Any, selector: str) -> list[bool]:
+    """For each element, whether every text piece of it (the parts between its <wbr>s) sits
+    on one line: no word broken inside."""
+    return page.eval_on_selector_all(
+        selector,
+        """els => els.map(el => {
+             const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+             const range = document.createRange();
+             for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+               if (!node.textContent.trim()) continue;
+               range.selectNodeContents(node);
+               const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+               if (lines.size > 1) return false;
+             }
+             return true;
+           })""",
+    )
+
+
+def test_types_and_urls_break_only_between_their_parts(serve, page):
+    app, base = serve(ADMIN_PASSWORD=PASSWORD)
+    seed_history(app, base)
+    log_in(page, base)
+    # A laptop: an event type is whole on one line; a URL breaks only after a "/".
+    page.goto(base + ADMIN + "/events/")
+    types = page.locator("#events-table td.type code")
+    assert types.count() >= 6
+    lines = types.evaluate_all(
+        "cs => cs.map(c => new Set([...c.getClientRects()].map(r => Math.round(r.top))).size)"
+    )
+    assert lines == [1] * len(lines)
+    page.goto(base + ADMIN + "/")
+    assert all(unbroken(page, "#endpoints td.url a"))
+    assert all(unbroken(page, "#endpoints td.events code"))
+    page.goto(base + ADMIN + "/events/?object=cus_QX2mV8pL4nR7sT")
+    assert page.locator("#events-table tbody tr").count() == 2  # the customer's two events
+
+    # A phone: each delivery is a card with only the rows that say something.
+    page.set_viewport_size(PHONE)
+    page.goto(base + ADMIN + "/deliveries/")
+    cards = page.locator("#deliveries-table tbody tr")
+    labels = [
+        card.evaluate(
+            "tr => [...tr.cells].filter(td => td.offsetHeight > 0).map(td => td.dataset.label)"
+        )
+        for card in cards.all()
+    ]
+    processed = [
+        shown
+        for shown, card in zip(labels, cards.all(), strict=True)
+        if "processed" in card.inner_text()
+    ]
+    assert processed and all("Error" not in shown for shown in processed)
+    assert any("Error" in shown for shown in labels)  # the failed one keeps its error
+    assert fits_the_screen(page)
+
+
+def test_the_type_picker_on_a_phone_and_without_javascript(serve, browser, page):
+    app, base = serve(ADMIN_PASSWORD=PASSWORD)
+    log_in(page, base)
+    page.set_viewport_size(PHONE)
+    page.goto(base + ADMIN + "/endpoints/new")
+    assert fits_the_screen(page)
+    page.check("input[name=payload][value=thin]")  # the list turns to thin types
+    thin = visible_types(page, "meter")
+    assert thin and all(name.startswith(("v1.", "v2.")) for name in thin)
+    page.click("#field-events button.link")  # "Choose these N"
+    assert sorted(chips(page)) == sorted(thin)
+    page.check("input[name=payload][value=snapshot]")  # thin choices do not stay
+    assert chips(page) == []
+    page.check("#events-options input[value='*']")
+    assert chips(page) == ["*"]
+
+    # Without JavaScript: the multi-select itself, with a hint to Ctrl-click.
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    plain = context.new_page()
+    try:
+        log_in(plain, base)
+        plain.goto(base + ADMIN + "/endpoints/new")
+        assert plain.is_visible("select#events[multiple]")
+        assert "Hold Ctrl" in plain.inner_text("#field-events .nojs")
+    finally:
+        context.close()
+
+
+def test_bulk_process_again_and_the_audit_trail(serve, page):
+    app, base = serve(ADMIN_PASSWORD=PASSWORD)
+    seeded = seed_history(app, base)
+    log_in(page, base)
+    page.goto(base + ADMIN + "/events/?type=customer")
+    page.click("#process-failed")
+    assert page.inner_text("#bulk-count").startswith("1 failed or dead event match type customer")
+    page.click("input[value='Process them again']")  # the example's handler fails again
+    assert page.inner_text(".flash.error") == "Processed 1 failed event(s) again: 1 failed."
+    assert page.input_value("#type") == "customer"  # back on the list it came from
+
+    # A new endpoint's audit row lists what it was made with, not a change of a list.
+    page.goto(f"{base}{ADMIN}/endpoints/{seeded['endpoint']}")
+    created = page.locator("#endpoint-audit tbody tr").last.locator("td").last.inner_text()
+    assert "enabled_events: customer, invoice.paid" not in created  # expanded on creation
+    assert "enabled_events: customer.created, customer.deleted" in created
+    assert "→" not in created and "None" not in created

@@ -155,6 +155,7 @@ def test_events_listing_and_filters(app, hooks, client, runner, endpoint):
     assert "charge.failed" in failed and "declined" in failed and "customer" not in failed
     limited = runner.invoke(args=["stripe-hooks", "events", "--limit", "1"]).output
     header, row, more = limited.strip().splitlines()  # and where the older ones are
+    assert header.split()[:2] == ["id", "type"] and row.startswith("evt_")
     assert "charge.failed" in row and more.startswith("4 match; older ones: --before ")
 
 

@@ -158,3 +158,20 @@ def test_add_endpoint_without_a_stripe_account(tmp_path: Path, fake_stripe_serve
     )
     assert "→ 200" in out
     assert [status for _, status in subscription_status(url)] == ["trialing"]
+
+
+def test_every_setting_is_in_the_configuration_reference(tmp_path: Path) -> None:
+    """The API reference sends readers to docs/configuration.md for StripeHooks' settings:
+    every key ``init_app`` sets a default for is there."""
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+    from flask_stripe_hooks import StripeHooks
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'settings.db'}"
+    SQLAlchemy(app)
+    StripeHooks(app)
+    keys = {key for key in app.config if key.startswith("STRIPE_")}
+    assert len(keys) > 20
+    page = (DOCS / "configuration.md").read_text()
+    assert sorted(key for key in keys if f"`{key}`" not in page) == []

@@ -235,3 +235,48 @@ def test_the_type_filter_reads_the_bytewise_type_index(app, endpoint_id):
         plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {sql}")).scalars())
     assert "ix_stripe_hooks_event_type_received" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+def test_an_objects_history_pages_newest_first(app, endpoint_id):
+    """``?object=`` in the admin and ``events --object`` in the CLI: the events about one
+    object, newest first, in keyset pages (g % 100 == 7: 130 of 13,000)."""
+    add(app, 13000, endpoint_id=endpoint_id, step=1)
+    client = app.test_client()
+    pages = walk(client, ADMIN + "/events/?object=sub_7")
+    assert [i for p in pages for i in p] == [f"evt_h{g}" for g in range(7, 13001, 100)]
+    assert [len(p) for p in pages] == [50, 50, 30]
+    first = client.get(ADMIN + "/events/?object=sub_7&status=failed")  # g % 50 == 0 too: none
+    assert "No events match these filters." in first.text
+
+    runner = app.test_cli_runner()
+    args = ["stripe-hooks", "events", "--object", "sub_7", "--limit", "100"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    listed = re.findall(r"^(evt_h\d+) ", result.output, re.M)
+    assert listed == [f"evt_h{g}" for g in range(7, 10001, 100)]
+    (cursor,) = re.findall(r"--before (\S+)$", result.output, re.M)
+    rest = runner.invoke(args=[*args, "--before", cursor])
+    assert re.findall(r"^(evt_h\d+) ", rest.output, re.M) == [
+        f"evt_h{g}" for g in range(10007, 13001, 100)
+    ]
+    assert "--before" not in rest.output
+    bad = runner.invoke(args=[*args, "--before", "nonsense"])
+    assert bad.exit_code == 1 and "This page link is not valid" in bad.output
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_object_filter_reads_the_object_index(app, endpoint_id):
+    add(app, 20000, endpoint_id=endpoint_id, objects=20)  # 1,000 events each
+    db = app.extensions["sqlalchemy"]
+    query = (
+        sa.select(event_table)
+        .where(event_table.c.object_id == "sub_7")
+        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
+        .limit(51)
+    )
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE stripe_hooks_event"))
+        sql = query.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {sql}")).scalars())
+    assert "ix_stripe_hooks_event_object_received" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan

@@ -85,3 +85,8 @@ def test_every_module_says_what_it_holds():
         if path.stat().st_size and ast.get_docstring(ast.parse(path.read_text("utf-8"))) is None
     ]
     assert missing == []
+
+
+def test_no_module_is_over_500_lines():
+    long = {name(p): n for p in MODULES if (n := len(p.read_text("utf-8").splitlines())) > 500}
+    assert long == {}

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, g, request
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 from wtforms.validators import ValidationError
 
 from .. import paging
 from ..state import get_state
-from ..utils import mask
-from . import views
+from ..utils import mask, schema_missing, upgrade_hint
+from . import bulk, views
 from .views import NOT_ALLOWED, fmt_time, message_page, page_url
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def create_blueprint(state: State) -> Blueprint:
     bp.after_request(protect)
     bp.context_processor(helpers)
     bp.errorhandler(404)(not_found)
+    bp.errorhandler(DBAPIError)(no_tables)
     bp.route("/")(views.endpoint_list)
     bp.route("/endpoints/new", methods=["GET", "POST"])(views.endpoint_create)
     bp.route("/endpoints/<uuid:endpoint_uuid>")(views.endpoint_detail)
@@ -71,6 +73,7 @@ def create_blueprint(state: State) -> Blueprint:
         views.endpoint_delete
     )
     bp.route("/events/")(views.event_list)
+    bp.route("/events/process-failed", methods=["GET", "POST"])(bulk.events_process_failed)
     bp.route("/events/<event_id>")(views.event_detail)
     bp.route("/events/<event_id>/process", methods=["POST"])(views.event_process)
     bp.route("/deliveries/")(views.delivery_list)
@@ -97,6 +100,8 @@ def guard() -> Any:
         g.stripe_hooks_actor = "admin"
     else:
         return message_page(403, "message.html", title="Forbidden", text=NOT_ALLOWED)
+    if not current_app.secret_key:  # its forms cannot work: say so, not Flask-WTF's 500
+        return message_page(500, "secret_key_setup.html")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("csrf_valid"):
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         try:
@@ -122,6 +127,15 @@ def helpers() -> dict[str, Any]:
         "page_url": page_url,
         "count_label": paging.count_label,
     }
+
+
+def no_tables(exc: DBAPIError) -> Any:
+    """A page read before the migration ran says what to run; other errors stay errors."""
+    said = schema_missing(exc)
+    if said is None:
+        raise exc
+    get_state().db.session.rollback()
+    return message_page(503, "message.html", title="Tables missing", text=upgrade_hint(said))
 
 
 def not_found(exc: Any) -> Any:

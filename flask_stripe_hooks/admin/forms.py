@@ -16,7 +16,6 @@ from wtforms import (
     Form,
     PasswordField,
     RadioField,
-    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -26,6 +25,11 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
+try:
+    from wtforms import SelectChoice
+except ImportError:  # WTForms 3.2, the newest on Python 3.10: options are (value, label) tuples
+    SelectChoice = None
+
 from .. import event_types
 from ..events import ACCOUNT_PATH
 from ..outcomes import DUPLICATE, EVENT_STATUSES, FAILED, PROCESSED, QUEUED, REJECTED, SHADOW, TWIN
@@ -34,12 +38,16 @@ from ..utils import parse_duration
 DELIVERY_OUTCOMES = (REJECTED, FAILED, PROCESSED, DUPLICATE, QUEUED, TWIN, SHADOW)
 
 
-def choices(*pairs: tuple[str, str] | str) -> list[SelectChoice]:
-    """``SelectChoice`` options from ``(value, label)`` pairs or bare values."""
-    return [SelectChoice(*p) if isinstance(p, tuple) else SelectChoice(p) for p in pairs]
+def choices(*pairs: tuple[str, str] | str) -> list[Any]:
+    """Options from ``(value, label)`` pairs or bare values: ``SelectChoice`` objects where
+    WTForms has them (3.3 deprecates tuples), ``(value, label)`` tuples on WTForms 3.2."""
+    options = [p if isinstance(p, tuple) else (p, p) for p in pairs]
+    if SelectChoice is None:
+        return options
+    return [SelectChoice(*p) for p in options]
 
 
-def mode_choices() -> list[SelectChoice]:
+def mode_choices() -> list[Any]:
     return choices(("test", "Test mode"), ("live", "Live mode"))
 
 
@@ -50,7 +58,7 @@ class AdminForm(FlaskForm):
         csrf = True
 
 
-def event_choices(*, thin: bool | None = False) -> list[SelectChoice]:
+def event_choices(*, thin: bool | None = False) -> list[Any]:
     """``*`` and every event type of the installed stripe-python: snapshot types, thin
     types (``thin=True``) or both (``thin=None``, thin ones last)."""
     names: list[str] = []
@@ -70,7 +78,7 @@ class EventsField(SelectMultipleField):
             choices=event_choices(),
             validators=[DataRequired("Choose at least one event type, or *.")],
             validate_choice=False,  # endpoints.expand_events says what is wrong, with a hint
-            render_kw={"size": 12},
+            render_kw={"size": 12, "data-picker": "event-types"},  # admin.js
             **kwargs,
         )
 
@@ -164,8 +172,20 @@ class ProcessForm(AdminForm):
     submit = SubmitField("Process again")
 
 
+class ProcessFailedForm(AdminForm):
+    """The confirmation of a bulk "process again"; the filter goes along in the query
+    string."""
+
+    submit = SubmitField("Process them again")
+
+
 class EventFilterForm(Form):
     type = StringField("Type", validators=[Optional(), Length(max=255)])
+    object = StringField(
+        "Object",
+        validators=[Optional(), Length(max=255)],
+        render_kw={"placeholder": "sub_..., cus_...", "spellcheck": "false"},
+    )
     status = SelectField("Status", choices=choices(("", "any"), *EVENT_STATUSES), default="")
     mode = SelectField("Mode", choices=[*choices(("", "any")), *mode_choices()], default="")
     account = StringField(

@@ -22,7 +22,7 @@ from flask import (
 )
 from wtforms import Form
 
-from .. import audit, endpoints, event_types, health, paging, recovery
+from .. import audit, endpoints, health, paging, recovery
 from ..crypto import sealed, unseal
 from ..errors import BadCursor, StripeHooksError, UnreadableSecret
 from ..events import Event
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     pass
 
 PER_PAGE = 50
+#: Other events about the same object shown on an event's page (the rest: its list).
+RELATED = 10
 T = "stripe_hooks/admin/"
 
 #: Stripe's parameter names (and the library's) → the form field that shows the error.
@@ -268,25 +270,33 @@ def event_list() -> Any:
     form = EventFilterForm(request.args)
     query = sa.select(StripeEvent)
     valid = form.validate()
-    if valid:
-        prefix = event_types.normalize_prefix(form.type.data)
-        query = query.where(event_types.type_condition(StripeEvent.type, prefix))
-        if form.status.data:
-            query = query.where(StripeEvent.status == form.status.data)
-        if form.mode.data:
-            query = query.where(StripeEvent.livemode.is_(form.mode.data == "live"))
-        if form.account.data:  # one connected account's events: an index range
-            query = query.where(StripeEvent.account == form.account.data)
-    else:
-        query = query.where(sa.false())
+    # each filter an index range (one connected account's, one object's events...)
+    where = recovery.event_filter(**event_filters(form)) if valid else [sa.false()]
+    query = query.where(*where)
     page = keyset(query, StripeEvent)
+    failing = form.status.data in (FAILED, DEAD) or any(
+        e.status in (FAILED, DEAD) for e in page.items
+    )
     return render_template(
         T + "events.html",
         form=form,
         page=page,
+        failing=failing and valid,
+        filter_args={f.name: f.data for f in form if f.data},
         counts=recovery.counts(state),
         filtered=filtered(form),
     ), 200 if valid else 400
+
+
+def event_filters(form: EventFilterForm) -> dict[str, Any]:
+    """A valid filter form as :func:`~flask_stripe_hooks.recovery.event_filter`'s keywords."""
+    return {
+        "type_prefix": form.type.data,
+        "status": form.status.data,
+        "livemode": None if not form.mode.data else form.mode.data == "live",
+        "account": form.account.data or None,
+        "object_id": (form.object.data or "").strip() or None,
+    }
 
 
 def event_detail(event_id: str) -> Any:
@@ -302,12 +312,33 @@ def event_detail(event_id: str) -> Any:
     ).all()
     payload = json.dumps(Event.from_row(event).to_dict(), indent=2, ensure_ascii=False, default=str)
     twin = session.get(StripeEvent, event.twin_id) if event.twin_id else None
+    related: list[Any] = []
+    if event.object_id:  # the newest others about its object: one range of their index
+        related = list(
+            session.execute(
+                sa.select(StripeEvent)
+                .where(StripeEvent.object_id == event.object_id, StripeEvent.id != event.id)
+                .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+                .limit(RELATED)
+            ).scalars()
+        )
+    runs = [
+        (f"Delivery at {fmt_time(d.received_at)}", d.outcome, d.handlers)
+        for d, _ in deliveries
+        if d.handlers is not None
+    ]
+    if event.handlers is not None:
+        runs.append(("Latest run by a worker or by hand", event.status, event.handlers))
     return render_template(
         T + "event.html",
         event=event,
         twin=twin,
         payload=payload,
         deliveries=deliveries,
+        runs=runs,
+        subscribed=get_state().registry.handlers_for(event.type),
+        related=related,
+        related_more=len(related) == RELATED,
         form=ProcessForm(formdata=None),
     )
 

@@ -1,7 +1,7 @@
 """``flask stripe-hooks`` commands for what the extension trusts and keeps: refresh Stripe's
-list of webhook addresses (``update-ips``), erase one customer's events (``erase``). Each
-parses its arguments and calls :mod:`flask_stripe_hooks.ips` or
-:mod:`flask_stripe_hooks.retention`, which do the work."""
+list of webhook addresses (``update-ips``), erase one customer's events (``erase``), give
+older events their object id (``fill-object-ids``). Each parses its arguments and calls
+:mod:`flask_stripe_hooks.ips` or :mod:`flask_stripe_hooks.retention`, which do the work."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import click
 from flask import current_app
 
 from .. import ips, retention
+from ..state import get_state
 from . import cli
-from ._support import session
+from ._support import progress, session
 
 
 @cli.command("update-ips")
@@ -42,3 +43,18 @@ def erase(customer: str, dry_run: bool) -> None:
     events, deliveries = retention.erase_customer(session(), customer.strip(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {events} event(s) and {deliveries} delivery(ies) of {customer.strip()}.")
+
+
+@cli.command("fill-object-ids")
+def fill_object_ids() -> None:
+    """Give events stored before object ids were kept the id of their object, so that
+    'events --object' and the admin's object filter list them. Safe to run while the app
+    runs, and again."""
+    state = get_state()
+    todo = retention.without_object_id(state)
+    if not todo:
+        click.echo("fill-object-ids: every event has its object id already.")
+        return
+    with progress(None, "Filling", length=todo) as bar:
+        filled = retention.fill_object_ids(state, progress=bar.update)
+    click.echo(f"fill-object-ids: filled {filled} event(s); {todo - filled} are about no object.")

@@ -1,6 +1,6 @@
-"""Commands for events: ``events``, ``event-types``, ``send-test-event``, ``reprocess``,
-``process-pending``, ``pause``, ``resume`` and ``prune``. :mod:`flask_stripe_hooks.recovery`
-and :mod:`flask_stripe_hooks.retention` do the work."""
+"""Commands for events: ``events``, ``event-types``, ``handlers``, ``send-test-event``,
+``reprocess``, ``process-pending``, ``pause``, ``resume`` and ``prune``.
+:mod:`flask_stripe_hooks.recovery` and :mod:`flask_stripe_hooks.retention` do the work."""
 
 from __future__ import annotations
 
@@ -36,23 +36,29 @@ from ._support import (
 @click.option("--type", "type_prefix", help="Only this type or types below it.")
 @click.option("--status", type=click.Choice(EVENT_STATUSES))
 @click.option("--account", type=AccountId(path=True), help="Only this connected account's events.")
+@click.option(
+    "--object", "object_id", help="Only events about this Stripe object (sub_..., cus_...)."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--before", metavar="CURSOR", help="The next (older) page: the cursor printed.")
 def list_events(
     type_prefix: str | None,
     status: str | None,
     account: str | None,
+    object_id: str | None,
     limit: int,
     before: str | None,
 ) -> None:
-    """List stored events, newest first, a page at a time."""
+    """List stored events, newest first, a page at a time (an object's history with
+    --object)."""
     check_type(type_prefix)
-    with refused():
+    with refused():  # a cursor that is not one
         page = recovery.recent_events(
             get_state(),
             type_prefix=type_prefix,
             status=status,
             account=account,
+            object_id=(object_id or "").strip() or None,
             limit=limit,
             before=before,
         )
@@ -103,6 +109,29 @@ def list_event_types(prefix: str | None, thin: bool) -> None:
         )
     for name in names:
         click.echo(name)
+
+
+@cli.command("handlers")
+@click.argument("event_type")
+def list_handlers(event_type: str) -> None:
+    """List the handlers an event of EVENT_TYPE runs, in the order they run."""
+    name = event_type.strip()
+    if name not in (*event_types.all_event_types(), *event_types.thin_event_types()):
+        if event_types.is_known(name):  # a prefix: the handlers depend on the whole type
+            example = event_types.matching(name, thin=event_types.is_thin_name(name))[0]
+            raise click.ClickException(f"Name a whole event type, such as {example}.")
+        raise click.ClickException(event_types.unknown_type_message(name))
+    found = get_state().registry.handlers_for(name)
+    if not found:
+        click.echo(f"No handler runs for {name}: subscribe one with @hooks.on({name!r}).")
+        return
+    table(
+        ("#", "subscribed to", "handler"),
+        [
+            (str(n), subscribed, handler + (" (latest_only)" if latest else ""))
+            for n, (subscribed, handler, latest) in enumerate(found, 1)
+        ],
+    )
 
 
 @cli.command("send-test-event")

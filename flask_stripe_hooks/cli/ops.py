@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .. import backfill, health, thin_migration, thin_recovery
+from .. import backfill, health, repair, thin_migration, thin_recovery
 from ..events import PAYLOAD_STYLES
 from ..state import get_state
 from . import cli
@@ -48,7 +48,7 @@ def doctor(as_json: bool, fix: bool, reenable: bool, yes: bool) -> None:
         for finding in fixable:
             if yes or click.confirm(f"{finding.endpoint}: {finding.message} Fix it?"):
                 with refused():
-                    click.echo(health.apply_fix(finding), err=as_json)
+                    click.echo(repair.apply_fix(finding), err=as_json)
         if fixable:
             findings = health.check_all(state)
     problems = health.problems(findings)
@@ -205,7 +205,7 @@ def upgrade_endpoint(endpoint_id: str, api_version: str, base_url: str | None) -
     running until you disable it (events both receive are processed once)."""
     old = find_endpoint(endpoint_id)
     with refused():
-        new = health.upgrade_endpoint(old, api_version=api_version, base_url=base_url)
+        new = repair.upgrade_endpoint(old, api_version=api_version, base_url=base_url)
     click.echo(f"Created endpoint {new.uuid} on API version {api_version}:")
     describe(new)
     click.echo(

@@ -74,7 +74,7 @@ def audit_trail(endpoint_uuid: uuid.UUID | None, limit: int) -> None:
                 row.actor,
                 row.source,
                 row.action,
-                audit.describe(row.changes),
+                audit.describe(row.changes, row.action),
             )
             for row in rows
         ],

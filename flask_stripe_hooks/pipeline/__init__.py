@@ -30,6 +30,7 @@ from .callbacks import on_commit
 from .dispatch import HandlerSignal, NotificationHandler, Registry
 from .endpoint_cache import EndpointInfo, endpoint_by_id, watch_endpoint_writes
 from .guard import (
+    Notices,
     parse_allowlist,
     parse_rejected_limit,
     parse_rejected_prefix,
@@ -62,8 +63,9 @@ __all__ = [
 
 def configure(config: dict[str, Any], instance_path: str | None, redact: Any) -> dict[str, Any]:
     """The receiving path's guards, read from the app's settings once: the ``State`` fields
-    ``allowed_ips``, ``rejected_limit``, ``rejected_prefix`` and ``keep_body``. A bad value
-    raises ``RuntimeError`` naming the setting."""
+    ``allowed_ips``, ``rejected_limit``, ``rejected_prefix`` and ``keep_body``, and
+    ``notices``, the warnings it logs at most once a minute. A bad value raises
+    ``RuntimeError`` naming the setting."""
     return {
         "allowed_ips": parse_allowlist(config["STRIPE_HOOKS_ALLOWED_IPS"], instance_path),
         "rejected_limit": parse_rejected_limit(
@@ -72,4 +74,5 @@ def configure(config: dict[str, Any], instance_path: str | None, redact: Any) ->
         ),
         "rejected_prefix": parse_rejected_prefix(config["STRIPE_HOOKS_REJECTED_PREFIX"]),
         "keep_body": parse_store_body(config["STRIPE_HOOKS_STORE_BODY"], redact),
+        "notices": Notices(),
     }

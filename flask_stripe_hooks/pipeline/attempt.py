@@ -18,9 +18,17 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Retry
+from ..event_fields import indexed_object_id
 from ..outcomes import DEAD, FAILED, FINAL_STATUSES, IGNORED, PENDING, REJECTED, RETRYING
+from ..utils import schema_missing, upgrade_hint
 from .guard import redacted
-from .storage import attempts_of, insert_delivery, insert_tracked_event, set_attempt
+from .storage import (
+    attempts_of,
+    insert_delivery,
+    insert_tracked_event,
+    set_attempt,
+    set_handlers,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -67,6 +75,7 @@ class Delivery:
         event_id: str | None = None,
         error: str | None = None,
         traceback: str | None = None,
+        handlers: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         return {
             "endpoint_id": self.endpoint.id,
@@ -82,6 +91,7 @@ class Delivery:
             "traceback": traceback,
             "event_id": event_id,
             "duration_ms": (time.perf_counter() - self.started) * 1000.0,
+            "handlers": handlers,
         }
 
 
@@ -115,6 +125,17 @@ def unavailable(exc: BaseException) -> bool:
     )
 
 
+def no_schema(state: State, exc: BaseException) -> bool:
+    """``exc`` says this extension's tables (or a column) are missing: log what to run, at
+    most once a minute (:class:`~.guard.Notices`); the delivery is answered 503, so Stripe
+    retries once the migration has run."""
+    said = schema_missing(exc)
+    if said is None:
+        return False
+    state.notices.schema.add(upgrade_hint(said))
+    return True
+
+
 def event_row(state: State, event: Event, endpoint_id: int | None, now: datetime) -> dict[str, Any]:
     """The columns of an event's row that come from the event (its data redacted as
     ``STRIPE_HOOKS_REDACT`` says) and from this attempt."""
@@ -133,6 +154,7 @@ def event_row(state: State, event: Event, endpoint_id: int | None, now: datetime
         "endpoint_id": endpoint_id,
         "received_at": now,
         "twin_id": event.snapshot_event,
+        "object_id": indexed_object_id(event.object_id),
     }
 
 
@@ -153,7 +175,7 @@ def insert_event(
     existing row raises ``IntegrityError``: the transaction is rolled back here."""
     row = {**event_row(state, event, endpoint_id, now), **columns}
     try:
-        return insert_tracked_event(session.connection(), row, event.object_id if track else None)
+        return insert_tracked_event(session.connection(), row, track)
     except IntegrityError:
         session.rollback()
         return False, None
@@ -169,12 +191,14 @@ def _count(
     traceback: str | None,
     retry: Retry | None,
     taken: Taken | None,
+    handlers: list[dict[str, Any]] | None,
 ) -> tuple[str, float | None]:
     """Count an attempt that did not process the event on its row, with its error:
     ``dead`` once ``STRIPE_HOOKS_MAX_ATTEMPTS`` are spent, and a dead event run again stays
     dead. An event finished meanwhile by a concurrent attempt stays as it is; a re-run
     (``taken``) tells that from the row it took, which it records over whatever its status
-    was. Returns the status stored and, for a retry, its delay."""
+    was. ``handlers``: what the attempt ran, when it was not a delivery. Returns the status
+    stored and, for a retry, its delay."""
     now = datetime.now(timezone.utc)
     died = taken is not None and taken.died(state.max_attempts)
     for _ in range(2):  # a row inserted meanwhile by a concurrent attempt: count on it
@@ -182,6 +206,8 @@ def _count(
         attempts = 1 if current is None else current[1] + 1
         mine = taken is not None and current == (taken.status, taken.attempts)
         if current is not None and current[0] in FINAL_STATUSES and not mine:
+            if handlers is not None:  # it stays as it is; what this attempt ran is kept
+                set_handlers(session, event.id, handlers)
             return current[0], None
         stored, delay, next_at = status, None, None
         if status in (FAILED, RETRYING) and (attempts >= state.max_attempts or died):
@@ -190,7 +216,7 @@ def _count(
             delay = retry.delay(attempts, state.retry_max)
             next_at = now + timedelta(seconds=delay)
         if current is not None:
-            set_attempt(session, event.id, stored, attempts, error, traceback, next_at)
+            set_attempt(session, event.id, stored, attempts, error, traceback, next_at, handlers)
             return stored, delay
         new, _ = insert_event(
             state,
@@ -203,6 +229,7 @@ def _count(
             last_error=error,
             last_traceback=traceback,
             next_attempt_at=next_at,
+            handlers=handlers,
         )
         if new:
             return stored, delay
@@ -222,10 +249,16 @@ def write_attempt(
     retry: Retry | None = None,
     taken: Taken | None = None,
     connection: sa.Connection | None = None,
+    handlers: list[dict[str, Any]] | None = None,
 ) -> tuple[str, float | None]:
     """Record what one attempt came to, and commit: for an attempt that did not process
     the event (``failed``, ``retrying``, ``ignored``) its count and status on the event row,
     then the delivery row (when the attempt was a delivery) with ``outcome``.
+
+    ``handlers``: the record of the handlers the attempt ran (``Registry.dispatch``'s
+    ``ran``), kept on the delivery row, or on the event row for an attempt that was not a
+    delivery (a worker, ``reprocess``): with the rest of the row, never a statement more
+    on a delivery's happy path.
 
     Returns the event's status as stored (``dead`` once the attempts are spent; the status
     a concurrent attempt finished it with) and, for a retry, the seconds until it is due.
@@ -234,15 +267,22 @@ def write_attempt(
     """
     stored: str = outcome
     delay: float | None = None
+    on_event = handlers if delivery is None else None
     if outcome in _COUNTED and event is not None:
         stored, delay = _count(
-            state, session, event, endpoint_id, outcome, error, traceback, retry, taken
+            state, session, event, endpoint_id, outcome, error, traceback, retry, taken, on_event
         )
+    elif on_event is not None and event is not None:
+        set_handlers(session, event.id, on_event)
     if delivery is not None:
         if connection is None or connection.closed:  # none yet, or a handler ended it
             connection = session.connection()
         values = delivery.values(
-            outcome, event_id=event.id if event else None, error=error, traceback=traceback
+            outcome,
+            event_id=event.id if event else None,
+            error=error,
+            traceback=traceback,
+            handlers=handlers,
         )
         insert_delivery(connection, values)
     session.commit()

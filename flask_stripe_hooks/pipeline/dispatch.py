@@ -6,6 +6,9 @@ and :class:`NotificationHandler`, which runs a stripe-python notification handle
 ``customer.subscription`` and ``customer.subscription.updated``, in that order, when they
 exist: a few dictionary look-ups that grow with the depth of the type, never with the number
 of subscriptions.
+
+Each handler is timed as it runs, for the record of what an attempt ran (``ran``), and
+:meth:`Registry.handlers_for` lists what a type would run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -49,9 +53,14 @@ class _OrderedSet(dict[Any, None]):
 
 
 class HandlerSignal(Signal):
-    """A blinker signal that calls its receivers in the order they were connected."""
+    """A blinker signal that calls its receivers in the order they were connected, named
+    by what it subscribes to (``customer``, ``*``)."""
 
     set_class = _OrderedSet  # type: ignore[assignment]
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class Registry:
@@ -104,22 +113,89 @@ class Registry:
             if sig is not None:
                 yield sig
 
-    def dispatch(self, event: Any, **kwargs: Any) -> list[str]:
-        """Call every handler for ``event.type``; the first exception propagates. Returns the
-        names of the ``latest_only`` handlers skipped because the event is stale."""
+    def dispatch(
+        self,
+        event: Any,
+        *,
+        ran: list[dict[str, Any]] | None = None,
+        after_each: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Call every handler for ``event.type``, in order; the first exception propagates.
+        Returns the names of the ``latest_only`` handlers skipped because the event is stale.
+
+        ``after_each()`` runs after each handler (the pipeline flushes the session there, so
+        a failure of a handler's writes is that handler's); ``ran`` gets, in order, each
+        handler's name and milliseconds (``{"name", "ms"}``), with ``"error"`` on the one
+        that raised (and ``"flushed": True`` when its ``after_each`` did) and
+        ``"skipped": "stale"`` on those skipped.
+        """
         skipped: list[str] = []
+        stale = event.is_stale
+        clock = time.perf_counter
         for sig in self.signals_for(event.type):
-            if not sig.receivers:
-                continue
-            if not event.is_stale:
-                sig.send(event, **kwargs)
+            if not sig.receivers or sig.is_muted:
                 continue
             for receiver in sig.receivers_for(event):
-                if isinstance(receiver, LatestOnly):
+                if stale and isinstance(receiver, LatestOnly):
                     skipped.append(receiver.name)
-                else:
+                    if ran is not None:
+                        ran.append({"name": receiver.name, "skipped": "stale"})
+                    continue
+                started = clock()
+                try:
                     receiver(event, **kwargs)
+                except BaseException as exc:
+                    _failed(ran, receiver, started, exc)
+                    raise
+                if after_each is not None:
+                    try:
+                        after_each()
+                    except BaseException as exc:
+                        _failed(ran, receiver, started, exc, flushed=True)
+                        raise
+                if ran is not None:
+                    ms = round((clock() - started) * 1000.0, 3)
+                    ran.append({"name": handler_name(receiver), "ms": ms})
         return skipped
+
+    def handlers_for(self, event_type: str) -> list[tuple[str, str, bool]]:
+        """What an event of ``event_type`` runs, in order: ``(subscription, handler name,
+        latest_only)`` for each handler (``flask stripe-hooks handlers TYPE``)."""
+        anyone = object()  # handlers subscribed with @on() listen to every sender
+        return [
+            (sig.name, handler_name(receiver), isinstance(receiver, LatestOnly))
+            for sig in self.signals_for(event_type)
+            for receiver in sig.receivers_for(anyone)
+        ]
+
+
+def _failed(
+    ran: list[dict[str, Any]] | None,
+    receiver: Any,
+    started: float,
+    exc: BaseException,
+    *,
+    flushed: bool = False,
+) -> None:
+    """Record the handler that raised (``flushed``: whose writes failed when flushed)."""
+    if ran is None:
+        return
+    entry = {
+        "name": handler_name(receiver),
+        "ms": round((time.perf_counter() - started) * 1000.0, 3),
+        "error": f"{type(exc).__name__}: {exc}"[:500],
+    }
+    if flushed:
+        entry["flushed"] = True
+    ran.append(entry)
+
+
+def handler_name(receiver: Any) -> str:
+    """``module.function``: how a handler is named in the record of what ran."""
+    if isinstance(receiver, LatestOnly):
+        return receiver.name
+    return f"{getattr(receiver, '__module__', '?')}.{getattr(receiver, '__qualname__', receiver)}"
 
 
 class NotificationHandler:
@@ -159,7 +235,7 @@ class LatestOnly:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
-        self.name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+        self.name = handler_name(fn)
 
     def __call__(self, event: Any, **kwargs: Any) -> Any:
         return self.fn(event, **kwargs)

@@ -39,7 +39,8 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class Tally:
     """A count logged at most once a minute, with how many happened since the last line:
-    a flood costs one log line a minute, not one a request."""
+    a flood costs one log line a minute, not one a request. ``message`` names them
+    ``%(count)d`` (how many since the last line) and ``%(detail)s`` (the latest one)."""
 
     def __init__(self, message: str, every: float = 60.0) -> None:
         self.message = message
@@ -57,7 +58,60 @@ class Tally:
             if now - self._logged < self.every:
                 return
             since, self._since, self._logged = self._since, 0, now
-        log.warning(self.message, since, detail)
+        log.warning(self.message, {"count": since, "detail": detail})
+
+
+#: What to check, by the reason a delivery was rejected.
+_CHECKS = {
+    "signature does not match": (
+        "The sender signs with another secret than this endpoint's. A 'stripe listen' session"
+        " signs with the secret it prints when it starts (whsec_..., the same for every"
+        " endpoint it forwards to), not with the Dashboard's endpoint secret, and the other"
+        " way round. Store the one the sender uses: flask stripe-hooks set-secret {uuid}"
+        " whsec_..."
+    ),
+    "endpoint has no active signing secret": (
+        "Every secret of this endpoint has expired. Store the current one: flask stripe-hooks"
+        " set-secret {uuid} whsec_..."
+    ),
+    "timestamp outside the tolerance": (
+        "The signature is older than STRIPE_HOOKS_TOLERANCE allows: check this server's clock,"
+        " or whether the delivery was replayed."
+    ),
+    "timestamp in the future": "Check this server's clock (NTP).",
+}
+
+
+class Notices:
+    """The receiving path's warnings that a person must act on, each logged at most once a
+    minute (per endpoint for rejected deliveries): a flood costs one line a minute."""
+
+    def __init__(self) -> None:
+        self.schema = Tally(
+            "%(detail)s Answered 503 to %(count)d delivery(ies) since the last line."
+        )
+        self._rejected: dict[Any, Tally] = {}
+        self._lock = threading.Lock()
+
+    def rejected(self, endpoint: Any, reason: str) -> None:
+        """A delivery to ``endpoint`` (an ``EndpointInfo``) failed verification for
+        ``reason``."""
+        endpoint_uuid = endpoint.uuid
+        tally = self._rejected.get(endpoint_uuid)
+        if tally is None:
+            with self._lock:
+                tally = self._rejected.setdefault(
+                    endpoint_uuid,
+                    Tally(
+                        f"rejected %(count)d delivery(ies) to endpoint {endpoint_uuid} since"
+                        " the last line; the latest: %(detail)s"
+                    ),
+                )
+        check = _CHECKS.get(reason)
+        detail = f"{reason}. {check.format(uuid=endpoint_uuid)}" if check else reason
+        if reason == "signature does not match":
+            detail += f" (checked against its {len(endpoint.secrets)} active secret(s))"
+        tally.add(detail)
 
 
 # -- the allowlist -------------------------------------------------------------------------
@@ -93,8 +147,8 @@ class AddressGuard:
     def __init__(self, allows: Check) -> None:
         self.allows = allows
         self.refused = Tally(
-            "refused %d request(s) from addresses not in STRIPE_HOOKS_ALLOWED_IPS since the"
-            " last line (the latest from %s)"
+            "refused %(count)d request(s) from addresses not in STRIPE_HOOKS_ALLOWED_IPS"
+            " since the last line (the latest from %(detail)s)"
         )
 
     def __call__(self, remote_addr: str | None) -> bool:
@@ -151,9 +205,9 @@ class RejectedLimit:
         self._stored: dict[int, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.dropped = Tally(
-            "did not store %d rejected delivery(ies) over STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE"
-            " or STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE since the last line (the latest to"
-            " endpoint id %s)"
+            "did not store %(count)d rejected delivery(ies) over"
+            " STRIPE_HOOKS_MAX_REJECTED_PER_MINUTE or STRIPE_HOOKS_MAX_REJECTED_BYTES_PER_MINUTE"
+            " since the last line (the latest to endpoint id %(detail)s)"
         )
 
     def keep(self, endpoint_id: int, size: int = 0) -> bool:

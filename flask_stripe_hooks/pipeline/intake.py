@@ -14,12 +14,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import signals
 from ..errors import Rejected, UnreadableSecret
 from ..outcomes import FORBIDDEN, MISSING, REJECTED, UNAVAILABLE, Result
-from .attempt import UNAVAILABLE_REASON, Delivery, notify, write_attempt
+from .attempt import UNAVAILABLE_REASON, Delivery, no_schema, notify, write_attempt
 from .endpoint_cache import EndpointInfo, endpoint_by_uuid
 from .guard import cut
 from .queue import enqueue
@@ -130,13 +130,16 @@ def _rejected(state: State, session: Session, delivery: Delivery, reason: str) -
         if note:  # after the reason: what was answered is how the row's error starts
             error = f"{reason} ({note})"
     limit = state.rejected_limit
+    state.notices.rejected(delivery.endpoint, reason)
     try:
         if limit is None or limit.keep(delivery.endpoint.id, delivery.size(REJECTED)):
             write_attempt(state, session, REJECTED, delivery, error=error)
         else:
             session.rollback()
-    except OperationalError:
+    except DBAPIError as exc:
         session.rollback()
+        if not (isinstance(exc, OperationalError) or no_schema(state, exc)):
+            raise
         return Result(UNAVAILABLE, UNAVAILABLE_REASON)
     return Result(REJECTED, reason, endpoint=delivery.endpoint)
 
@@ -147,8 +150,12 @@ def _load_endpoint(
     """The enabled endpoint (and whether it came from the cache), or the result to answer."""
     try:
         endpoint, cached = endpoint_by_uuid(state, session, endpoint_uuid, fresh=fresh)
-    except OperationalError:
+    except DBAPIError as exc:
         session.rollback()
+        if no_schema(state, exc):  # the migration has not run: logged once a minute
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON)
+        if not isinstance(exc, OperationalError):
+            raise
         log.warning("database unavailable while loading endpoint %s", endpoint_uuid)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON)
     except UnreadableSecret:  # logged where it is found, naming the key: 503, Stripe retries

@@ -23,7 +23,15 @@ from ..outcomes import (
 )
 from ..utils import Throttle
 from . import twins
-from .attempt import UNAVAILABLE_REASON, Delivery, insert_event, notify, unavailable, write_attempt
+from .attempt import (
+    UNAVAILABLE_REASON,
+    Delivery,
+    insert_event,
+    no_schema,
+    notify,
+    unavailable,
+    write_attempt,
+)
 from .storage import status_of
 
 if TYPE_CHECKING:
@@ -68,6 +76,8 @@ def enqueue(
         write_attempt(state, session, outcome, delivery, event)
     except DBAPIError as exc:
         session.rollback()
+        if no_schema(state, exc):
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
         if not unavailable(exc):
             raise
         log.warning("database unavailable while storing %s: %s", event.id, exc)

@@ -30,7 +30,7 @@ import logging
 import time
 import traceback as tb
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -60,6 +60,7 @@ from .attempt import (
     Delivery,
     Taken,
     insert_event,
+    no_schema,
     notify,
     unavailable,
     write_attempt,
@@ -123,6 +124,7 @@ def run_handlers(
     object.__setattr__(event, "shadow", shadow)
     connection: sa.Connection | None = None
     shadow_error: Exception | None = None
+    ran: list[dict[str, Any]] | None = None  # the handlers' record, once they start
     try:
         claimed, new, newer = True, False, None
         twins.look_up(event, endpoint)
@@ -159,20 +161,30 @@ def run_handlers(
         if not new and object_id is not None and created is not None:  # stored before
             newer = track_newest(connection, object_id, event.id, created)
         object.__setattr__(event, "newer_event_id", newer)
-        skipped = state.registry.dispatch(event, endpoint=endpoint)
+        ran = []
+        # A flush after each handler (nothing to do for one that wrote nothing): a failure
+        # of a handler's writes is raised, and recorded, as that handler's.
+        skipped = state.registry.dispatch(
+            event, ran=ran, after_each=session.flush, endpoint=endpoint
+        )
         if skipped and not shadow:
             mark_stale(session.connection(), event.id, event.newer_event_id or "", skipped)
             notify(signals.stale_skipped, event=event, handlers=skipped)
         if not shadow:
-            write_attempt(state, session, PROCESSED, delivery, event, connection=connection)
+            write_attempt(
+                state, session, PROCESSED, delivery, event, connection=connection, handlers=ran
+            )
     except (Ignore, Retry) as exc:
         if not shadow:  # in shadow, not failures: the event is never run again anyway
-            return _declined(state, session, event, endpoint_id, delivery, exc, taken)
+            return _declined(state, session, event, endpoint_id, delivery, exc, taken, ran)
     except Exception as exc:
+        if no_schema(state, exc):  # nothing to record it in: logged once a minute
+            session.rollback()
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event.id)
         if shadow and not unavailable(exc):
             shadow_error = exc
         else:
-            return _failed(state, session, event, endpoint_id, delivery, exc, taken)
+            return _failed(state, session, event, endpoint_id, delivery, exc, taken, ran)
     finally:
         stop_collecting(token)
     if shadow:
@@ -200,14 +212,24 @@ def _failed(
     delivery: Delivery | None,
     exc: Exception,
     taken: Taken | None,
+    ran: list[dict[str, Any]] | None,
 ) -> Result:
     """A handler (or the database) raised: roll back, store the event as ``failed`` (``dead``
     once its attempts are spent) with the traceback; the database being away is
     ``unavailable``."""
     error = f"{type(exc).__name__}: {exc}"[:2000]
-    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    trace = _blame(ran) + "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     status, _ = write_failure(
-        state, session, FAILED, delivery, event, endpoint_id, error, traceback=trace, taken=taken
+        state,
+        session,
+        FAILED,
+        delivery,
+        event,
+        endpoint_id,
+        error,
+        traceback=trace,
+        taken=taken,
+        handlers=ran,
     )
     notify(signals.event_failed, event=event, exception=exc)
     if unavailable(exc):
@@ -228,16 +250,28 @@ def _declined(
     delivery: Delivery | None,
     exc: Ignore | Retry,
     taken: Taken | None,
+    ran: list[dict[str, Any]] | None,
 ) -> Result:
     """A handler raised ``Ignore`` or ``Retry``: roll back, and store the event as
     ``ignored`` or ``retrying`` (``dead`` once its attempts are spent)."""
     reason = exc.reason or None
     if isinstance(exc, Ignore):
-        write_failure(state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken)
+        write_failure(
+            state, session, IGNORED, delivery, event, endpoint_id, reason, taken=taken, handlers=ran
+        )
         notify(signals.event_ignored, event=event, reason=exc.reason)
         return Result(IGNORED, exc.reason or IGNORED, event.id)
     status, delay = write_failure(
-        state, session, RETRYING, delivery, event, endpoint_id, reason, retry=exc, taken=taken
+        state,
+        session,
+        RETRYING,
+        delivery,
+        event,
+        endpoint_id,
+        reason,
+        retry=exc,
+        taken=taken,
+        handlers=ran,
     )
     if status == DEAD:
         _died(state, event, exc, taken)
@@ -274,6 +308,16 @@ def _shadowed(
     return Result(SHADOW, reason if exc is None else "shadow: a handler failed", event.id)
 
 
+def _blame(ran: list[dict[str, Any]] | None) -> str:
+    """The line above a failure's traceback that names the handler it came from."""
+    failed = next((h for h in ran or () if "error" in h), None)
+    if failed is None:
+        return ""
+    if failed.get("flushed"):
+        return f"Handler {failed['name']}: its writes failed when flushed after it returned.\n"
+    return f"Handler {failed['name']} raised.\n"
+
+
 def process_stored(
     state: State, event_id: str, *, force: bool = False, dead: bool = False
 ) -> Result:
@@ -307,6 +351,8 @@ def process_stored(
             return Result(PAUSED, "paused: it runs on resume", event_id)
     except DBAPIError as exc:
         session.rollback()
+        if no_schema(state, exc):
+            return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
         if not unavailable(exc):
             raise
         log.warning("database unavailable while loading event %s: %s", event_id, exc)

@@ -142,21 +142,20 @@ track_object = Insert(object_table, newer_only="created")
 
 class _EventAndObject(Insert):
     """PostgreSQL: :data:`insert_event` and, in the same statement, the newest event of the
-    event's object (``object_id``), when the event row is new: one round trip for both. It
-    returns no row when the event's id exists, else the id of its object's newest event —
-    this one's, or a strictly later one's (this event is stale)."""
+    event's object (its ``object_id`` column), when the event row is new: one round trip for
+    both. It returns no row when the event's id exists, else the id of its object's newest
+    event — this one's, or a strictly later one's (this event is stale)."""
 
     def _statement(self, dialect: sa.Dialect, keys: tuple[str, ...]) -> Any:
-        event_keys = tuple(key for key in keys if key != "object_id")
         inserted = (
             super()
-            ._statement(dialect, event_keys)
-            .returning(event_table.c.id, event_table.c.created)
+            ._statement(dialect, keys)
+            .returning(event_table.c.id, event_table.c.created, event_table.c.object_id)
             .cte("inserted")
         )
-        object_id = sa.bindparam("object_id", type_=object_table.c.id.type)
         upsert = postgresql.insert(object_table).from_select(
-            ["id", "event_id", "created"], sa.select(object_id, inserted.c.id, inserted.c.created)
+            ["id", "event_id", "created"],
+            sa.select(inserted.c.object_id, inserted.c.id, inserted.c.created),
         )
         # The stored row wins only when strictly later (same-second events are both newest).
         stored, new = object_table.c, upsert.excluded
@@ -178,16 +177,17 @@ _TRACKED_LENGTH = cast(sa.String, object_table.c.id.type).length or 255
 
 
 def insert_tracked_event(
-    connection: sa.Connection, values: Mapping[str, Any], object_id: str | None
+    connection: sa.Connection, values: Mapping[str, Any], track: bool
 ) -> tuple[bool, str | None]:
-    """:data:`insert_event`, and when the row is new and the event is about an object
-    (``object_id``), :func:`track_newest` in the same transaction — in the same statement on
-    PostgreSQL. Returns whether the row is new, and the newer event's id when this one is
-    stale."""
-    if object_id is None or values["created"] is None or len(object_id) > _TRACKED_LENGTH:
+    """:data:`insert_event`, and with ``track``, when the row is new and the event is about
+    an object (``values["object_id"]``), :func:`track_newest` in the same transaction — in
+    the same statement on PostgreSQL. Returns whether the row is new, and the newer event's
+    id when this one is stale."""
+    object_id = values["object_id"]
+    if not track or object_id is None or values["created"] is None:
         return bool(insert_event(connection, values)), None
     if connection.dialect.name == "postgresql" and _on_conflict:
-        row = _event_and_object.execute(connection, {**values, "object_id": object_id}).first()
+        row = _event_and_object.execute(connection, values).first()
         if row is None:
             return False, None
         return True, None if row[0] == values["id"] else str(row[0])
@@ -391,8 +391,10 @@ def set_attempt(
     error: str | None,
     traceback: str | None = None,
     next_attempt_at: datetime | None = None,
+    handlers: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Store the outcome of an attempt that did not process the event."""
+    """Store the outcome of an attempt that did not process the event (with the record of
+    its handlers when it was not a delivery)."""
     session.execute(
         event_table.update()
         .where(event_table.c.id == event_id)
@@ -402,7 +404,16 @@ def set_attempt(
             last_error=error,
             last_traceback=traceback,
             next_attempt_at=next_attempt_at,
+            **({} if handlers is None else {"handlers": handlers}),
         )
+    )
+
+
+def set_handlers(session: Session, event_id: str, handlers: list[dict[str, Any]]) -> None:
+    """Keep on the event the record of the handlers its latest run ran, when that run was
+    not a delivery (whose own row keeps it)."""
+    session.execute(
+        event_table.update().where(event_table.c.id == event_id).values(handlers=handlers)
     )
 
 

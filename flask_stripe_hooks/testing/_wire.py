@@ -1,4 +1,4 @@
-"""Stripe's wire format as :class:`~flask_stripe_hooks.fake_stripe.FakeStripe` reads and
+"""Stripe's wire format as :class:`~flask_stripe_hooks.testing.FakeStripe` reads and
 writes it: form-encoded bodies back into nested values, a recorded request, Stripe's error
 bodies, the pages of a list."""
 

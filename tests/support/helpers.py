@@ -47,10 +47,12 @@ def make_app(database_url: str, hooks: StripeHooks, **config: Any) -> Flask:
     """An app as a user builds one, with a ``handled`` table for handlers to write to."""
     app = Flask(__name__)
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=database_url,
-        SECRET_KEY="test-secret-key",
-        TESTING=True,
-        **config,
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SECRET_KEY": "test-secret-key",
+            "TESTING": True,
+            **config,
+        }
     )
     db = SQLAlchemy()
     db.init_app(app)

@@ -42,12 +42,14 @@ def fill(
     live_every: int = 10,
     status: str | None = None,
     accounts: int = 0,
+    objects: int = 100,
 ) -> None:
     """Add ``count`` events and one delivery each, numbered from ``first``: event ``g`` is
     received ``g * step`` seconds before ``newest``, has ``types[g % len(types)]``, is
     failed when ``g % failed_every == 0`` (processed otherwise; ``status`` for all of them),
-    live when ``g % live_every == 0`` and, with ``accounts``, of the connected account
-    ``acct_h{g % accounts}`` (the platform's own otherwise)."""
+    live when ``g % live_every == 0``, about the object ``sub_{g % objects}`` (its data
+    stays ``{}``) and, with ``accounts``, of the connected account ``acct_h{g % accounts}``
+    (the platform's own otherwise)."""
     dialect = conn.dialect.name
     with_, from_, when = _series(dialect)
     kinds = " ".join(f"WHEN {i} THEN '{t}'" for i, t in enumerate(types))
@@ -68,9 +70,10 @@ def fill(
     conn.execute(
         sa.text(
             f"{with_}INSERT INTO stripe_hooks_event (id, type, livemode, account, api_version,"
-            " data, status, attempts, received_at, endpoint_id)"
+            " data, status, attempts, received_at, endpoint_id, object_id)"
             f" SELECT {event_id}, CASE g % {len(types)} {kinds} END, g % {live_every} = 0,"
-            f" {account}, '', '{{}}', {status_sql}, 1, {when}, :endpoint FROM {from_}"
+            f" {account}, '', '{{}}', {status_sql}, 1, {when}, :endpoint,"
+            f" 'sub_' || CAST(g % {objects} AS TEXT) FROM {from_}"
         ),
         params,
     )

@@ -94,6 +94,9 @@ def take(folder: Path, browser: Any = None) -> list[Path]:
             page.goto(f"{base}{ADMIN}/events/{seeded['failed']}")
             page.click("input[value='Process again']")  # fails again: its traceback is shown
             capture("admin-event-failed.png")
+            page.locator("#handlers").scroll_into_view_if_needed()
+            page.evaluate("document.getElementById('handlers').scrollIntoView()")
+            capture("admin-event-handlers.png")
             page.set_viewport_size(PHONE)
             shot("admin-events-phone.png", "/events/")
             shot("admin-endpoints-phone.png", "/")
