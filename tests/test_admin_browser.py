@@ -369,6 +369,12 @@ def test_types_and_urls_break_only_between_their_parts(serve, page):
     assert lines == [1] * len(lines)
     page.goto(base + ADMIN + "/")
     assert all(unbroken(page, "#endpoints td.url a"))
+    # ... whatever the font: with a much wider one, too.
+    page.eval_on_selector_all(
+        "#endpoints td.url a",
+        "els => els.forEach(e => { e.style.fontSize = '26px'; e.style.letterSpacing = '3px'; })",
+    )
+    assert all(unbroken(page, "#endpoints td.url a"))
     assert all(unbroken(page, "#endpoints td.events code"))
     page.goto(base + ADMIN + "/events/?object=cus_QX2mV8pL4nR7sT")
     assert page.locator("#events-table tbody tr").count() == 2  # the customer's two events

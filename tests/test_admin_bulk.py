@@ -11,6 +11,7 @@ from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
 from support.admin_support import ADMIN, allow
+from support.admin_support import page_text as text
 from support.helpers import rows
 
 QUEUED: list[str] = []
@@ -18,12 +19,6 @@ QUEUED: list[str] = []
 
 def enqueue(event_id: str) -> None:
     QUEUED.append(event_id)
-
-
-def text(response: Any) -> str:
-    body = response.get_data(as_text=True).replace("<wbr>", "")  # a break, not a space
-    body = re.sub(r"<script.*?</script>|<[^>]+>", " ", body, flags=re.S)
-    return " ".join(html.unescape(body).split())
 
 
 def token(page: Any) -> str:

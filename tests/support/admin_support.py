@@ -3,7 +3,9 @@ example app served on loopback with a history of deliveries (also used by screen
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -33,6 +35,14 @@ CHROMIUM_ARGS = [
 #: The widths the admin is checked at: a laptop and a phone.
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+
+
+def page_text(response: Any) -> str:
+    """The page as a person reads it: tags dropped, entities decoded, blanks squeezed. A URL's
+    parts (<span>s) and its break points (<wbr>) are not spaces."""
+    body = re.sub(r"<wbr>|</?span[^>]*>", "", response.get_data(as_text=True))
+    body = re.sub(r"<script.*?</script>|<[^>]+>", " ", body, flags=re.S)
+    return " ".join(html.unescape(body).split())
 
 
 def allow() -> bool:
