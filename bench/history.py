@@ -1,15 +1,17 @@
 """The admin pages, the CLI listing, prune and ingest with a long history.
 
     python bench/history.py [--pg-sizes 1000,100000,1000000] [--sqlite-sizes 1000,1000000]
-                            [--ingest-history 1000000] [--pg-url URL] [--quick]
+                            [--ingest-history 1000000] [--step 3] [--pg-url URL] [--quick]
 
 1. Pages: for each size, a fresh database holds that many events and one delivery each,
    made with SQL (``tests/support/history_support.py``: ``INSERT ... SELECT`` over
    ``generate_series`` on PostgreSQL, a recursive CTE on SQLite), received at a steady
-   rate of one every 3 s (close to a million a month, so the last 24 hours hold the same
-   28,800 rows at every size past that), then ``VACUUM ANALYZE``. Each page is requested
-   5 times with the in-process test client (the admin allowed), after one untimed
-   request; the median is printed, and the growth factor from the smallest size to the largest.
+   rate of one every ``--step`` seconds (3 by default: close to a million a month, so the
+   last 24 hours hold the same 28,800 rows at every size past that; with ``--step 1``,
+   86,400), then ``VACUUM ANALYZE``. Each page is requested
+   ``--repeat`` times (9) with the in-process test client (the admin allowed), after one
+   untimed request, the sizes taking turns request by request; the median is printed, and the
+   growth factor from the smallest size to the largest.
    Every event is about one of 10 objects (``sub_0`` to ``sub_9``): an object's history
    (``?object=sub_7``) holds 100 events at 1,000 and 100,000 at 1,000,000, a full first page
    at every size.
@@ -41,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_sqlalchemy import SQLAlchemy  # noqa: E402
-from flask_stripe_hooks import StripeHooks, recovery  # noqa: E402
+from flask_stripe_hooks import StripeHooks, retention  # noqa: E402
 from flask_stripe_hooks.state import get_state  # noqa: E402
 from flask_stripe_hooks.testing import create_endpoint  # noqa: E402
 from flask_stripe_hooks.utils import utcnow  # noqa: E402
@@ -64,6 +66,7 @@ PAGES = {
     "deliveries": "/deliveries/",
     "deliveries ?outcome=failed": "/deliveries/?outcome=failed",
     "one event": "/events/evt_h500",
+    "health": "/health",
 }
 
 
@@ -81,9 +84,9 @@ def build(url: str) -> Flask:
     return app
 
 
-def filled(url: str, size: int, accounts: int = 0) -> Flask:
-    """An app on ``url`` whose tables hold ``size`` events and deliveries (with ``accounts``,
-    spread over that many connected accounts, ``acct_h0``...)."""
+def filled(url: str, size: int, accounts: int = 0, step: int = STEP) -> Flask:
+    """An app on ``url`` whose tables hold ``size`` events and deliveries, one every ``step``
+    seconds (with ``accounts``, spread over that many connected accounts, ``acct_h0``...)."""
     app = build(url)
     db = app.extensions["sqlalchemy"]
     with app.app_context():
@@ -99,23 +102,13 @@ def filled(url: str, size: int, accounts: int = 0) -> Flask:
                     newest=newest,
                     endpoint_id=endpoint.id,
                     first=first,
-                    step=STEP,
+                    step=step,
                     accounts=accounts,
                     objects=OBJECTS,
                 )
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
     return app
-
-
-def timed(fn: Any, repeat: int = 5) -> float:
-    fn()  # warm
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1000)
-    return statistics.median(runs)
 
 
 def get(client: Any, path: str) -> Any:
@@ -140,39 +133,60 @@ def page_three(client: Any) -> str:
     return path
 
 
-def pages(app: Flask) -> dict[str, float]:
+def runners(app: Flask) -> dict[str, Any]:
+    """Each page of :data:`PAGES`, and the CLI listings, as a function that requests it."""
     client = app.test_client()
     out = {}
     for name, path in PAGES.items():
-        full = page_three(client) if path is None else ADMIN + path
-        out[name] = timed(get(client, full))
+        out[name] = get(client, page_three(client) if path is None else ADMIN + path)
     runner = app.test_cli_runner()
-    out["CLI events --limit 20"] = timed(
-        lambda: runner.invoke(args=["stripe-hooks", "events", "--limit", "20"])
-    )
-    out["CLI events --object sub_7"] = timed(
-        lambda: runner.invoke(args=["stripe-hooks", "events", "--object", "sub_7"])
-    )
+    for name, args in (
+        ("CLI events --limit 20", ["stripe-hooks", "events", "--limit", "20"]),
+        ("CLI events --object sub_7", ["stripe-hooks", "events", "--object", "sub_7"]),
+    ):
+        out[name] = lambda args=args: runner.invoke(args=args)
     return out
 
 
-def table(backend: str, results: dict[int, dict[str, float]]) -> None:
+def pages(apps: dict[int, Flask], repeat: int) -> dict[int, dict[str, float]]:
+    """Median ms of ``repeat`` requests of each page, for each size: the sizes take turns
+    (request by request, the order rotating), so a machine that slows down or speeds up
+    meanwhile weighs on every size alike."""
+    made = {size: runners(app) for size, app in apps.items()}
+    times: dict[int, dict[str, list[float]]] = {size: {} for size in apps}
+    sizes = list(apps)
+    for name in made[sizes[0]]:
+        for size in sizes:
+            made[size][name]()  # warm
+        for turn in range(repeat):
+            for size in sizes[turn % len(sizes) :] + sizes[: turn % len(sizes)]:
+                start = time.perf_counter()
+                made[size][name]()
+                times[size].setdefault(name, []).append((time.perf_counter() - start) * 1000)
+    return {
+        size: {name: statistics.median(runs) for name, runs in found.items()}
+        for size, found in times.items()
+    }
+
+
+def table(backend: str, results: dict[int, dict[str, float]], repeat: int) -> None:
     sizes = sorted(results)
     head = "".join(f"{size:>12,}" for size in sizes)
-    print(f"\n{backend}: median ms of 5 requests\n{'page':<30}{head}{'growth':>9}")
+    print(f"\n{backend}: median ms of {repeat} requests, the sizes taking turns")
+    print(f"{'page':<30}{head}{'growth':>9}")
     for name in results[sizes[0]]:
         row = "".join(f"{results[size][name]:12.1f}" for size in sizes)
         growth = results[sizes[-1]][name] / results[sizes[0]][name]
         print(f"{name:<30}{row}{growth:8.1f}x")
 
 
-def prune_figures(app: Flask, size: int) -> None:
+def prune_figures(app: Flask, size: int, step: int = STEP) -> None:
     with app.app_context():
         state = get_state()
-        span = timedelta(seconds=size * STEP)
+        span = timedelta(seconds=size * step)
         options = {"older_than": span * 0.9, "bodies_older_than": None}
         start = time.perf_counter()
-        dry = recovery.prune(state, **options, dry_run=True)
+        dry = retention.prune(state, **options, dry_run=True)
         dry_ms = (time.perf_counter() - start) * 1000
         print(f"\nprune --dry-run (capped count): {dry_ms:.0f} ms → {dry}")
         batches: list[float] = []
@@ -185,7 +199,7 @@ def prune_figures(app: Flask, size: int) -> None:
             last = now
 
         start = last = time.perf_counter()
-        done = recovery.prune(state, **options, progress=tick)
+        done = retention.prune(state, **options, progress=tick)
         took = time.perf_counter() - start
         rows = done["deliveries"] + done["events"]
         print(
@@ -194,7 +208,7 @@ def prune_figures(app: Flask, size: int) -> None:
         )
         options = {"older_than": span * 0.9, "bodies_older_than": span * 0.8}
         start = time.perf_counter()
-        cleared = recovery.prune(state, **options)
+        cleared = retention.prune(state, **options)
         took = time.perf_counter() - start
         print(f"clearing the next tenth's bodies: {cleared['bodies']:,} in {took:.1f} s")
 
@@ -237,7 +251,7 @@ def drain_figures(pg_url: str, tmp: str, count: int) -> None:
     import shutil
     import subprocess
 
-    from queue_support import app_env, free_port, port_open, start_worker, wait_until
+    from support.queue_support import app_env, free_port, port_open, start_worker, wait_until
 
     port = free_port()
     redis = subprocess.Popen(
@@ -301,6 +315,8 @@ def main() -> None:
     parser.add_argument("--sqlite-sizes", default="1000,1000000")
     parser.add_argument("--ingest-history", type=int, default=1_000_000)
     parser.add_argument("--drain", type=int, default=2000, help="pending events to drain")
+    parser.add_argument("--step", type=int, default=STEP, help="seconds between two events")
+    parser.add_argument("--repeat", type=int, default=9, help="timed requests of each page")
     parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--pg-url", help="an existing PostgreSQL server (default: start one)")
@@ -315,20 +331,22 @@ def main() -> None:
             drain_figures(pg_url, tmp, args.drain)
         if args.skip_pages:
             return
-        sqlite = {}
-        for size in map(int, args.sqlite_sizes.split(",")):
-            path = Path(tmp) / f"history{size}.db"
-            sqlite[size] = pages(filled(f"sqlite:///{path}", size))
-            os.unlink(path)
-        table("SQLite", sqlite)
-        postgres, last = {}, None
-        for size in map(int, args.pg_sizes.split(",")):
-            name = f"history{size}"
-            last = filled(common.create_database(pg_url, name), size)
-            postgres[size] = pages(last)
-        table("PostgreSQL", postgres)
-        if last is not None and not args.skip_prune:
-            prune_figures(last, max(postgres))
+        sqlite = {
+            size: filled(f"sqlite:///{Path(tmp) / f'history{size}.db'}", size, step=args.step)
+            for size in map(int, filter(None, args.sqlite_sizes.split(",")))  # "": none
+        }
+        if sqlite:
+            table("SQLite", pages(sqlite, args.repeat), args.repeat)
+        for size in sqlite:
+            os.unlink(Path(tmp) / f"history{size}.db")
+        postgres = {
+            size: filled(common.create_database(pg_url, f"history{size}"), size, step=args.step)
+            for size in map(int, args.pg_sizes.split(","))
+        }
+        table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
+        largest = max(postgres)
+        if not args.skip_prune:
+            prune_figures(postgres[largest], largest, args.step)
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)
 

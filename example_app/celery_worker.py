@@ -3,7 +3,7 @@
     export EXAMPLE_CELERY_BROKER_URL=redis://localhost:6379/0
     flask --app example_app run                                  # acknowledges at once
     celery -A example_app.celery_worker:celery_app worker -l INFO  # runs the handlers
-    celery -A example_app.celery_worker:celery_app beat          # optional: the sweeper
+    celery -A example_app.celery_worker:celery_app beat          # the sweeper, every minute
 
 With ``EXAMPLE_CELERY_BROKER_URL`` set, ``create_app`` sets ``CELERY`` and
 ``STRIPE_HOOKS_EVENT_CALLBACK = "flask_stripe_hooks.celery.enqueue"`` and calls
@@ -21,11 +21,5 @@ if celery_app is None:
         "Set EXAMPLE_CELERY_BROKER_URL (for example redis://localhost:6379/0) to run the worker."
     )
 
-# The sweeper every five minutes, for events whose queue message was lost.
-celery_app.conf.beat_schedule = {
-    "stripe-hooks-process-pending": {
-        "task": "flask_stripe_hooks.process_pending",
-        "schedule": 300.0,
-        "kwargs": {"older_than": "5m"},
-    },
-}
+# make_celery put the sweeper in the beat schedule (flask_stripe_hooks.celery.BEAT_SCHEDULE):
+# every minute, the events pending for over two minutes (a lost message, a worker that died).

@@ -1,4 +1,5 @@
-"""Queue mode with Celery: a ready task and the wiring for an app factory.
+"""Queue mode with Celery: a ready task, the publisher that feeds it, and the wiring for an
+app factory.
 
 Install the extra (``pip install flask-stripe-hooks[celery]``), then::
 
@@ -15,46 +16,89 @@ Install the extra (``pip install flask-stripe-hooks[celery]``), then::
 
     # worker.py:  celery_app = create_app().extensions["celery"]
     # run:        celery -A worker:celery_app worker
+    #             celery -A worker:celery_app beat     # the sweeper, every minute
 
-A delivery stores the event as pending, commits and calls :func:`enqueue`, which sends
-:func:`process_event` to the broker. The task runs inside the Flask app's context and calls
-``hooks.process_stored(event_id)`` (the same pipeline as a delivery): it locks the row,
-skips an event already processed, runs the handlers and marks it processed in one
-transaction. When a handler raises, the error and the attempt are recorded on the
-event and the task retries with exponential backoff (``retry_backoff`` seconds, doubling,
-capped at ``retry_backoff_max``, at most ``max_retries`` times; change them with Celery's
+A delivery stores the event as pending, commits and calls :func:`enqueue`, which only hands
+the id to this process's :class:`Publisher`: the request never waits for the broker. The
+publisher's thread sends the ids that came in within :data:`LINGER` seconds as one
+:func:`process_events` message (at most :data:`BATCH` ids each), over one connection of its
+own with :data:`PUBLISH_TIMEOUT` as its connect and socket timeouts and no retry loop. When the
+broker refuses or does not answer, the ids are kept (at most :data:`BACKLOG`) and sent again
+when it answers; ``publish-failed`` is sent for each failed message, and one line a minute is
+logged. The events are durable all along: if this process ends first, the sweeper runs them.
+
+:func:`process_events` runs in the Flask app's context: the batch's events that are not done
+yet, oldest ``created`` first, each through ``process_stored`` (the same pipeline as a
+delivery: lock the row, skip an event already processed, run the handlers, mark it processed,
+one transaction each). An event that needs another try (a handler raised, another worker holds
+it, the database is away, a handler's ``Retry``) goes on as its own :func:`process_event` task,
+which retries with exponential backoff (``retry_backoff`` seconds, doubling, capped at
+``retry_backoff_max``, at most ``max_retries`` times; change them with Celery's
 ``task_annotations``).
 
-The task is acknowledged late and rejected back to the queue when its worker process dies,
-so a worker killed in the middle of a handler does not lose the event; if the message is
-lost anyway, ``flask stripe-hooks process-pending`` (or the :func:`process_pending` task on
-a beat schedule) picks it up.
+Both tasks are acknowledged late and rejected back to the queue when their worker process dies,
+so a worker killed in the middle of a handler does not lose the event. When the whole worker
+dies, Redis hands its message out again only after the transport's ``visibility_timeout``; the
+sweeper (:func:`process_pending`, every minute in :data:`BEAT_SCHEDULE`) runs such events
+first, and the late message then finds them processed.
 """
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
+import os
 import random
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 
+from . import signals
 from .errors import EventNotProcessed
 from .outcomes import BUSY, MISSING
 from .pipeline import process_stored
 from .state import get_state
-from .utils import parse_duration
+from .utils import Throttle, parse_duration
 
 log = logging.getLogger("flask_stripe_hooks")
 
-#: The name the task is registered under (route it with ``task_routes`` if you like).
+#: The names the tasks are registered under (route them with ``task_routes`` if you like).
 TASK_NAME = "flask_stripe_hooks.process_event"
+BATCH_TASK_NAME = "flask_stripe_hooks.process_events"
 SWEEP_TASK_NAME = "flask_stripe_hooks.process_pending"
 RECONCILE_TASK_NAME = "flask_stripe_hooks.reconcile"
 
+#: Seconds the publisher waits after an id for others to share its message.
+LINGER = 0.02
+#: Event ids in one message, at most.
+BATCH = 100
+#: Ids a process keeps while the broker is away; past that, new ones wait for the sweeper.
+BACKLOG = 10_000
+#: Seconds a publish may wait for the broker (connect and socket timeouts).
+PUBLISH_TIMEOUT = 2.0
+#: Seconds between tries while the broker is away: doubling up to the second number.
+RESEND_AFTER = (1.0, 10.0)
+
+#: The sweeper every minute, for events pending for over two minutes (their message was lost,
+#: or their worker died): such an event runs within three minutes of its arrival.
+#: :func:`make_celery` adds it to ``beat_schedule``; run ``celery beat`` to use it.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "stripe-hooks-process-pending": {
+        "task": SWEEP_TASK_NAME,
+        "schedule": 60.0,
+        "kwargs": {"older_than": "2m"},
+    },
+}
+
 _FLASK_APP = "flask_stripe_hooks_app"
+_PUBLISHER = "flask_stripe_hooks_publisher"
 
 
 def init_celery(celery_app: Celery, flask_app: Flask) -> Celery:
@@ -71,9 +115,13 @@ def init_celery(celery_app: Celery, flask_app: Flask) -> Celery:
 
 def make_celery(flask_app: Flask) -> Celery:
     """A Celery app configured from ``flask_app.config["CELERY"]`` (a dict of Celery's
-    lower-case settings), tied to ``flask_app`` with :func:`init_celery`."""
+    lower-case settings), tied to ``flask_app`` with :func:`init_celery`, with the sweeper
+    of :data:`BEAT_SCHEDULE` in its ``beat_schedule`` (an entry of the same name in the
+    settings wins)."""
     celery_app = Celery(flask_app.import_name)
     celery_app.config_from_object(flask_app.config.get("CELERY") or {})
+    given = celery_app.conf.beat_schedule or {}
+    celery_app.conf.beat_schedule = {**copy.deepcopy(BEAT_SCHEDULE), **given}
     celery_app.set_default()
     return init_celery(celery_app, flask_app)
 
@@ -90,12 +138,197 @@ def _celery_for(flask_app: Flask) -> Celery:
 
 
 def enqueue(event_id: str) -> None:
-    """The queue-mode callback: send :func:`process_event` for ``event_id``.
+    """The queue-mode callback: hand ``event_id`` to this process's :class:`Publisher`, which
+    sends it to the broker in a :func:`process_events` message. Never waits for the broker.
 
     Set ``STRIPE_HOOKS_EVENT_CALLBACK = "flask_stripe_hooks.celery.enqueue"``.
     """
-    celery_app = _celery_for(current_app)
-    celery_app.tasks[TASK_NAME].apply_async((event_id,))
+    publisher(_celery_for(current_app)).put(event_id)
+
+
+def flush(timeout: float = PUBLISH_TIMEOUT + 1.0, flask_app: Flask | None = None) -> bool:
+    """Wait until the ids handed to :func:`enqueue` in this process are sent (at most
+    ``timeout`` seconds); whether they are. For tests, and scripts that exit right after
+    queueing (an exiting process waits up to :data:`PUBLISH_TIMEOUT` on its own)."""
+    return publisher(_celery_for(flask_app or current_app)).flush(timeout)
+
+
+def publisher(celery_app: Celery) -> Publisher:
+    """The :class:`Publisher` of ``celery_app`` in this process."""
+    found: Publisher | None = getattr(celery_app, _PUBLISHER, None)
+    if found is None:
+        with _creating:  # one, whichever request thread comes first
+            found = getattr(celery_app, _PUBLISHER, None)
+            if found is None:
+                found = Publisher(celery_app, getattr(celery_app, _FLASK_APP, None))
+                setattr(celery_app, _PUBLISHER, found)
+    return found
+
+
+_publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+_creating = threading.Lock()
+
+
+class Publisher:
+    """Sends event ids to the broker from a thread of this process, several per message.
+
+    :meth:`put` only appends the id to a list. The thread, started on the first id (again in a
+    forked child), waits :data:`LINGER` seconds after the first id, then sends what came as
+    :func:`process_events` messages of up to :data:`BATCH` ids, through a connection and
+    producer of its own (set up once, again after a failure), with :data:`PUBLISH_TIMEOUT` as
+    its connect and socket timeouts unless ``broker_transport_options`` sets them, and no
+    retries. Ids of a failed message are kept and sent again (every :data:`RESEND_AFTER`
+    seconds, doubling); at most :data:`BACKLOG` are kept. With ``task_always_eager`` (tests),
+    :meth:`put` runs the task at once instead.
+    """
+
+    def __init__(self, celery_app: Celery, flask_app: Flask | None) -> None:
+        self.celery_app = celery_app
+        self.flask_app = flask_app
+        self._reset()
+        _publishers.add(self)
+
+    def _reset(self) -> None:
+        """A fresh start: on creation, and in a forked child (the parent's ids, thread and
+        connection stay the parent's)."""
+        self._lock = threading.Lock()
+        self._wanted = threading.Condition(self._lock)  # ids to send
+        self._idle = threading.Condition(self._lock)  # all sent
+        self._ids: list[str] = []
+        self._sending = 0
+        self._thread: threading.Thread | None = None
+        self._producer: Any = None
+        self._failing, self._full = Throttle(60.0), Throttle(60.0)  # a line a minute, each
+
+    def put(self, event_id: str) -> None:
+        """Queue ``event_id`` for the next message."""
+        if self.celery_app.conf.task_always_eager:
+            self.celery_app.tasks[BATCH_TASK_NAME].apply_async(([event_id],))
+            return
+        with self._lock:
+            if len(self._ids) >= BACKLOG:
+                self._dropped(event_id)
+                return
+            self._ids.append(event_id)
+            if len(self._ids) == 1:
+                self._wanted.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="flask-stripe-hooks-publisher", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every id put is sent, at most ``timeout`` seconds; whether it is."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._ids or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _run(self) -> None:
+        pause = RESEND_AFTER[0]
+        while True:
+            with self._lock:
+                while not self._ids:
+                    self._wanted.wait()
+            time.sleep(LINGER)
+            with self._lock:
+                ids, self._ids = self._ids, []
+                self._sending = len(ids)
+            unsent = self._send(ids)
+            with self._lock:
+                self._sending = 0
+                if unsent:  # first in line for the next try, within the backlog
+                    self._ids[:0] = unsent[: max(0, BACKLOG - len(self._ids))]
+                self._idle.notify_all()
+            if unsent:
+                time.sleep(pause)
+                pause = min(pause * 2, RESEND_AFTER[1])
+            else:
+                pause = RESEND_AFTER[0]
+
+    def _send(self, ids: list[str]) -> list[str]:
+        """Send ``ids`` in messages of :data:`BATCH`; the ids not sent."""
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            try:  # whatever goes wrong, the thread lives on and the ids are kept
+                if self._producer is None:
+                    self._producer = self._connect()
+                task = self.celery_app.tasks[BATCH_TASK_NAME]
+                task.apply_async((chunk,), producer=self._producer, retry=False)
+            except Exception as exc:
+                self._close()
+                self._failed(chunk, len(ids) - start, exc)
+                return ids[start:]
+        return []
+
+    def _connect(self) -> Any:
+        conf = self.celery_app.conf
+        given = conf.broker_transport_options or {}
+        bounded = {"socket_timeout": PUBLISH_TIMEOUT, "socket_connect_timeout": PUBLISH_TIMEOUT}
+        connection = self.celery_app.connection_for_write(
+            connect_timeout=PUBLISH_TIMEOUT,
+            transport_options={k: v for k, v in bounded.items() if k not in given},
+        )
+        return self.celery_app.amqp.Producer(connection, auto_declare=False)
+
+    def _close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.connection.release()
+            except Exception:  # it is broken already
+                pass
+
+    def _failed(self, chunk: list[str], waiting: int, exc: Exception) -> None:
+        if self.flask_app is not None and signals.publish_failed.receivers:
+            try:
+                signals.publish_failed.send(self.flask_app, event_ids=chunk, exception=exc)
+            except Exception:
+                log.exception("receiver of signal 'publish-failed' failed")
+        held = self._failing.due()
+        if held is not None:
+            more = f"; {held} more failed send(s) since the last message" if held else ""
+            log.error(
+                "could not send %d event(s) to the Celery broker (%s: %s); they stay pending"
+                " and are sent again when it answers (the sweeper runs them if this process"
+                " ends first)%s",
+                waiting,
+                type(exc).__name__,
+                exc,
+                more,
+            )
+
+    def _dropped(self, event_id: str) -> None:
+        held = self._full.due()
+        if held is not None:
+            log.error(
+                "%d event ids wait for the Celery broker in this process; %s and those after"
+                " it are left pending for the sweeper (process-pending)",
+                BACKLOG,
+                event_id,
+            )
+
+
+def _after_fork() -> None:
+    global _creating
+    _creating = threading.Lock()
+    for found in list(_publishers):
+        found._reset()
+
+
+def _at_exit() -> None:
+    for found in list(_publishers):
+        if found._thread is not None:
+            found.flush(PUBLISH_TIMEOUT)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)
 
 
 @contextmanager
@@ -174,6 +407,40 @@ def process_event(self: Task, event_id: str) -> str:
     )
 
 
+@shared_task(
+    bind=True,
+    name=BATCH_TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def process_events(self: Task, event_ids: list[str]) -> dict[str, int]:
+    """Process a batch of stored events (what :func:`enqueue` sends): those not done yet,
+    oldest ``created`` first, each in its own transaction. One that needs another try goes
+    on as its own :func:`process_event` task, due after that task's backoff (or when a
+    handler's ``Retry`` said). Returns the counts by outcome."""
+    from . import recovery
+
+    with _app_context(self.app):
+        state = get_state()
+        summary = recovery.process_events(state, recovery.runnable(state, event_ids))
+    single = self.app.tasks[TASK_NAME]
+    for result in summary.later:
+        countdown = result.retry_after
+        if countdown is None:
+            countdown = backoff(single, 0)
+        if result.outcome != BUSY:
+            log.warning(
+                "event %s not processed (%s); again in %.2fs",
+                result.event_id,
+                result.reason,
+                countdown,
+            )
+        # As its first retry: the batch was its first attempt.
+        single.apply_async((result.event_id,), countdown=countdown, retries=1)
+    return summary.counts
+
+
 @shared_task(bind=True, name=SWEEP_TASK_NAME, ignore_result=True)
 def process_pending(self: Task, older_than: str = "5m") -> dict[str, int]:
     """The sweeper as a task, for a beat schedule: process pending events older than
@@ -204,12 +471,18 @@ def reconcile(
 
 
 __all__ = [
+    "BATCH_TASK_NAME",
+    "BEAT_SCHEDULE",
     "EventNotProcessed",
+    "Publisher",
     "TASK_NAME",
     "enqueue",
+    "flush",
     "init_celery",
     "make_celery",
     "process_event",
+    "process_events",
     "process_pending",
+    "publisher",
     "reconcile",
 ]

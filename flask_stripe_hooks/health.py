@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import crypto, event_types, signals, stripe_api, thin_migration
+from . import crypto, event_types, paging, signals, stripe_api, thin_migration
 from .errors import StripeHooksError, UnreadableSecret
 from .models import WebhookEndpoint, delivery_table, event_table
 from .outcomes import DEAD, DUPLICATE, FAILED, PENDING, PROCESSED, QUEUED, RETRYING
@@ -371,6 +371,7 @@ def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> da
         )
     ).scalar()
     failed = sa.select(d.c.event_id).where(*mine, d.c.outcome == FAILED)
+    failed = paging.newest(failed, d.c.received_at, d.c.id)
     rerun = session.execute(
         sa.select(sa.func.max(e.c.processed_at)).where(e.c.id.in_(failed), e.c.status == PROCESSED)
     ).scalar()
@@ -381,7 +382,8 @@ def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> da
 def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
     """Deliveries that failed since the endpoint last processed an event successfully (a
     delivery, or a re-run of a failed one), within the last 24 hours: once the failed
-    events are re-run successfully, the finding is gone."""
+    events are re-run successfully, the finding is gone. It reads at most the newest 1,000
+    (:func:`~.paging.newest`): it costs the same whatever the traffic."""
     uuid = str(endpoint.uuid)
     last = last_success(state, endpoint, now - WINDOW)
     after = [
@@ -390,18 +392,21 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
     ]
     if last is not None:
         after.append(delivery_table.c.received_at > last)
+    query = sa.select(delivery_table.c.outcome).where(*after)
+    recent = paging.newest(query, delivery_table.c.received_at, delivery_table.c.id).subquery()
     total, failed = state.db.session.execute(
-        sa.select(
-            sa.func.count(), sa.func.count().filter(delivery_table.c.outcome == FAILED)
-        ).where(*after)
+        sa.select(sa.func.count(), sa.func.count().filter(recent.c.outcome == FAILED))
     ).one()
     if not failed:
         return []
     rate = failed / total
+    counted = (
+        f"{failed:,} of the last {total:,}" if total >= paging.COUNT_CAP else f"{failed} of {total}"
+    )
     message = (
-        f"{failed} of {total} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
+        f"{counted} deliveries failed in the last 24 hours ({rate:.0%}); none succeeded."
         if last is None
-        else f"{failed} of {total} deliveries since the last successful processing"
+        else f"{counted} deliveries since the last successful processing"
         f" ({fmt_time(last)}) failed ({rate:.0%})."
     )
     return [
@@ -419,13 +424,14 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
 def check_events(state: State) -> list[Finding]:
     """Failed, retrying, dead and (in queue mode) stuck pending events."""
     session = state.db.session
-    counts = dict(
-        session.execute(
-            sa.select(event_table.c.status, sa.func.count())
-            .where(event_table.c.status.in_(PROBLEM_STATUSES))
-            .group_by(event_table.c.status)
-        ).all()
-    )
+    counts = {  # each up to the cap: a range of the (status, received_at, id) index
+        status: paging.capped_count(
+            session,
+            sa.select(event_table.c.id).where(event_table.c.status == status),
+            event_table.c.id,
+        )
+        for status in PROBLEM_STATUSES
+    }
     found = []
     if counts.get(FAILED):
         found.append(
@@ -433,7 +439,7 @@ def check_events(state: State) -> list[Finding]:
                 "",
                 WARNING,
                 "failed-events",
-                f"{counts[FAILED]} event(s) failed in their handlers.",
+                f"{paging.count_label(counts[FAILED])} event(s) failed in their handlers.",
                 "flask stripe-hooks reprocess --failed (once the handler is fixed)",
             )
         )
@@ -443,13 +449,18 @@ def check_events(state: State) -> list[Finding]:
                 "",
                 ERROR,
                 "dead-events",
-                f"{counts[DEAD]} event(s) gave up retrying (dead).",
+                f"{paging.count_label(counts[DEAD])} event(s) gave up retrying (dead).",
                 "Fix the handler, then 'flask stripe-hooks reprocess' them.",
             )
         )
     if counts.get(RETRYING):
         found.append(
-            Finding("", NOTE, "retrying-events", f"{counts['retrying']} event(s) retrying.")
+            Finding(
+                "",
+                NOTE,
+                "retrying-events",
+                f"{paging.count_label(counts[RETRYING])} event(s) retrying.",
+            )
         )
     if counts.get(PENDING) and state.event_callback is not None:
         oldest = session.execute(
@@ -462,7 +473,8 @@ def check_events(state: State) -> list[Finding]:
                     "",
                     WARNING,
                     "pending-stuck",
-                    f"{counts[PENDING]} event(s) pending; the oldest for {_human(age)}.",
+                    f"{paging.count_label(counts[PENDING])} event(s) pending; the oldest for"
+                    f" {_human(age)}.",
                     "Check that the queue workers run; 'flask stripe-hooks process-pending'"
                     " sweeps what their messages lost.",
                 )

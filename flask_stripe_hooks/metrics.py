@@ -9,6 +9,9 @@ prometheus_client installed it logs a warning and does nothing. The metrics:
   ``busy``, ``unavailable``, and ``retrying``, ``ignored``, ``dead`` where retries exist).
 - ``stripe_hooks_events_total{type,outcome}``: events run (deliveries, workers, recovery).
 - ``stripe_hooks_handler_duration_seconds{type}``: handler time of processed events.
+- ``stripe_hooks_publish_failures_total``: queue mode's failed hand-overs: a message the
+  Celery integration could not send (the broker refused or did not answer in time), or a
+  callback that raised. The events stay pending.
 - ``stripe_hooks_pending_events`` and ``stripe_hooks_oldest_pending_age_seconds``: read
   from the database at scrape time (:func:`register_collector`).
 """
@@ -64,10 +67,18 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        self.publish_failures = pc.Counter(
+            "stripe_hooks_publish_failures",
+            "Failed hand-overs to the queue; their events stay pending.",
+            registry=registry,
+        )
         self.app = app
         self._deliveries: dict[str, Any] = {}
         self._durations: dict[str, Any] = {}
-        self.receivers = [(signals.delivery_finished, self.on_delivery)] + [
+        self.receivers = [
+            (signals.delivery_finished, self.on_delivery),
+            (signals.publish_failed, self.on_publish_failed),
+        ] + [
             (signals.by_name(name), self._on_event(outcome))
             for name, outcome in signals.EVENT_OUTCOMES.items()
         ]
@@ -90,6 +101,9 @@ class Metrics:
         if counter is None:
             counter = self._deliveries[result.outcome] = self.deliveries.labels(result.outcome)
         counter.inc()
+
+    def on_publish_failed(self, sender: Any, **kwargs: Any) -> None:
+        self.publish_failures.inc()
 
     def _on_event(self, outcome: str) -> Any:
         counters: dict[str, Any] = {}

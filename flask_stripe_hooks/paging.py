@@ -55,6 +55,12 @@ def capped_count(session: Any, query: sa.Select[Any], column: Any, cap: int = CO
     return int(session.execute(sa.select(sa.func.count()).select_from(limited)).scalar() or 0)
 
 
+def newest(query: sa.Select[Any], received_at: Any, id_column: Any) -> sa.Select[Any]:
+    """``query``'s newest :data:`COUNT_CAP` rows by ``(received_at, id)``: the most a check
+    over a time window reads, however busy the window was."""
+    return query.order_by(received_at.desc(), id_column.desc()).limit(COUNT_CAP)
+
+
 def cursor(received_at: datetime, row_id: Any) -> str:
     """``2026-11-28T18:15:33.123456+00:00_evt_1``: a row's place in a list."""
     return f"{aware(received_at).astimezone(timezone.utc).isoformat()}_{row_id}"

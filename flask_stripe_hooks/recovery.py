@@ -30,6 +30,7 @@ from .outcomes import (
     DUPLICATE,
     EVENT_STATUSES,
     FAILED,
+    FINAL_STATUSES,
     IGNORED,
     MISSING,
     PAUSED,
@@ -41,7 +42,7 @@ from .outcomes import (
     UNAVAILABLE,
     Result,
 )
-from .pipeline import process_stored
+from .pipeline import hand_over, process_stored
 from .utils import utcnow
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     #: ``(event id, reason)`` of each event that failed or was not found.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: The results of events to try again later: failed, busy, retrying, or the database away.
+    later: list[Result] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
         # An event the database (or the queue) was not there for is counted as failed: to
@@ -69,6 +72,8 @@ class Summary:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in _PROBLEMS and result.event_id:
             self.problems.append((result.event_id, result.reason or outcome))
+        if not result.ok and result.outcome != MISSING and result.event_id:
+            self.later.append(result)
 
     @property
     def total(self) -> int:
@@ -101,25 +106,25 @@ class Summary:
 
 
 def counts(state: State) -> dict[str, int]:
-    """Events by status (each counted up to :data:`~.paging.COUNT_CAP` + 1, which the
-    admin shows as "1,000+"), and events received in the last 24 hours.
+    """Events by status, and events received in the last 24 hours, each counted up to
+    :data:`~.paging.COUNT_CAP` + 1 (which the admin shows as "1,000+").
 
     Keys: every status (``pending``: stored, waiting for a worker; ``failed``, ``processed``,
-    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``. No count reads all
-    of history: the status counts stop at the cap (a range of the ``(status, received_at,
-    id)`` index) and the others read the last day only.
+    ``retrying``, ``ignored``, ``dead``), ``last_24h`` and ``failed_24h``. No count reads
+    more than the cap's worth of an index range (``(status, received_at, id)`` or
+    ``(received_at, id)``), so none grows with history or with traffic.
     """
     session = state.db.session
-    out = {}
-    is_failed = event_table.c.status == FAILED
-    for status in EVENT_STATUSES:
-        query = sa.select(event_table.c.id).where(event_table.c.status == status)
-        out[status] = paging.capped_count(session, query, event_table.c.id)
     recent = event_table.c.received_at >= utcnow() - timedelta(hours=24)
-    for key, where in (("last_24h", [recent]), ("failed_24h", [recent, is_failed])):
-        query = sa.select(sa.func.count()).select_from(event_table).where(*where)
-        out[key] = int(session.execute(query).scalar() or 0)  # one index range each
-    return out
+    wheres = {status: [event_table.c.status == status] for status in EVENT_STATUSES}
+    wheres["last_24h"] = [recent]
+    wheres["failed_24h"] = [event_table.c.status == FAILED, recent]
+    return {
+        key: paging.capped_count(
+            session, sa.select(event_table.c.id).where(*where), event_table.c.id
+        )
+        for key, where in wheres.items()
+    }
 
 
 # -- selecting events ----------------------------------------------------------------------
@@ -201,6 +206,23 @@ def pending_ids(state: State, older_than: timedelta) -> list[str]:
                 sa.and_(event_table.c.status == RETRYING, event_table.c.next_attempt_at <= now),
             )
         )
+        .order_by(*_IN_ORDER)
+    )
+    ids = list(state.db.session.execute(query).scalars())
+    state.db.session.rollback()
+    return ids
+
+
+def runnable(state: State, event_ids: Iterable[str]) -> list[str]:
+    """Of these events, the stored ones the pipeline is not done with, oldest ``created``
+    first: the order a batch from the queue runs in. One query; the finished ones (a
+    redelivered message, a sweeper that came first) cost nothing more."""
+    wanted = list(event_ids)
+    if not wanted:
+        return []
+    query = (
+        sa.select(event_table.c.id)
+        .where(event_table.c.id.in_(wanted), event_table.c.status.not_in(FINAL_STATUSES))
         .order_by(*_IN_ORDER)
     )
     ids = list(state.db.session.execute(query).scalars())
@@ -306,11 +328,9 @@ def _enqueue_one(state: State, event_id: str) -> Result:
         return Result(TWIN, f"twin of {twin_of}: it ran the handlers", event_id)
     if not done:
         return Result(MISSING, f"no stored event {event_id}", event_id)
-    try:
-        state.event_callback(event_id)  # type: ignore[misc]
-    except Exception as exc:
-        log.exception("event callback failed for %s; it stays pending", event_id)
-        return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {exc}", event_id)
+    failed = hand_over(state, event_id)
+    if failed is not None:
+        return Result(UNAVAILABLE, f"queue unavailable, it stays pending: {failed}", event_id)
     return Result(QUEUED, event_id=event_id)
 
 

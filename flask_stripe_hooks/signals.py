@@ -64,6 +64,12 @@ event_shadowed = _signals.signal("event-shadowed")
 #: kwargs: ``event``.
 event_queued = _signals.signal("event-queued")
 
+#: Queue mode: events could not be handed to the queue (the callback raised, or the Celery
+#: integration could not send their message: the broker refused, or did not answer in time).
+#: They stay pending: they are sent again (Celery) or run by the sweeper. kwargs:
+#: ``event_ids`` (list of str), ``exception``.
+publish_failed = _signals.signal("publish-failed")
+
 #: The webhook view answered a delivery (every delivery, whatever its outcome).
 #: kwargs: ``result`` (:class:`~flask_stripe_hooks.outcomes.Result`), ``status`` (int, the
 #: HTTP status sent back).

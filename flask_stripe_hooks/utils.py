@@ -1,9 +1,11 @@
-"""Small shared helpers: time, durations, masking, mode names, settings, and telling a
-database that lacks this extension's tables from one that is down."""
+"""Small shared helpers: time, durations, masking, mode names, settings, a log throttle, and
+telling a database that lacks this extension's tables from one that is down."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -69,6 +71,28 @@ def resolve_setting(value: Any, key: str) -> Any:
         except ImportError as exc:
             raise RuntimeError(f"{key}: cannot import {value!r} ({exc}).") from None
     raise RuntimeError(f"{key} must be a callable or a dotted path, not {value!r}.")
+
+
+class Throttle:
+    """At most one log line per ``every`` seconds for a recurring failure: :meth:`due` says
+    whether a line may be written now and how many were held back since the last one."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held = 0
+
+    def due(self) -> int | None:
+        """The number of lines held back since the last one, when a line is due now (write
+        it); ``None`` when not (this one is counted as held back)."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return None
+            held, self._held, self._next = self._held, 0, now + self.every
+            return held
 
 
 #: SQLSTATEs of a missing table and a missing column (PostgreSQL and the SQL standard).

@@ -30,7 +30,7 @@ from support.helpers import (  # noqa: E402
     reset_postgres,
 )
 from support.pgserver import INSTALL_HINT, find_bindir, running  # noqa: E402
-from support.queue_support import processes, redis_server, redis_url  # noqa: E402, F401
+from support.queue_support import marks, processes, redis_server, redis_url  # noqa: E402, F401
 
 #: Where the run's PostgreSQL comes from, for the summary.
 POSTGRES_FROM: list[str] = []

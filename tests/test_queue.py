@@ -5,6 +5,8 @@ The worker runs ``tests/support/queue_app.py`` (see its docstring for what the t
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
@@ -19,7 +21,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask
 from flask_stripe_hooks import StripeHooks, on_commit, recovery, signals
-from flask_stripe_hooks.celery import backoff, process_event
+from flask_stripe_hooks.celery import backoff, flush, process_event
 from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.pipeline.run import process_stored
@@ -37,13 +39,6 @@ from support.queue_support import (
 ZERO = timedelta(0)
 #: Only on PostgreSQL (row locks, a server to lose).
 pg_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
-@pytest.fixture
-def marks(tmp_path: Path) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture
@@ -89,6 +84,22 @@ def queue_length(url: str) -> int:
         client.close()
 
 
+def queued(url: str) -> list[tuple[str, Any]]:
+    """``(task name, first argument)`` of each message waiting in Redis, oldest first."""
+    client = redis.Redis.from_url(url)
+    try:
+        messages = [json.loads(m) for m in reversed(client.lrange("celery", 0, -1))]
+    finally:
+        client.close()
+    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0][0]) for m in messages]
+
+
+def sent(app: Flask) -> None:
+    """Wait until this process's publisher has sent what it was given."""
+    with app.app_context():
+        assert flush(10)
+
+
 def event(**metadata: Any) -> dict[str, Any]:
     return build_event("customer.created", {"metadata": metadata})
 
@@ -110,15 +121,19 @@ def test_worker_processes_queued_events(
     client = qapp.test_client()
     plain = [event() for _ in range(3)]
     committed, flaky = event(on_commit=True), event(fail_once=True)
-    sent = [*plain, committed, flaky]
-    for item in sent:
+    items = [*plain, committed, flaky]
+    for item in items:
         response = deliver(client, qendpoint, item)
         assert (response.status_code, response.text) == (200, "queued\n")
-    ids = [e["id"] for e in sent]
-    # Acknowledged before any handler ran: stored as pending, one message each.
+    ids = [e["id"] for e in items]
+    # Acknowledged before any handler ran: stored as pending, and sent in batches.
     assert {i: s[0] for i, s in statuses(qapp).items()} == dict.fromkeys(ids, "pending")
     assert handled(qapp) == []
-    assert queue_length(redis_url) == len(sent)
+    sent(qapp)
+    messages = queued(redis_url)
+    assert {task for task, _ in messages} == {"flask_stripe_hooks.process_events"}
+    assert [i for _, batch in messages for i in batch] == ids
+    assert len(messages) < len(ids)  # the ids share messages
 
     env = worker_env(database_url, marks, redis_url, CELERY_BACKOFF=0.2)
     processes.append(start_worker(env, tmp_path / "worker.log"))
@@ -134,11 +149,14 @@ def test_worker_processes_queued_events(
     (line,) = (marks / "commits.log").read_text().splitlines()
     event_id, pid = line.split()
     assert event_id == committed["id"] and pid != str(os.getpid())
-    assert "Retry in" in processes[0].output()
+    # The failed one went on as its own task, after a backoff.
+    assert f"event {flaky['id']} not processed (handler failed); again in" in processes[0].output()
+    assert re.search(r"process_event\[[\w-]+\] received", processes[0].output())
 
     # A redelivery of a processed event is a duplicate: no new message, no handler.
     response = deliver(client, qendpoint, plain[0])
     assert (response.status_code, response.text) == (200, "duplicate\n")
+    sent(qapp)
     assert queue_length(redis_url) == 0
     assert handled_ids(qapp) == sorted(ids)
 
@@ -260,8 +278,8 @@ def test_worker_killed_mid_handler_is_retried_once(
     assert worker.alive()
     log = worker.output()
     assert "WorkerLostError" in log
-    (task_id,) = set(re.findall(r"process_event\[([\w-]+)\] received", log))
-    assert log.count(f"process_event[{task_id}] received") == 2  # back on the queue
+    (task_id,) = set(re.findall(r"process_events\[([\w-]+)\] received", log))
+    assert log.count(f"process_events[{task_id}] received") == 2  # back on the queue
 
 
 def test_whole_worker_killed_sweeper_processes_once(
@@ -298,9 +316,9 @@ def test_whole_worker_killed_sweeper_processes_once(
     second = start_worker(env, tmp_path / "second.log", pool="solo")
     processes.append(second)
     wait_until(
-        lambda: re.search(r"process_event\[.*\] succeeded .*'duplicate'", second.output()),
+        lambda: re.search(r"process_events\[.*\] succeeded .*: \{\}", second.output()),
         30,
-        "the old message to come back",
+        "the old message to come back, with nothing left to do",
     )
     assert handled_ids(qapp) == [item["id"]]
     assert statuses(qapp)[item["id"]] == ("processed", 1, None)
@@ -325,8 +343,10 @@ def test_failing_handler_backs_off_then_stays_failed(
     status, attempts, error = statuses(qapp)[item["id"]]
     assert (status, attempts) == ("failed", 3)
     assert error == f"RuntimeError: {item['id']} always fails"
-    # Exponential backoff (jitter keeps each wait between half and all of it).
-    waits = [float(w) for w in re.findall(r"Retry in ([\d.]+)s", worker.output())]
+    # Exponential backoff (jitter keeps each wait between half and all of it): the batch's
+    # attempt hands the event on to its own task, which retries once more.
+    (first,) = re.findall(r"not processed \(handler failed\); again in ([\d.]+)s", worker.output())
+    waits = [float(first)] + [float(w) for w in re.findall(r"Retry in ([\d.]+)s", worker.output())]
     assert len(waits) == 2 and 0.125 <= waits[0] <= 0.25 and 0.25 <= waits[1] <= 0.5
     assert handled(qapp) == []
 

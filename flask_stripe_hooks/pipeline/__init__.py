@@ -9,6 +9,7 @@ and the recovery functions import from here, never from the modules inside:
   ``STRIPE_HOOKS_TRACING`` is on;
 - :func:`process_stored` runs a stored event's handlers (workers, ``reprocess``, the admin);
 - :func:`store_event` takes in an event that came another way (``fetch-missed``);
+- :func:`hand_over` gives a pending event to the queue callback (``--enqueue``, the admin);
 - :func:`endpoint_by_id` reads what the pipeline knows of an endpoint (:class:`EndpointInfo`);
 - the phases of a thin endpoint made by ``migrate-to-thin`` (:data:`PHASES`);
 - :func:`configure` reads the receiving path's settings for ``init_app``.
@@ -36,6 +37,7 @@ from .guard import (
     parse_store_body,
 )
 from .intake import store_event
+from .queue import hand_over
 from .tracing import process_stored, receiver
 from .twins import CUTOVER_PHASE, DONE_PHASE, PHASES, SHADOW_PHASE
 
@@ -50,6 +52,7 @@ __all__ = [
     "Registry",
     "configure",
     "endpoint_by_id",
+    "hand_over",
     "on_commit",
     "process_stored",
     "receiver",

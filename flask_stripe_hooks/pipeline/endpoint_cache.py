@@ -66,7 +66,8 @@ class EndpointInfo:
         return f"EndpointInfo(id={self.id}, uuid={self.uuid}, mode={self.mode})"
 
 
-_COLUMNS = (
+#: The endpoint columns :func:`info` reads.
+COLUMNS = (
     endpoint_table.c.id,
     endpoint_table.c.uuid,
     endpoint_table.c.livemode,
@@ -79,11 +80,11 @@ _COLUMNS = (
     endpoint_table.c.paused,
     endpoint_table.c.migration,
 )
-_select_by_uuid = sa.select(*_COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
-_select_by_id = sa.select(*_COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
+_select_by_uuid = sa.select(*COLUMNS).where(endpoint_table.c.uuid == sa.bindparam("uuid"))
+_select_by_id = sa.select(*COLUMNS).where(endpoint_table.c.id == sa.bindparam("id"))
 
 
-def _info(row: Any, state: State | None) -> EndpointInfo:
+def info(row: Any, state: State | None) -> EndpointInfo:
     """The endpoint of ``row``, its secrets decrypted (:class:`~.crypto.UnreadableSecret`
     when ``STRIPE_HOOKS_ENCRYPTION_KEY`` cannot decrypt them; logged, naming the key).
     Without ``state``, its secrets are left out."""
@@ -113,7 +114,7 @@ def endpoint_by_id(session: Session, endpoint_id: int) -> EndpointInfo | None:
     """The endpoint with this row id, read now (no cache), without its secrets: a stored
     event runs again with no signature to verify, even when they cannot be decrypted."""
     row = session.execute(_select_by_id, {"id": endpoint_id}).first()
-    return None if row is None else _info(row, None)
+    return None if row is None else info(row, None)
 
 
 _generation = 0  # bumped by every endpoint write seen in this process, and by its commit
@@ -180,13 +181,13 @@ def endpoint_by_uuid(
     if row is None:
         cache.pop(endpoint_uuid, None)
         return None, False
-    info = _info(row, state)
-    if ttl > 0 and info.enabled:
+    found = info(row, state)
+    if ttl > 0 and found.enabled:
         life = ttl
         left = seconds_to_expiry(row.secrets, datetime.now(timezone.utc))
         if left is not None:
             life = min(life, left)
-        cache[endpoint_uuid] = (info, time.monotonic() + life, generation)
+        cache[endpoint_uuid] = (found, time.monotonic() + life, generation)
     else:
         cache.pop(endpoint_uuid, None)
-    return info, False
+    return found, False

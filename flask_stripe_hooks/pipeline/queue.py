@@ -1,5 +1,6 @@
 """Queue mode (``STRIPE_HOOKS_EVENT_CALLBACK``) and pausing: store the event as pending,
-commit, and hand its id to the callback — or, paused, to nobody until ``resume``."""
+commit, and hand its id to the callback (:func:`hand_over`) — or, paused, to nobody until
+``resume``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..outcomes import (
     UNAVAILABLE,
     Result,
 )
+from ..utils import Throttle
 from . import twins
 from .attempt import (
     UNAVAILABLE_REASON,
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from ..state import State
 
 log = logging.getLogger("flask_stripe_hooks")
+
+#: A callback that keeps failing (its broker is away) is logged once a minute, not per event.
+_failing = Throttle(60.0)
 
 
 def enqueue(
@@ -85,10 +90,30 @@ def enqueue(
         return Result(DUPLICATE, event_id=event.id)
     if hold:
         return Result(PAUSED, event_id=event.id)
-    try:
-        state.event_callback(event.id)  # type: ignore[misc]
-    except Exception:
-        # The event is durable; the sweeper (process-pending) will pick it up.
-        log.exception("event callback failed for %s; it stays pending", event.id)
+    hand_over(state, event.id)
     notify(signals.event_queued, event=event)
     return Result(QUEUED, event_id=event.id)
+
+
+def hand_over(state: State, event_id: str) -> Exception | None:
+    """Give a committed pending event's id to the queue callback; what it raised, if it did.
+
+    The event is durable already, so a failure only delays it: it stays pending for the
+    sweeper (``process-pending``). A failure sends ``publish-failed``, and is logged at most
+    once a minute (with the number of failures since the last line).
+    """
+    try:
+        state.event_callback(event_id)  # type: ignore[misc]
+    except Exception as exc:
+        notify(signals.publish_failed, event_ids=[event_id], exception=exc)
+        held = _failing.due()
+        if held is not None:
+            more = f" ({held} more failure(s) since the last message)" if held else ""
+            log.error(
+                "event callback failed for %s; it stays pending for the sweeper%s",
+                event_id,
+                more,
+                exc_info=exc,
+            )
+        return exc
+    return None

@@ -67,8 +67,8 @@ from .attempt import (
     write_failure,
 )
 from .callbacks import collecting, run, stop_collecting
-from .endpoint_cache import EndpointInfo, endpoint_by_id
-from .storage import claim, lock_stored, mark_stale, set_attempt, track_newest
+from .endpoint_cache import COLUMNS, EndpointInfo, info
+from .storage import claim, mark_stale, set_attempt, take, track_newest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -110,12 +110,12 @@ def run_handlers(
     delivery: Delivery | None,
     *,
     taken: Taken | None = None,
-    skip: tuple[str, ...] = FINAL_STATUSES,
 ) -> Result:
     """Gate, handlers, delivery row, one commit. Rolls back and records any failure.
 
-    ``taken``: re-processing, the event's row as it was taken (its status and attempts); the
-    row is claimed rather than inserted.
+    ``taken``: re-processing (:func:`process_stored`), the event's row as it was taken (its
+    status and attempts before this run); this transaction has claimed it already, so it is
+    not inserted.
     """
     now = datetime.now(timezone.utc)
     callbacks, token = collecting()
@@ -129,9 +129,7 @@ def run_handlers(
         claimed, new, newer = True, False, None
         twins.look_up(event, endpoint)
         object_id, created = event.object_id, event.created_at
-        if taken is not None:
-            claimed = claim(session, event.id, now, skip=skip)
-        else:
+        if taken is None:
             new, newer = insert_event(
                 state,
                 session,
@@ -326,32 +324,28 @@ def process_stored(
     """Run the handlers of a stored event: the worker's and ``reprocess``'s entry point.
     An event whose twin ran the handlers is never run (``twin``): run its twin again.
 
-    Locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never run the
-    same event at once). An event the pipeline is done with (processed, ignored, dead) is
-    skipped (``duplicate``) unless ``force`` is set; ``dead`` runs dead events too (what
-    ``reprocess --failed`` does once their cause is fixed). An event locked by another worker
-    is ``busy``: try again later, it is either processed by then or free again (a worker that
-    died drops its lock).
+    Locks and claims the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
+    run the same event at once), reading its endpoint in the same statement. An event the
+    pipeline is done with (processed, ignored, dead) is skipped (``duplicate``) unless
+    ``force`` is set; ``dead`` runs dead events too (what ``reprocess --failed`` does once
+    their cause is fixed). An event locked by another worker is ``busy``: try again later, it
+    is either processed by then or free again (a worker that died drops its lock).
     """
     session = state.db.session
+    skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
     try:
-        row, busy = lock_stored(session, event_id)
-        if busy:
+        took = take(session, event_id, datetime.now(timezone.utc), skip, COLUMNS)
+        if took.why is not None:
             session.rollback()
-            return Result(BUSY, "being processed by another worker", event_id)
-        if row is None:
-            session.rollback()
-            return Result(MISSING, f"no stored event {event_id}", event_id)
-        if row.status == TWIN:  # its twin ran the business event: that is the one to run
-            session.rollback()
-            return Result(TWIN, f"twin of {row.twin_id}: it ran the handlers", event_id)
-        skip = () if force else tuple(s for s in FINAL_STATUSES if not (dead and s == DEAD))
-        if row.status in skip:
-            session.rollback()
+            if took.why == BUSY:
+                return Result(BUSY, "being processed by another worker", event_id)
+            if took.why == MISSING:
+                return Result(MISSING, f"no stored event {event_id}", event_id)
+            if took.why == TWIN:  # its twin ran the business event: that is the one to run
+                return Result(TWIN, f"twin of {took.twin_id}: it ran the handlers", event_id)
             return Result(DUPLICATE, event_id=event_id)
-        endpoint = None
-        if row.endpoint_id is not None:
-            endpoint = endpoint_by_id(session, row.endpoint_id)
+        # Without its secrets: nothing is verified, and they need not be readable.
+        endpoint = None if took.endpoint is None else info(took.endpoint, None)
         if not force and paused(state, endpoint):
             session.rollback()
             return Result(PAUSED, "paused: it runs on resume", event_id)
@@ -363,6 +357,6 @@ def process_stored(
             raise
         log.warning("database unavailable while loading event %s: %s", event_id, exc)
         return Result(UNAVAILABLE, UNAVAILABLE_REASON, event_id)
-    event = bind(state, Event.from_row(row, endpoint), endpoint)
-    taken = Taken(row.status, row.attempts)
-    return run_handlers(state, session, event, endpoint, None, taken=taken, skip=skip)
+    event = bind(state, Event.from_row(took.row, endpoint), endpoint)
+    taken = Taken(took.status, took.attempts)
+    return run_handlers(state, session, event, endpoint, None, taken=taken)

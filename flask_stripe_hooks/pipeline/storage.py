@@ -1,6 +1,7 @@
 """All of the pipeline's SQL: its INSERTs compiled once per database dialect and run on the
-session's connection, tracking the newest event per object, claiming, locking and marking a
-stored event, and settling which of two twins (a snapshot event and its thin twin) runs.
+session's connection, tracking the newest event per object, claiming (with locking and
+reading, for a stored event) and marking an event, and settling which of two twins (a
+snapshot event and its thin twin) runs.
 
 A cached SQLAlchemy Core statement still costs, on every execution, a cache-key look-up, the
 construction of its parameters and its result, as much CPU as the round trip to the database
@@ -16,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ..models import delivery_table, event_table, object_table
-from ..outcomes import FINAL_STATUSES, PROCESSED, TWIN
+from ..models import delivery_table, endpoint_table, event_table, object_table
+from ..outcomes import BUSY, DUPLICATE, FINAL_STATUSES, MISSING, PROCESSED, TWIN
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -237,6 +239,18 @@ def mark_stale(
     )
 
 
+def _claimed(now: Any) -> dict[str, Any]:
+    """What claiming an event writes on its row."""
+    return {
+        "status": PROCESSED,
+        "attempts": event_table.c.attempts + 1,
+        "processed_at": now,
+        "last_error": None,
+        "next_attempt_at": None,
+        "last_traceback": None,
+    }
+
+
 def claim(
     session: Session, event_id: str, now: datetime, *, skip: tuple[str, ...] = FINAL_STATUSES
 ) -> bool:
@@ -246,19 +260,115 @@ def claim(
     where = [event_table.c.id == event_id]
     if skip:
         where.append(event_table.c.status.not_in(skip))
-    result = session.execute(
+    result = session.execute(event_table.update().where(*where).values(**_claimed(now)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class Took(NamedTuple):
+    """What :func:`take` found. Claimed: ``row`` (the event's row as claimed), ``endpoint``
+    (its endpoint's row, or None) and the event's ``status`` and ``attempts`` before the
+    claim. Not claimed: ``why`` (``missing``, ``duplicate``, ``busy`` or ``twin``, with
+    ``twin_id``)."""
+
+    row: Any = None
+    endpoint: Any = None
+    why: str | None = None
+    status: str = ""
+    attempts: int = 0
+    twin_id: str | None = None
+
+
+def take(
+    session: Session,
+    event_id: str,
+    now: datetime,
+    skip: tuple[str, ...],
+    endpoint_columns: tuple[sa.Column[Any], ...],
+) -> Took:
+    """Lock and :func:`claim` a stored event for this transaction, and read it with its
+    endpoint's ``endpoint_columns``. Not one whose status is in ``skip`` (``duplicate``), nor
+    a twin that ran nothing (``twin``: its twin is the one to run), nor one another
+    transaction holds (``busy``; PostgreSQL, whose lock skips a locked row).
+
+    On PostgreSQL one statement does it all (``UPDATE ... FROM`` a ``SELECT ... FOR UPDATE
+    SKIP LOCKED`` of the event joined to its endpoint, ``RETURNING`` both and the event's
+    status and attempts as they were), compiled once; a second one, when nothing was
+    claimed, tells why.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(sa.select(event_table).where(event_table.c.id == event_id)).first()
+        if row is None:
+            return Took(why=MISSING)
+        if row.status == TWIN:
+            return Took(why=TWIN, twin_id=row.twin_id)
+        if row.status in skip or not claim(session, event_id, now, skip=(*skip, TWIN)):
+            return Took(why=DUPLICATE)
+        endpoint: Any = None
+        if row.endpoint_id is not None:
+            query = sa.select(*endpoint_columns).where(endpoint_table.c.id == row.endpoint_id)
+            endpoint = session.execute(query).first()
+        return Took(row, endpoint, None, row.status, row.attempts)
+    sql, fixed, order = _take_statement(session.get_bind().dialect, skip, endpoint_columns)
+    params: Any = {**fixed, "event_id": event_id, "now": now}
+    if order is not None:  # a driver with positional parameters
+        params = tuple(params[name] for name in order)
+    found = session.connection().exec_driver_sql(sql, params).first()
+    if found is not None:
+        values, endpoint = found._mapping, None
+        if values["ep_id"] is not None:  # the event has an endpoint, and it still exists
+            endpoint = SimpleNamespace(**{c.name: values[f"ep_{c.name}"] for c in endpoint_columns})
+        return Took(found, endpoint, None, values["taken_status"], values["taken_attempts"])
+    row = session.execute(
+        sa.select(event_table.c.status, event_table.c.twin_id).where(event_table.c.id == event_id)
+    ).first()
+    if row is None:
+        return Took(why=MISSING)
+    if row.status == TWIN:
+        return Took(why=TWIN, twin_id=row.twin_id)
+    return Took(why=DUPLICATE if row.status in skip else BUSY)
+
+
+_Taken = tuple[str, dict[str, Any], tuple[str, ...] | None]
+_taken: dict[tuple[Any, ...], _Taken] = {}
+
+
+def _take_statement(
+    dialect: sa.Dialect, skip: tuple[str, ...], endpoint_columns: tuple[sa.Column[Any], ...]
+) -> _Taken:
+    """:func:`take`'s statement on PostgreSQL, compiled once per ``skip`` (as :class:`Insert`
+    is, and for the same reason): its SQL, its fixed parameters (``event_id`` and ``now`` are
+    given on each run) and, for a driver with positional parameters, their order."""
+    key = (type(dialect), skip, tuple(c.name for c in endpoint_columns))
+    found = _taken.get(key)
+    if found is not None:
+        return found
+    ep = [column.label(f"ep_{column.name}") for column in endpoint_columns]
+    locked = (
+        sa.select(
+            event_table.c.id.label("locked_id"),
+            event_table.c.status.label("taken_status"),
+            event_table.c.attempts.label("taken_attempts"),
+            *ep,
+        )
+        .select_from(
+            event_table.outerjoin(endpoint_table, endpoint_table.c.id == event_table.c.endpoint_id)
+        )
+        .where(event_table.c.id == sa.bindparam("event_id", None, type_=event_table.c.id.type))
+        .with_for_update(of=event_table, skip_locked=True)
+        .cte("locked")
+    )
+    where = [event_table.c.id == locked.c.locked_id, event_table.c.status.not_in((*skip, TWIN))]
+    taken = (locked.c.taken_status, locked.c.taken_attempts)
+    statement = (
         event_table.update()
         .where(*where)
-        .values(
-            status=PROCESSED,
-            attempts=event_table.c.attempts + 1,
-            processed_at=now,
-            last_error=None,
-            next_attempt_at=None,
-            last_traceback=None,
-        )
+        .values(**_claimed(sa.bindparam("now", None, type_=event_table.c.processed_at.type)))
+        .returning(*event_table.c, *taken, *(locked.c[label.name] for label in ep))
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    order = tuple(compiled.positiontup or ()) if compiled.positional else None
+    found = _taken[key] = (compiled.string, dict(compiled.params), order)
+    return found
 
 
 def attempts_of(session: Session, event_id: str) -> tuple[str, int] | None:
@@ -312,19 +422,6 @@ def status_of(session: Session, event_id: str) -> str | None:
     return session.execute(
         sa.select(event_table.c.status).where(event_table.c.id == event_id)
     ).scalar()
-
-
-def lock_stored(session: Session, event_id: str) -> tuple[Any, bool]:
-    """The stored event's row, locked for this transaction (``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL), and whether another transaction holds it (``busy``); ``(None, False)``: not
-    stored."""
-    query = sa.select(event_table).where(event_table.c.id == event_id)
-    if session.get_bind().dialect.name != "postgresql":
-        return session.execute(query).first(), False
-    row = session.execute(query.with_for_update(skip_locked=True)).first()
-    if row is None and status_of(session, event_id) is not None:
-        return None, True
-    return row, False
 
 
 # -- twins: a snapshot event and the thin event whose snapshot_event names it -------------------

@@ -10,6 +10,8 @@ Configured from the environment:
   again (after a worker died); the worker looks for such messages every second.
 - ``HANDLER_SLEEP_MS``: every handler call sleeps this long (the benchmark's 100 ms).
 - ``MAX_ATTEMPTS``: ``STRIPE_HOOKS_MAX_ATTEMPTS``.
+- ``SWEEP_EVERY``, ``SWEEP_OLDER_THAN``: the ready-made beat schedule's sweeper, faster (its
+  entry from ``make_celery``, with these numbers).
 
 In the worker (:mod:`queue_worker`), each ``event-dead`` signal appends the event id to
 ``dead.log`` in ``MARKS``.
@@ -99,7 +101,11 @@ def create_app(**config: Any) -> Flask:
     if redis_url:
         from flask_stripe_hooks.celery import make_celery
 
-        make_celery(app)
+        celery_app = make_celery(app)
+        if os.environ.get("SWEEP_EVERY"):
+            (sweeper,) = celery_app.conf.beat_schedule.values()
+            sweeper["schedule"] = float(os.environ["SWEEP_EVERY"])
+            sweeper["kwargs"] = {"older_than": os.environ.get("SWEEP_OLDER_THAN", "0")}
     return app
 
 

@@ -171,9 +171,11 @@ def start_worker(
     pool: str = "prefork",
     concurrency: int = 2,
     app: str = "support.queue_worker:celery_app",
+    extra: tuple[str, ...] = (),
 ) -> Process:
-    """``celery -A support.queue_worker:celery_app worker``; returns once it says it is ready."""
-    args = [sys.executable, "-m", "celery", "-A", app, "worker"]
+    """``celery -A support.queue_worker:celery_app worker``; returns once it says it is ready.
+    ``extra``: more options (``-B`` runs the beat schedule in it)."""
+    args = [sys.executable, "-m", "celery", "-A", app, "worker", *extra]
     args += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
     args += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"w{log.stem}@%h"]
     worker = Process(args, env, log)
@@ -206,6 +208,14 @@ def start_gunicorn(
     if not server.alive():
         raise AssertionError("gunicorn exited:\n" + server.output()[-3000:])
     return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    """A folder for the handlers' markers and the on-commit log (``MARKS``)."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture
