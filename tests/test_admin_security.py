@@ -36,7 +36,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
 from support.admin_support import ADMIN, allow, basic_auth, launch_chromium
-from support.helpers import FIGURES, count, record, rows
+from support.helpers import FIGURES, count, on_sqlite, record, rows
 
 
 def make(app_factory: Any, stub: FakeStripe, **config: Any) -> Flask:
@@ -291,6 +291,7 @@ def seed_markup(app: Flask, hooks: Any) -> list[str]:
     return [*ids, failing["id"], odd_type["id"], str(endpoint.uuid)]
 
 
+@on_sqlite
 def test_markup_in_event_data_is_shown_escaped_in_the_browser(
     live_server, hooks, secret_leak_guard
 ):

@@ -18,6 +18,7 @@ from flask_stripe_hooks.testing import create_endpoint
 from flask_stripe_hooks.utils import utcnow
 
 from support.admin_support import ADMIN, allow
+from support.helpers import on_postgresql
 from support.history_support import fill
 
 ROW = re.compile(r">(evt_[a-z]+\d+)<")
@@ -213,7 +214,7 @@ def test_prune_cli_clears_bodies_and_refuses_bad_ages(app, endpoint_id):
 # -- indexes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_the_type_filter_reads_the_bytewise_type_index(app, endpoint_id):
     add(app, 20000, endpoint_id=endpoint_id, types=("charge.succeeded", "customer.created"))
     add(app, 40, endpoint_id=endpoint_id, prefix="evt_rare", types=("payout.paid",))
@@ -264,7 +265,7 @@ def test_an_objects_history_pages_newest_first(app, endpoint_id):
     assert bad.exit_code == 1 and "This page link is not valid" in bad.output
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_the_object_filter_reads_the_object_index(app, endpoint_id):
     add(app, 20000, endpoint_id=endpoint_id, objects=20)  # 1,000 events each
     db = app.extensions["sqlalchemy"]

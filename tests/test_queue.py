@@ -28,7 +28,7 @@ from flask_stripe_hooks.pipeline.run import process_stored
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
 from support import queue_app
-from support.helpers import handled, record, rows
+from support.helpers import handled, on_postgresql, record, rows
 from support.queue_support import (
     CutProxy,
     app_env,
@@ -38,7 +38,6 @@ from support.queue_support import (
 
 ZERO = timedelta(0)
 #: Only on PostgreSQL (row locks, a server to lose).
-pg_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -225,7 +224,7 @@ def test_callback_failure_leaves_the_event_pending(app_factory: Any) -> None:
     assert [e.status for e in rows(app, StripeEvent)] == ["pending"]
 
 
-@pg_only
+@on_postgresql
 def test_locked_event_is_busy_not_missing(database_url: str, app_factory: Any) -> None:
     """Two workers never run one event at once: the second skips the locked row."""
     app = app_factory(STRIPE_HOOKS_EVENT_CALLBACK=lambda event_id: None)
@@ -392,7 +391,7 @@ def through(database_url: str, proxy: CutProxy) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pg_only
+@on_postgresql
 @pytest.mark.parametrize("queue", [False, True], ids=["in-request", "queue"])
 def test_database_unreachable_gives_503_and_the_retry_succeeds(
     database_url: str, cut_proxy: CutProxy, app_factory: Any, hooks: StripeHooks, queue: bool
@@ -427,7 +426,7 @@ def test_database_unreachable_gives_503_and_the_retry_succeeds(
     assert [(e.status, e.attempts) for e in rows(app, StripeEvent)] == [("processed", 1)]
 
 
-@pg_only
+@on_postgresql
 def test_database_lost_in_the_middle_of_a_delivery(
     database_url: str, cut_proxy: CutProxy, app_factory: Any, hooks: StripeHooks
 ) -> None:
@@ -463,7 +462,7 @@ def test_database_lost_in_the_middle_of_a_delivery(
         assert [d.outcome for d in rows(app, WebhookDelivery)] == ["processed"]
 
 
-@pg_only
+@on_postgresql
 def test_worker_with_database_away_retries(
     database_url: str, cut_proxy: CutProxy, app_factory: Any, hooks: StripeHooks
 ) -> None:

@@ -38,7 +38,7 @@ from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, ne
 from prometheus_client import CollectorRegistry
 
 from support import queue_app
-from support.helpers import handled, rows
+from support.helpers import handled, on_postgresql, rows
 from support.queue_support import (
     app_env,
     free_port,
@@ -102,6 +102,7 @@ def library_errors(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 # -- a hung broker ---------------------------------------------------------------------------
 
 
+@on_postgresql
 def test_hung_broker_never_holds_a_delivery(
     database_url: str,
     own_redis: tuple[str, subprocess.Popen[bytes]],
@@ -167,6 +168,7 @@ def test_hung_broker_never_holds_a_delivery(
         close(app)
 
 
+@on_postgresql
 def test_hung_broker_behind_gunicorn(
     database_url: str,
     own_redis: tuple[str, subprocess.Popen[bytes]],
@@ -235,6 +237,7 @@ def test_beat_schedule_is_ready_made() -> None:
     assert make_celery(flask_app).conf.beat_schedule == mine
 
 
+@on_postgresql
 def test_killed_worker_events_come_back_with_the_beat_schedule(
     database_url: str,
     redis_url: str,

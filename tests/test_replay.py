@@ -20,7 +20,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpo
 from flask_stripe_hooks.pipeline import process_stored, verification
 from flask_stripe_hooks.testing import build_event, create_endpoint, new_secret, sign_payload
 
-from support.helpers import count, handled, record, rows
+from support.helpers import count, handled, on_sqlite, record, rows
 
 TOLERANCE = 300
 
@@ -217,6 +217,7 @@ def test_per_endpoint_tolerance_and_zero_turns_the_window_off(
     assert handled(app) == [(event_id, "invoice.paid")]
 
 
+@on_sqlite
 def test_replay_in_real_time(app, db, client, secret, recorder):
     """No clock tricks: an endpoint with a 3-second window, a replay 4.5 seconds later."""
     with app.app_context():

@@ -16,7 +16,7 @@ from flask_stripe_hooks import StripeHooks, signals
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 
-from support.helpers import handled, record, rows
+from support.helpers import handled, on_postgresql, record, rows
 
 ADMIN = "/stripe-hooks/admin"
 
@@ -169,7 +169,7 @@ def test_admin_process_again_shows_the_new_failure(
     assert died == [event_id]
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_queue_rerun_of_a_dead_event_through_a_celery_worker(
     database_url: str, redis_url: str, tmp_path: Path, processes: list[Any]
 ) -> None:

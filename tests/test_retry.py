@@ -14,7 +14,7 @@ from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver
 from flask_stripe_hooks.utils import utcnow
 
-from support.helpers import handled, record, rows
+from support.helpers import handled, on_postgresql, record, rows
 
 ZERO = timedelta(0)
 
@@ -188,7 +188,7 @@ def test_queue_mode_retry_is_due_later_and_swept(app_factory, hooks):
     assert (stored(app).status, stored(app).last_error) == ("ignored", "a duplicate customer")
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_celery_requeues_a_retry(
     database_url: str, redis_url: str, tmp_path: Path, processes: list[Any]
 ) -> None:

@@ -17,13 +17,14 @@ from flask_stripe_hooks.models import delivery_table, event_table
 from flask_stripe_hooks.testing import create_endpoint, new_secret, webhook_path
 
 from support import queue_app
+from support.helpers import on_postgresql
 from support.queue_support import TESTS, app_env, start_gunicorn
 
 DELIVERIES = int(os.environ.get("SCALE_DELIVERIES", 5000))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_gunicorn_under_load_processes_every_event_exactly_once(
     database_url: str,
     processes: list[Any],

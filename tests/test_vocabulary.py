@@ -15,7 +15,7 @@ from flask_stripe_hooks.extension import get_state
 from flask_stripe_hooks.models import event_table
 from flask_stripe_hooks.testing import build_event, create_endpoint, event_for
 
-from support.helpers import missing
+from support.helpers import missing, on_postgresql
 
 #: Stored types, and which of them the prefix ``invoice`` holds.
 TYPES = {
@@ -91,7 +91,7 @@ def test_type_condition_is_the_same_filter_in_sql(app: Flask) -> None:
         assert [e.type for e in recent.items] == ["invoice_payment.paid"]
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@on_postgresql
 def test_type_condition_ignores_a_collation_that_ignores_dots(database_url: str) -> None:
     """glibc's en_US.UTF-8 (and ICU with ``ka-shifted``) sort ``invoice.paid`` like
     ``invoicepaid``, outside ``['invoice.', 'invoice/')``; the filter compares bytes (SQLite

@@ -27,6 +27,11 @@ REQUIRE_TOOLS = bool(os.environ.get("STRIPE_HOOKS_REQUIRE_TOOLS"))
 NODE_HINT = "apt-get install nodejs npm, then (cd tests/node && npm install)"
 
 
+#: A test whose subject does not depend on the database (a broker, a browser, a clock) runs on one.
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 def missing(what: str, how: str) -> NoReturn:
     """Skip the test: it needs ``what``, which ``how`` installs (fail under REQUIRE_TOOLS)."""
     __tracebackhide__ = True  # the skip is reported where the test asked for the tool
