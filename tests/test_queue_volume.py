@@ -38,7 +38,7 @@ from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, ne
 from prometheus_client import CollectorRegistry
 
 from support import queue_app
-from support.helpers import handled, on_postgresql, rows
+from support.helpers import handled, missing, on_postgresql, rows
 from support.queue_support import (
     app_env,
     free_port,
@@ -56,7 +56,8 @@ from test_queue import event, handled_ids, queued, statuses
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A redis-server for this test only: ``(url, process)``; SIGSTOP and SIGCONT are safe."""
     binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is needed: apt-get install redis-server"
+    if binary is None:
+        missing("a Redis server", "apt-get install redis-server")
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
