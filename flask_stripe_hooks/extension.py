@@ -143,7 +143,6 @@ class StripeHooks:
             **pipeline.configure(config, app.instance_path, redact),
         )
         app.extensions["stripe_hooks"] = state
-        pipeline.watch_endpoint_writes(db)
         attach_tables(db.metadata)
 
         from .cli import cli

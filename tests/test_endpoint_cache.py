@@ -9,12 +9,16 @@ ends the lifetime early.
 
 from __future__ import annotations
 
+import gc
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.models import WebhookEndpoint
 from flask_stripe_hooks.pipeline.endpoint_cache import endpoint_by_uuid
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret
@@ -161,3 +165,30 @@ def test_a_secret_expiry_ends_the_lifetime(app, db, client, endpoint, secret, re
     assert expired.status_code == 400
     assert deliver(client, endpoint, build_event("customer.created"), secret=new).status_code == 200
     assert len(handled(app)) == 2
+
+
+def test_every_app_of_a_process_sees_its_endpoint_writes(tmp_path):
+    """A process that makes many apps (a test suite with an app per test): a write in each
+    one empties its cache, whichever memory its session factory took from a collected one."""
+    stale = []
+    for n in range(300):
+        app = Flask(__name__)
+        app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", SECRET_KEY="x")
+        db = SQLAlchemy()
+        db.init_app(app)
+        StripeHooks(app)
+        with app.app_context():
+            db.create_all()
+            endpoint = create_endpoint(db, secret=new_secret())
+            state = app.extensions["stripe_hooks"]
+            endpoint_by_uuid(state, db.session, endpoint.uuid)  # cached
+            db.session.execute(sa.update(WebhookEndpoint).values(status="disabled"))
+            db.session.commit()
+            info, cached = endpoint_by_uuid(state, db.session, endpoint.uuid)
+            if cached or info is None or info.enabled:
+                stale.append(n)
+            db.session.remove()
+            db.engine.dispose()
+        if n % 7 == 0:
+            gc.collect()  # the factories of earlier apps go, and their memory is reused
+    assert stale == []

@@ -28,7 +28,7 @@ from typing import Any
 
 from .callbacks import on_commit
 from .dispatch import HandlerSignal, NotificationHandler, Registry
-from .endpoint_cache import EndpointInfo, endpoint_by_id, watch_endpoint_writes
+from .endpoint_cache import EndpointInfo, endpoint_by_id
 from .guard import (
     Notices,
     parse_allowlist,
@@ -57,7 +57,6 @@ __all__ = [
     "process_stored",
     "receiver",
     "store_event",
-    "watch_endpoint_writes",
 ]
 
 

@@ -154,16 +154,17 @@ def _on_end(session: Any, *args: Any) -> None:
         _bump()
 
 
-def watch_endpoint_writes(db: Any) -> None:
-    """Empty the endpoint caches on UPDATE/DELETE statements run through ``db.session``, and
-    again when the transaction that wrote an endpoint commits or rolls back."""
-    for name, listener in (
-        ("do_orm_execute", _on_execute),
-        ("after_commit", _on_end),
-        ("after_rollback", _on_end),
-    ):
-        if not sa.event.contains(db.session, name, listener):
-            sa.event.listen(db.session, name, listener)
+# Every session of the process, whichever app or Flask-SQLAlchemy instance made it: registered
+# once, on SQLAlchemy's Session class. (Registering on each app's session factory was checked
+# with ``sa.event.contains``, which a new factory could answer wrongly when it took the memory,
+# and so the id, of a collected one: a process making many apps, a test suite, kept stale
+# endpoints for some of them.)
+for _name, _listener in (
+    ("do_orm_execute", _on_execute),
+    ("after_commit", _on_end),
+    ("after_rollback", _on_end),
+):
+    sa.event.listen(sa.orm.Session, _name, _listener)
 
 
 def endpoint_by_uuid(
