@@ -341,9 +341,10 @@ def main() -> None:
             os.unlink(Path(tmp) / f"history{size}.db")
         postgres = {
             size: filled(common.create_database(pg_url, f"history{size}"), size, step=args.step)
-            for size in map(int, args.pg_sizes.split(","))
+            for size in map(int, filter(None, args.pg_sizes.split(",")))  # "": none
         }
-        table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
+        if postgres:
+            table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
         largest = max(postgres)
         if not args.skip_prune:
             prune_figures(postgres[largest], largest, args.step)

@@ -80,6 +80,35 @@ def test_failing_deliveries_are_judged_after_the_last_successful_processing(
     assert set(codes(app)) == {"failed-events"}  # a delivery succeeded since; one event failed
 
 
+def test_a_failure_after_the_last_success_stays_until_its_own_event_runs(
+    app: Flask, hooks: StripeHooks
+) -> None:
+    """Re-running an event that failed before the last successful delivery does not hide a
+    failure after it."""
+    broken = [True]
+
+    @hooks.on("invoice")
+    def handler(event: Any, **kwargs: Any) -> None:
+        if broken[0]:
+            raise RuntimeError("boom")
+
+    endpoint = register(app)
+    client = app.test_client()
+    early, late = build_event("invoice.paid"), build_event("invoice.paid")
+    assert deliver(client, endpoint, early, secret=SECRET).status_code == 500
+    assert (
+        deliver(client, endpoint, build_event("customer.created"), secret=SECRET).status_code == 200
+    )
+    assert deliver(client, endpoint, late, secret=SECRET).status_code == 500
+    broken[0] = False
+    assert invoke(app, "reprocess", early["id"]).exit_code == 0
+    assert (
+        "1 of 1 deliveries since the last successful processing" in codes(app)["failing-deliveries"]
+    )
+    assert invoke(app, "reprocess", late["id"]).exit_code == 0
+    assert "failing-deliveries" not in codes(app)
+
+
 def test_list_endpoints_shows_a_paused_endpoint(app: Flask) -> None:
     endpoint = register(app)
 
