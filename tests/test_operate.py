@@ -41,9 +41,8 @@ def codes(app: Flask) -> dict[str, str]:
     return {f["code"]: f["message"] for f in found if f["severity"] != "note"}
 
 
-def test_failing_deliveries_are_judged_after_the_last_successful_processing(
-    app: Flask, hooks: StripeHooks
-) -> None:
+def breakable(app: Flask, hooks: StripeHooks) -> tuple[list[bool], WebhookEndpoint]:
+    """A registered endpoint whose ``invoice`` handler raises while ``broken[0]`` is true."""
     broken = [True]
 
     @hooks.on("invoice")
@@ -51,7 +50,13 @@ def test_failing_deliveries_are_judged_after_the_last_successful_processing(
         if broken[0]:
             raise RuntimeError("boom")
 
-    endpoint = register(app)
+    return broken, register(app)
+
+
+def test_failing_deliveries_are_judged_after_the_last_successful_processing(
+    app: Flask, hooks: StripeHooks
+) -> None:
+    broken, endpoint = breakable(app, hooks)
     client = app.test_client()
     first, second = build_event("invoice.paid"), build_event("invoice.paid")
     for item in (first, second):
@@ -85,14 +90,7 @@ def test_a_failure_after_the_last_success_stays_until_its_own_event_runs(
 ) -> None:
     """Re-running an event that failed before the last successful delivery does not hide a
     failure after it."""
-    broken = [True]
-
-    @hooks.on("invoice")
-    def handler(event: Any, **kwargs: Any) -> None:
-        if broken[0]:
-            raise RuntimeError("boom")
-
-    endpoint = register(app)
+    broken, endpoint = breakable(app, hooks)
     client = app.test_client()
     early, late = build_event("invoice.paid"), build_event("invoice.paid")
     assert deliver(client, endpoint, early, secret=SECRET).status_code == 500
