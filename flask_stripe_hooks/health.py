@@ -362,9 +362,8 @@ def check_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[Finding]:
 
 def last_success(state: State, endpoint: WebhookEndpoint, since: datetime) -> datetime | None:
     """When the endpoint last processed an event successfully, after ``since``: its last
-    successful delivery, or a later re-run of an event whose delivery failed after it. Only
-    the failures after the last successful delivery are read (at most the newest 1,000): on
-    a healthy endpoint, none, however busy it is."""
+    successful delivery, or a later re-run of an event whose delivery failed after it (at
+    most the newest 1,000 of those failures: on a healthy endpoint, none)."""
     d, e, session = delivery_table, event_table, state.db.session
     mine = (d.c.endpoint_id == endpoint.id, d.c.received_at >= since)
     delivered = session.execute(
@@ -390,8 +389,7 @@ def check_deliveries(state: State, endpoint: WebhookEndpoint, now: datetime) -> 
     (:func:`~.paging.newest`): it costs the same whatever the traffic."""
     uuid = str(endpoint.uuid)
     last = last_success(state, endpoint, now - WINDOW)
-    # One bound on received_at (the last success is within the window): with two, SQLite
-    # reads the index from the window's start, the whole day.
+    # One bound on received_at: with two, SQLite reads the index from the window's start.
     after = [
         delivery_table.c.endpoint_id == endpoint.id,
         delivery_table.c.received_at >= now - WINDOW
