@@ -21,7 +21,9 @@ from support.admin_support import (
     DESKTOP,
     PASSWORD,
     PHONE,
+    follow,
     launch_chromium,
+    log_in,
     post,
     seed_history,
     serve_example,
@@ -70,13 +72,6 @@ def page(browser: Any) -> Iterator[Any]:
     assert [url for url in missing if "/_static/" in url or "favicon" in url] == []
 
 
-def log_in(page: Any, base: str) -> None:
-    page.goto(base + "/login")
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-
-
 def chips(page: Any) -> list[str]:
     """The event types the picker shows as chosen."""
     return [c.removesuffix(" ×") for c in page.locator(".picker .chip").all_inner_texts()]
@@ -109,16 +104,16 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     assert page.inner_text("header .brand") == "Stripe webhooks"
     page.fill("#username", "admin")
     page.fill("#password", "wrong")
-    page.click("#submit")
+    follow(page, "#submit")
     assert page.get_by_role("alert").inner_text() == "Wrong user name or password."
     page.fill("#username", "admin")
     page.fill("#password", PASSWORD)
-    page.click("#submit")
+    follow(page, "#submit")
     assert page.url == f"{base}{ADMIN}/"
     assert "No endpoints yet" in page.inner_text("main")
 
     # The add form: the base URL is prefilled from the request, with a warning for loopback.
-    page.click("text=Add endpoint")
+    follow(page, "text=Add endpoint")
     assert page.input_value("#base_url") == base
     assert "Stripe cannot reach 127.0.0.1" in page.inner_text("#base-url-warning")
     assert page.is_checked("input[name=mode][value=test]")
@@ -145,7 +140,7 @@ def test_log_in_create_see_error_disable(serve, page, stub):
 
     # Stripe refuses the URL: its message is shown under the base URL field.
     page.fill("#base_url", "https://shop.invalid")
-    page.click("#submit")
+    follow(page, "#submit")
     assert "URL must be publicly accessible" in page.inner_text("#base_url-error")
     assert page.locator(".errors").count() == 1  # shown once, under its field
     assert page.eval_on_selector_all(
@@ -155,7 +150,7 @@ def test_log_in_create_see_error_disable(serve, page, stub):
 
     # Fixed: the endpoint is created on Stripe and stored with its secret.
     page.fill("#base_url", "https://shop.example.com")
-    page.click("#submit")
+    follow(page, "#submit")
     (endpoint,) = rows(app, WebhookEndpoint)
     assert f"Created test-mode endpoint {endpoint.uuid} (we_" in page.inner_text(".flash.success")
     url = f"https://shop.example.com/stripe/webhook/{endpoint.uuid}/"
@@ -170,7 +165,7 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     body, header = sign_payload(build_event("invoice.paid"), "whsec_forged_by_someone")
     assert post(base + webhook_path(app, endpoint.uuid), body, header) == 400
 
-    page.click("text=Endpoints")
+    follow(page, "text=Endpoints")
     row = page.locator(f"tr[data-uuid='{endpoint.uuid}']")
     cells = row.locator("td").all_inner_texts()
     assert cells[:4] == ["test", "default", f"{url}\nMain shop", "enabled"]
@@ -178,13 +173,13 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     assert cells[5].endswith("UTC") and cells[6] == "1"
 
     # Its page: the heading "Enabled events" names the list; no label says it again.
-    row.locator("a").first.click()
+    follow(page, row.locator("a").first)
     assert page.get_by_text("Enabled events", exact=True).count() == 1
     named = page.get_by_label("Enabled events")  # the list of boxes, and the select behind it
     assert named.evaluate_all("es => es.map(e => e.id)") == ["events", "events-options"]
 
     # Disable it: on Stripe, then here.
-    page.click("input[value=Disable]")
+    follow(page, "input[value=Disable]")
     assert page.inner_text(".flash.success") == "Endpoint disabled."
     assert stub.endpoints[endpoint.stripe_id]["status"] == "disabled"
     assert rows(app, WebhookEndpoint)[0].status == "disabled"
@@ -206,10 +201,10 @@ def test_log_in_create_see_error_disable(serve, page, stub):
         assert fits_the_screen(page), path
 
     # Back to the app, and log out: the admin asks for the login again.
-    page.click("#home-link")
+    follow(page, "#home-link")
     assert page.url == base + "/"
     page.go_back()
-    page.click("#logout-link")
+    follow(page, "#logout-link")
     assert page.url == base + "/login"
     page.goto(base + ADMIN + "/events/")
     assert page.url == f"{base}/login?next={ADMIN}/events/"
@@ -296,8 +291,8 @@ def test_a_failed_run_is_shown_with_its_traceback(serve, page):
     failed = seed_history(app, base)["failed"]
     log_in(page, base)
     page.goto(f"{base}{ADMIN}/events/?status=failed")
-    page.click(f"text={failed}")
-    page.click("input[value='Process again']")  # the handler fails again, with no delivery
+    follow(page, f"text={failed}")
+    follow(page, "input[value='Process again']")  # the handler fails again, with no delivery
     assert page.inner_text(".flash.error") == f"Event {failed} failed again (handler failed)."
     assert page.inner_text("#last-failure p") == "Attempt 2 failed:"
     assert "IntegrityError" in page.inner_text("#last-error")
@@ -432,9 +427,9 @@ def test_bulk_process_again_and_the_audit_trail(serve, page):
     seeded = seed_history(app, base)
     log_in(page, base)
     page.goto(base + ADMIN + "/events/?type=customer")
-    page.click("#process-failed")
+    follow(page, "#process-failed")
     assert page.inner_text("#bulk-count").startswith("1 failed or dead event match type customer")
-    page.click("input[value='Process them again']")  # the example's handler fails again
+    follow(page, "input[value='Process them again']")  # the example's handler fails again
     assert page.inner_text(".flash.error") == "Processed 1 failed event(s) again: 1 failed."
     assert page.input_value("#type") == "customer"  # back on the list it came from
 

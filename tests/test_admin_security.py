@@ -35,7 +35,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
-from support.admin_support import ADMIN, allow, basic_auth, launch_chromium
+from support.admin_support import ADMIN, allow, basic_auth, follow, launch_chromium
 from support.helpers import FIGURES, count, on_sqlite, record, rows
 
 
@@ -330,8 +330,7 @@ def test_markup_in_event_data_is_shown_escaped_in_the_browser(
                     count("admin pages checked in the browser")
                 # The real form: "process again" on the event with markup in its id.
                 page.goto(base + pages[6][0])
-                page.click("form.inline-form [type=submit]")
-                page.wait_for_load_state()
+                follow(page, "form.inline-form [type=submit]")
                 assert "processed again" in page.inner_text("main")
                 check_page(page, "after process again", SHOWN[0])
                 assert dialogs == []

@@ -57,6 +57,21 @@ def basic_auth() -> bool | Response:
     return Response("login", 401, {"WWW-Authenticate": 'Basic realm="admin"'})
 
 
+def follow(page: Any, target: Any) -> None:
+    """Click a link or a submit button (a selector or a locator) and wait until the page it
+    leads to has loaded: a click returns once the navigation starts, before the new page is all
+    there, and a count or a read right after it could see half of it."""
+    with page.expect_navigation():
+        (page.locator(target) if isinstance(target, str) else target).click()
+
+
+def log_in(page: Any, base: str) -> None:
+    page.goto(base + "/login")
+    page.fill("#username", "admin")
+    page.fill("#password", PASSWORD)
+    follow(page, "#submit")
+
+
 def launch_chromium(playwright: Any) -> Any:
     __tracebackhide__ = True
     if not os.access(CHROMIUM, os.X_OK):

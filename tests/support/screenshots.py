@@ -23,19 +23,14 @@ from .admin_support import (  # noqa: E402
     DESKTOP,
     PASSWORD,
     PHONE,
+    follow,
     launch_chromium,
+    log_in,
     seed_history,
     serve_example,
 )
 
 DOCS_IMG = Path(__file__).parents[2] / "docs" / "img"
-
-
-def log_in(page: Any, base: str) -> None:
-    page.goto(base + "/login")
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
 
 
 def take(folder: Path, browser: Any = None) -> list[Path]:
@@ -87,12 +82,12 @@ def take(folder: Path, browser: Any = None) -> list[Path]:
             shot("admin-endpoints.png", "/", clip={"x": 0, "y": 0, **DESKTOP, "height": 360})
             page.goto(base + ADMIN + "/endpoints/new")
             page.fill("#base_url", "https://shop.invalid")
-            page.click("#submit")  # Stripe refuses it: the error under the field
+            follow(page, "#submit")  # Stripe refuses it: the error under the field
             page.locator("#field-base_url").scroll_into_view_if_needed()
             capture("admin-add-endpoint.png")
             shot("admin-events.png", "/events/")
             page.goto(f"{base}{ADMIN}/events/{seeded['failed']}")
-            page.click("input[value='Process again']")  # fails again: its traceback is shown
+            follow(page, "input[value='Process again']")  # fails again: its traceback is shown
             capture("admin-event-failed.png")
             page.locator("#handlers").scroll_into_view_if_needed()
             page.evaluate("document.getElementById('handlers').scrollIntoView()")
