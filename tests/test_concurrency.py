@@ -2,57 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery
 from flask_stripe_hooks.testing import build_event, create_endpoint, sign_payload
 
+from support.concurrent_delivery import Deliverers
 from support.helpers import handled, make_app, reset_postgres, rows
 
-#: Run as ``python -m support.concurrent_delivery`` from tests/.
-TESTS = Path(__file__).parent
 PROCESSES = 6
 
 
-def deliver_concurrently(app, url: str, tmp_path: Path, fail: bool) -> list[str]:
+def deliver_concurrently(app, url: str, fail: bool) -> list[str]:
+    """One event, delivered by every process at the same moment."""
     with app.app_context():
         endpoint = create_endpoint(app.extensions["sqlalchemy"])
-    event = build_event("customer.subscription.updated")
-    body, header = sign_payload(event, endpoint.secrets[0]["secret"])
-    body_file = tmp_path / "body.json"
-    body_file.write_text(body)
-    start_at = time.time() + 3.0  # every process has imported and built its app by then
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "support.concurrent_delivery",
-                url,
-                str(endpoint.uuid),
-                str(body_file),
-                header,
-                str(start_at),
-                "1" if fail else "0",
-            ],
-            cwd=TESTS,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        outputs.append(out.strip().splitlines()[-1])
-    return outputs
+    body, header = sign_payload(
+        build_event("customer.subscription.updated"), endpoint.secrets[0]["secret"]
+    )
+    with Deliverers(url, "failing" if fail else "slow", PROCESSES) as deliverers:
+        answers = deliverers.round([[(endpoint.uuid, body, header)]] * PROCESSES)
+    return [answer for (answer,) in answers]
 
 
 @pytest.fixture
@@ -69,8 +39,8 @@ def app(pg_url):
         app.extensions["sqlalchemy"].engine.dispose()
 
 
-def test_concurrent_duplicates_apply_effects_exactly_once(app, pg_url, tmp_path):
-    outputs = deliver_concurrently(app, pg_url, tmp_path, fail=False)
+def test_concurrent_duplicates_apply_effects_exactly_once(app, pg_url):
+    outputs = deliver_concurrently(app, pg_url, fail=False)
     assert sorted(outputs) == ["200 duplicate"] * (PROCESSES - 1) + ["200 processed"]
     assert len(handled(app)) == 1
     (event,) = rows(app, StripeEvent)
@@ -79,8 +49,8 @@ def test_concurrent_duplicates_apply_effects_exactly_once(app, pg_url, tmp_path)
     assert outcomes == ["duplicate"] * (PROCESSES - 1) + ["processed"]
 
 
-def test_concurrent_failing_deliveries_leave_no_effect(app, pg_url, tmp_path):
-    outputs = deliver_concurrently(app, pg_url, tmp_path, fail=True)
+def test_concurrent_failing_deliveries_leave_no_effect(app, pg_url):
+    outputs = deliver_concurrently(app, pg_url, fail=True)
     assert outputs == ["500 handler failed"] * PROCESSES  # each attempt ran and rolled back
     assert handled(app) == []
     (event,) = rows(app, StripeEvent)

@@ -17,7 +17,7 @@ content type, path, how the body is framed). Every example checks the receiving 
 
 The bulk runs on SQLite, a smaller run on PostgreSQL. Runs are derandomized and use no
 example database, so CI sees the same examples every time and nothing is written to the
-repository. ``FUZZ_EXAMPLES`` scales the SQLite run (default 2000).
+repository. ``FUZZ_EXAMPLES`` scales the SQLite run (default 1000).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 
 from support.helpers import count, make_app, reset_postgres, stored_text
 
-SQLITE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
+SQLITE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 POSTGRES_EXAMPLES = max(SQLITE_EXAMPLES // 5, 50)
 TOLERANCE = 300
 MAX_BODY = 4 * 1024 * 1024  # the default limit

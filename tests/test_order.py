@@ -4,10 +4,6 @@ handlers, ``is_stale``, ``fetch_object``; several processes at once on PostgreSQ
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +18,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
 )
 
+from support.concurrent_delivery import Deliverers
 from support.helpers import make_app, reset_postgres, rows
 
 T0 = 1_780_000_000
@@ -216,7 +213,7 @@ def test_fetch_object_asks_stripe_once_per_delivery(app_factory, hooks):
         assert len(gets) == 1
 
 
-def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url, tmp_path):
+def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url):
     """Several processes deliver different events about one subscription at the same moment:
     the object's row lock orders them, and the newest state is the one kept."""
     reset_postgres(postgres_url)
@@ -231,44 +228,23 @@ def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url, tmp_
                 )
             )
     secret = endpoint.secrets[0]["secret"]
+    rounds = []
     for round_ in range(3):
         events = lifecycle("subscription")
         random.Random(round_).shuffle(events)
-        start_at = time.time() + 3.0
-        procs = []
-        for i, item in enumerate(events):
-            body, header = sign_payload(item, secret)
-            path = tmp_path / f"{round_}-{i}.json"
-            path.write_text(body)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "support.ordered_delivery",
-                        postgres_url,
-                        str(endpoint.uuid),
-                        str(start_at),
-                        str(path),
-                        header,
-                    ],
-                    cwd=Path(__file__).parent,  # python -m support.NAME from tests/
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            assert out.strip().splitlines()[-1] == "200 processed"
-        newest = max(events, key=lambda e: e["created"])
-        sub_id = newest["data"]["object"]["id"]
-        with app.app_context():
-            kept = db.session.execute(
-                sa.text("SELECT status, event_id FROM object_state WHERE id = :id"), {"id": sub_id}
-            ).one()
-        assert tuple(kept) == ("canceled", newest["id"])
+        rounds.append(events)
+    with Deliverers(postgres_url, "newest", len(rounds[0])) as deliverers:
+        for events in rounds:
+            work = [[(endpoint.uuid, *sign_payload(item, secret))] for item in events]
+            assert deliverers.round(work) == [["200 processed"]] * len(events)
+            newest = max(events, key=lambda e: e["created"])
+            sub_id = newest["data"]["object"]["id"]
+            with app.app_context():
+                kept = db.session.execute(
+                    sa.text("SELECT status, event_id FROM object_state WHERE id = :id"),
+                    {"id": sub_id},
+                ).one()
+            assert tuple(kept) == ("canceled", newest["id"])
     with app.app_context():
         db.engine.dispose()
 

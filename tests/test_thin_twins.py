@@ -5,11 +5,7 @@ processes on PostgreSQL. Every app-level test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +24,7 @@ from flask_stripe_hooks.testing import (
     sign_payload,
 )
 
+from support.concurrent_delivery import Deliverers
 from support.helpers import handled, make_app, record, reset_postgres, rows
 
 
@@ -186,50 +183,32 @@ def test_queue_mode_workers_apply_the_twins_rule(app_factory, hooks, database_ur
 
 # -- several processes at once, on PostgreSQL ---------------------------------------------------
 
-#: Run as ``python -m support.concurrent_delivery`` from tests/.
-WORKER = [sys.executable, "-m", "support.concurrent_delivery"]
 
-
-def test_concurrent_twins_from_several_processes_run_once(postgres_url, tmp_path):
+def test_concurrent_twins_from_several_processes_run_once(postgres_url):
     reset_postgres(postgres_url)
     app = make_app(postgres_url, StripeHooks())
     try:
         with app.app_context():
             db = app.extensions["sqlalchemy"]
             endpoints = [create_endpoint(db), create_endpoint(db, payload="thin")]
-        for round_ in range(3):
-            snapshot = build_event("customer.created")
-            twin = build_thin_twin(snapshot)
-            bodies = []
-            for i, (ep, event) in enumerate(zip(endpoints, (snapshot, twin), strict=True)):
-                body, header = sign_payload(event, ep.secrets[0]["secret"])
-                path = tmp_path / f"body-{round_}-{i}.json"
-                path.write_text(body)
-                bodies.append((str(ep.uuid), str(path), header))
-            start_at = time.time() + 3.0
-            procs = [
-                subprocess.Popen(
-                    [*WORKER, postgres_url, *bodies[n % 2], str(start_at), "0"],
-                    cwd=Path(__file__).parent,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for n in range(6)  # three deliveries of each twin, all at once
-            ]
-            outputs = []
-            for proc in procs:
-                out, err = proc.communicate(timeout=60)
-                assert proc.returncode == 0, err
-                outputs.append(out.strip().splitlines()[-1])
-            assert [o.split()[0] for o in outputs] == ["200"] * 6, outputs
-            assert sum(o == "200 processed" for o in outputs) == 1, outputs
-            effects = [h for h in handled(app) if h[0] in (snapshot["id"], twin["id"])]
-            assert len(effects) == 1, (effects, outputs)
-            winner = effects[0][0]
-            loser = twin["id"] if winner == snapshot["id"] else snapshot["id"]
-            found = statuses(app)
-            assert found[winner] == ("processed", loser) and found[loser] == ("twin", winner)
+        with Deliverers(postgres_url, "slow", 6) as deliverers:
+            for _ in range(3):
+                snapshot = build_event("customer.created")
+                twin = build_thin_twin(snapshot)
+                signed = [
+                    (ep.uuid, *sign_payload(event, ep.secrets[0]["secret"]))
+                    for ep, event in zip(endpoints, (snapshot, twin), strict=True)
+                ]
+                # three deliveries of each twin, all at once
+                outputs = [o for (o,) in deliverers.round([[signed[n % 2]] for n in range(6)])]
+                assert [o.split()[0] for o in outputs] == ["200"] * 6, outputs
+                assert sum(o == "200 processed" for o in outputs) == 1, outputs
+                effects = [h for h in handled(app) if h[0] in (snapshot["id"], twin["id"])]
+                assert len(effects) == 1, (effects, outputs)
+                winner = effects[0][0]
+                loser = twin["id"] if winner == snapshot["id"] else snapshot["id"]
+                found = statuses(app)
+                assert found[winner] == ("processed", loser) and found[loser] == ("twin", winner)
     finally:
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose()
