@@ -59,7 +59,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+#: Where a test that runs on both databases runs: ``STRIPE_HOOKS_TEST_DATABASES``, a comma-separated
+#: list, both by default. A test that names one (``on_sqlite``, ``on_postgresql``) runs there.
+DATABASES = os.environ.get("STRIPE_HOOKS_TEST_DATABASES", "sqlite,postgresql").split(",")
+if not DATABASES or not set(DATABASES) <= {"sqlite", "postgresql"}:
+    raise pytest.UsageError("STRIPE_HOOKS_TEST_DATABASES: sqlite, postgresql or both")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.postgres] if name == "postgresql" else [])
+        for name in ("sqlite", "postgresql")
+        if name in DATABASES
+    ]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"

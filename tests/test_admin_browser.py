@@ -3,6 +3,9 @@ served by a real WSGI server on loopback, with Stripe's API answered by
 flask_stripe_hooks.testing.FakeStripe. Layouts are checked at a laptop's width (1280 px) and a
 phone's (390 px).
 
+Each page runs on one database: the example's SQLite for the flows a user walks first,
+PostgreSQL for the layouts (the admin's queries on both are test_admin.py's subject).
+
 The screenshots of docs/admin.md come from tests/support/screenshots.py, which the last test runs.
 """
 
@@ -28,7 +31,7 @@ from support.admin_support import (
     seed_history,
     serve_example,
 )
-from support.helpers import rows
+from support.helpers import on_postgresql, on_sqlite, rows
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,7 @@ def fits_the_screen(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
 
+@on_sqlite
 def test_log_in_create_see_error_disable(serve, page, stub):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
 
@@ -210,6 +214,7 @@ def test_log_in_create_see_error_disable(serve, page, stub):
     assert page.url == f"{base}/login?next={ADMIN}/events/"
 
 
+@on_sqlite
 def test_no_login_no_admin(serve, page):
     # The app has set no STRIPE_HOOKS_ADMIN_AUTH (no password): locked, and says how to open.
     _, base = serve()
@@ -242,6 +247,7 @@ def table_fits(page: Any, table: str) -> bool:
     )
 
 
+@on_postgresql
 def test_lists_fit_a_laptop_and_stack_on_a_phone(serve, page):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
     seed_history(app, base)
@@ -286,6 +292,7 @@ def test_lists_fit_a_laptop_and_stack_on_a_phone(serve, page):
         assert shown == page.locator(f"{table} thead th").count()
 
 
+@on_sqlite
 def test_a_failed_run_is_shown_with_its_traceback(serve, page):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
     failed = seed_history(app, base)["failed"]
@@ -350,6 +357,7 @@ def unbroken(page: Any, selector: str) -> list[bool]:
     )
 
 
+@on_postgresql
 def test_types_and_urls_break_only_between_their_parts(serve, page):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
     seed_history(app, base)
@@ -394,6 +402,7 @@ def test_types_and_urls_break_only_between_their_parts(serve, page):
     assert fits_the_screen(page)
 
 
+@on_postgresql
 def test_the_type_picker_on_a_phone_and_without_javascript(serve, browser, page):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
     log_in(page, base)
@@ -422,6 +431,7 @@ def test_the_type_picker_on_a_phone_and_without_javascript(serve, browser, page)
         context.close()
 
 
+@on_sqlite
 def test_bulk_process_again_and_the_audit_trail(serve, page):
     app, base = serve(ADMIN_PASSWORD=PASSWORD)
     seeded = seed_history(app, base)

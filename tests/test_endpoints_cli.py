@@ -463,7 +463,7 @@ def test_set_secret_rotation_keeps_the_old_secret_until_it_expires(
     app: Flask, stub: FakeStripe, client: Any, endpoint: Any, secret: str
 ) -> None:
     new = new_secret()
-    result = invoke(app, stub, "set-secret", str(endpoint.uuid), new, "--keep-old-for", "3s")
+    result = invoke(app, stub, "set-secret", str(endpoint.uuid), new, "--keep-old-for", "2s")
     assert result.exit_code == 0, result.output
     assert "the previous one is accepted until" in result.output
     stored = one(app).secrets
