@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,10 +32,9 @@ from flask_stripe_hooks.testing import (
 )
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.serving import make_server
 
 from support.admin_support import ADMIN, allow, basic_auth, follow, launch_chromium
-from support.helpers import FIGURES, count, on_sqlite, record, rows
+from support.helpers import FIGURES, count, on_sqlite, record, rows, serve_wsgi
 
 
 def make(app_factory: Any, stub: FakeStripe, **config: Any) -> Flask:
@@ -247,14 +245,11 @@ def live_server(app_factory: Any, hooks: Any, stub: FakeStripe) -> Iterator[tupl
     def unsafe_control() -> str:  # what an unescaped page would do: the harness must see it
         return f"<p>control</p>{MARKUP[1]}"
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    base, stop = serve_wsgi(app)
     try:
-        yield f"http://127.0.0.1:{server.server_port}", app
+        yield base, app
     finally:
-        server.shutdown()
-        thread.join(10)
+        stop()
 
 
 def seed_markup(app: Flask, hooks: Any) -> list[str]:

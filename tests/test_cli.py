@@ -4,14 +4,12 @@ send-test-event, reprocess."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from flask_stripe_hooks.testing import build_event, deliver
-from werkzeug.serving import make_server
 
-from support.helpers import handled, record, rows
+from support.helpers import handled, record, rows, serve_wsgi
 
 
 @pytest.fixture
@@ -115,21 +113,13 @@ def test_send_test_event_errors(app, runner, endpoint):
 
 
 def test_send_test_event_to_a_running_server(app, runner, endpoint, recorder):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    base, stop = serve_wsgi(app)
     try:
         result = runner.invoke(
-            args=[
-                "stripe-hooks",
-                "send-test-event",
-                "invoice.paid",
-                "--url",
-                f"http://127.0.0.1:{server.server_port}",
-            ]
+            args=["stripe-hooks", "send-test-event", "invoice.paid", "--url", base]
         )
     finally:
-        server.shutdown()
+        stop()
     assert result.exit_code == 0, result.output
     assert "200 processed" in result.output
     assert [t for _, t in handled(app)] == ["invoice.paid"]

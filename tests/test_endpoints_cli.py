@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,9 +25,8 @@ from flask_stripe_hooks.errors import StripeAPIError
 from flask_stripe_hooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from flask_stripe_hooks.stripe_api import client_for
 from flask_stripe_hooks.testing import FakeStripe, build_event, deliver, new_secret
-from werkzeug.serving import make_server
 
-from support.helpers import handled, record, rows
+from support.helpers import handled, record, rows, serve_wsgi
 
 TEST_KEY, LIVE_KEY = "sk_test_stub", "sk_live_stub"
 
@@ -548,14 +546,11 @@ def test_listen_records_a_temporary_endpoint_and_removes_it(
                                        log=str(log)))  # fmt: skip
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    base, stop = serve_wsgi(app)
     try:
-        result = invoke(app, stub, "listen", "--forward-to", f"http://127.0.0.1:{server.port}",
-                        "--events", "customer.created")  # fmt: skip
+        result = invoke(app, stub, "listen", "--forward-to", base, "--events", "customer.created")
     finally:
-        server.shutdown()
+        stop()
     assert result.exit_code == 0, result.output
     assert secret not in result.output
     assert "Temporary test-mode endpoint" in result.output
@@ -567,7 +562,7 @@ def test_listen_records_a_temporary_endpoint_and_removes_it(
     (first, key1), (second, key2) = (json.loads(c) for c in calls)
     assert first == ["listen", "--print-secret"]
     assert second[:2] == ["listen", "--forward-to"]
-    assert second[2].startswith(f"http://127.0.0.1:{server.port}/stripe/webhook/")
+    assert second[2].startswith(f"{base}/stripe/webhook/")
     assert second[3:] == ["--events", "customer.created"]
     assert key1 == key2 == TEST_KEY  # the configured test key, through the environment
     assert stub.calls() == []

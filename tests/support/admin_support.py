@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -15,9 +14,8 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_stripe_hooks import endpoints
 from flask_stripe_hooks.testing import build_event, sign_payload, webhook_path
-from werkzeug.serving import make_server
 
-from .helpers import missing
+from .helpers import missing, serve_wsgi
 
 ADMIN = "/stripe-hooks/admin"
 PASSWORD = "correct horse battery staple"
@@ -97,16 +95,14 @@ def serve_example(
     )
     with app.app_context():
         db.create_all()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base, stop_serving = serve_wsgi(app)
 
     def stop() -> None:
-        server.shutdown()
-        server.server_close()
+        stop_serving()
         with app.app_context():
             db.engine.dispose()
 
-    return app, f"http://127.0.0.1:{server.server_port}", stop
+    return app, base, stop
 
 
 def post(url: str, body: str, header: str) -> int:

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from flask_stripe_hooks import StripeHooks
+from werkzeug.serving import make_server
 
 #: Set by ``.ci/run``: a missing tool fails the test instead of skipping it.
 REQUIRE_TOOLS = bool(os.environ.get("STRIPE_HOOKS_REQUIRE_TOOLS"))
@@ -38,6 +41,32 @@ def missing(what: str, how: str) -> NoReturn:
     if REQUIRE_TOOLS:
         pytest.fail(f"needs {what}: {how} (STRIPE_HOOKS_REQUIRE_TOOLS is set)", pytrace=False)
     pytest.skip(f"needs {what}: {how}")
+
+
+def serve_wsgi(app: Any) -> tuple[str, Callable[[], None]]:
+    """``app`` on werkzeug's threaded server on loopback: its base URL, and a function that
+    stops it. Each response is read whole and closed before it is sent: werkzeug 3.0.0 (the
+    floors) leaves a response unclosed, and its file open, when the client drops the connection
+    (a browser moving on while a favicon is sent)."""
+
+    def whole(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    server = make_server("127.0.0.1", 0, whole, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+    return f"http://127.0.0.1:{server.server_port}", stop
 
 
 def reset_postgres(url: str) -> None:
