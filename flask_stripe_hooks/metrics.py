@@ -167,16 +167,15 @@ def register_collector(app: Flask, registry: Any = None) -> PendingCollector:
 
 
 def init_metrics(app: Flask, registry: Any = None) -> Metrics | None:
-    """Count deliveries and events of ``app`` on ``registry`` (default: the global one, or
-    ``STRIPE_HOOKS_METRICS_REGISTRY``) and register the pending gauges; None when
-    prometheus_client is not installed."""
+    """Count deliveries and events of ``app`` on ``registry`` (default: the global one) and
+    register the pending gauges; None when prometheus_client is not installed. Call it after
+    ``init_app`` for a registry of your own (``STRIPE_HOOKS_METRICS`` off)."""
     if prometheus_client is None:
         log.warning(
             "STRIPE_HOOKS_METRICS is on but prometheus_client is not installed:"
             " pip install 'flask-stripe-hooks[metrics]'. No metrics are collected."
         )
         return None
-    registry = registry or app.config.get("STRIPE_HOOKS_METRICS_REGISTRY")
     registry = registry or prometheus_client.REGISTRY
     metrics = Metrics(app, registry)
     register_collector(app, registry)

@@ -33,6 +33,7 @@ from flask_stripe_hooks.celery import (
     process_events,
     publisher,
 )
+from flask_stripe_hooks.metrics import init_metrics
 from flask_stripe_hooks.models import StripeEvent
 from flask_stripe_hooks.testing import build_event, create_endpoint, deliver, new_secret, post_event
 from prometheus_client import CollectorRegistry
@@ -118,14 +119,8 @@ def test_hung_broker_never_holds_a_delivery(
     sent, then processed once each, after SIGCONT."""
     redis_url, server = own_redis
     registry = CollectorRegistry()
-    app = queue_mode_app(
-        database_url,
-        redis_url,
-        marks,
-        monkeypatch,
-        STRIPE_HOOKS_METRICS=True,
-        STRIPE_HOOKS_METRICS_REGISTRY=registry,
-    )
+    app = queue_mode_app(database_url, redis_url, marks, monkeypatch)
+    init_metrics(app, registry)
     failures: list[list[str]] = []
 
     def failed(sender: Any, event_ids: list[str], exception: Exception, **kwargs: Any) -> None:
@@ -426,11 +421,8 @@ def test_user_callback_failures_are_counted_and_logged_once(
         raise ConnectionError("broker unreachable")
 
     registry = CollectorRegistry()
-    app = app_factory(
-        STRIPE_HOOKS_EVENT_CALLBACK=broken,
-        STRIPE_HOOKS_METRICS=True,
-        STRIPE_HOOKS_METRICS_REGISTRY=registry,
-    )
+    app = app_factory(STRIPE_HOOKS_EVENT_CALLBACK=broken)
+    init_metrics(app, registry)
     with app.app_context():
         endpoint = create_endpoint(app.extensions["sqlalchemy"])
     client = app.test_client()
