@@ -9,7 +9,8 @@ on databases other than PostgreSQL):
    without it) with no ``SELECT`` first; on PostgreSQL a concurrent one waits for the first.
 2. Record the event as the newest applied to its object, unless a later one is (then the event
    is stale, and ``latest_only`` handlers skip it); the object's row stays locked. On
-   PostgreSQL this is part of the event's ``INSERT`` (a data-modifying ``WITH``).
+   PostgreSQL this is part of the event's ``INSERT`` (a data-modifying ``WITH``), except for a
+   thin event with a twin: it claims the twin key first (:mod:`.twins`), then its object.
 3. The handlers, on the same ``db.session``, so their writes share the transaction.
 4. ``INSERT`` the delivery row, then ``COMMIT``. A 2xx is only sent after it.
 
