@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask_stripe_hooks import StripeHooks
 from flask_stripe_hooks.extension import get_state
@@ -25,7 +26,7 @@ from flask_stripe_hooks.testing import (
 )
 
 from support.concurrent_delivery import Deliverers
-from support.helpers import handled, make_app, record, reset_postgres, rows
+from support.helpers import handled, make_app, on_postgresql, record, reset_postgres, rows
 
 
 @pytest.fixture
@@ -181,6 +182,39 @@ def test_queue_mode_workers_apply_the_twins_rule(app_factory, hooks, database_ur
     assert handled(app)[1:] == [(twin["id"], "v1.customer.created")]
 
 
+@on_postgresql
+def test_a_thin_twin_claims_the_twin_key_before_its_objects_row(app_factory, hooks):
+    """The lock order that keeps twins arriving at the same moment on PostgreSQL from
+    deadlocking: a snapshot event locks its id, then its object's row (one statement); its thin
+    twin takes the same order, the twin key (the snapshot event's id) first."""
+    app = app_factory()
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        thin, engine = create_endpoint(db, payload="thin"), db.engine
+    hooks.on("v1.customer.created")(lambda event, **kw: None)
+    snapshot = build_event("customer.created")
+    statements: list[tuple[str, str]] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, parameters: Any, *args: Any) -> None:
+        statements.append((sql, str(parameters)))
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert answer(deliver(app.test_client(), thin, build_thin_twin(snapshot))) == (
+            200,
+            "processed",
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    claim = next(
+        n
+        for n, (sql, parameters) in enumerate(statements)
+        if sql.startswith("INSERT INTO stripe_hooks_event") and snapshot["id"] in parameters
+    )
+    objects = [n for n, (sql, _) in enumerate(statements) if "stripe_hooks_object" in sql]
+    assert objects and min(objects) > claim, statements
+
+
 # -- several processes at once, on PostgreSQL ---------------------------------------------------
 
 
@@ -192,7 +226,7 @@ def test_concurrent_twins_from_several_processes_run_once(postgres_url):
             db = app.extensions["sqlalchemy"]
             endpoints = [create_endpoint(db), create_endpoint(db, payload="thin")]
         with Deliverers(postgres_url, "slow", 6) as deliverers:
-            for _ in range(3):
+            for _ in range(5):
                 snapshot = build_event("customer.created")
                 twin = build_thin_twin(snapshot)
                 signed = [
