@@ -309,6 +309,11 @@ def drain_figures(pg_url: str, tmp: str, count: int) -> None:
         redis.wait(10)
 
 
+def sizes(text: str) -> list[int]:
+    """``--pg-sizes`` and ``--sqlite-sizes``: ``"1000,20000"``; ``""`` for none."""
+    return [int(size) for size in text.split(",") if size]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pg-sizes", default="1000,100000,1000000")
@@ -333,7 +338,7 @@ def main() -> None:
             return
         sqlite = {
             size: filled(f"sqlite:///{Path(tmp) / f'history{size}.db'}", size, step=args.step)
-            for size in map(int, filter(None, args.sqlite_sizes.split(",")))  # "": none
+            for size in sizes(args.sqlite_sizes)
         }
         if sqlite:
             table("SQLite", pages(sqlite, args.repeat), args.repeat)
@@ -341,13 +346,13 @@ def main() -> None:
             os.unlink(Path(tmp) / f"history{size}.db")
         postgres = {
             size: filled(common.create_database(pg_url, f"history{size}"), size, step=args.step)
-            for size in map(int, filter(None, args.pg_sizes.split(",")))  # "": none
+            for size in sizes(args.pg_sizes)
         }
         if postgres:
             table("PostgreSQL", pages(postgres, args.repeat), args.repeat)
-        largest = max(postgres)
-        if not args.skip_prune:
-            prune_figures(postgres[largest], largest, args.step)
+            if not args.skip_prune:
+                largest = max(postgres)
+                prune_figures(postgres[largest], largest, args.step)
         if args.ingest_history:
             ingest_figures(pg_url, tmp, args.ingest_history, args.quick)
 

@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 #: Where a test that runs on both databases runs: ``STRIPE_HOOKS_TEST_DATABASES``, a comma-separated
 #: list, both by default. A test that names one (``on_sqlite``, ``on_postgresql``) runs there.
 DATABASES = os.environ.get("STRIPE_HOOKS_TEST_DATABASES", "sqlite,postgresql").split(",")
-if not DATABASES or not set(DATABASES) <= {"sqlite", "postgresql"}:
+if not set(DATABASES) <= {"sqlite", "postgresql"}:
     raise pytest.UsageError("STRIPE_HOOKS_TEST_DATABASES: sqlite, postgresql or both")
 
 

@@ -21,8 +21,7 @@ def deliver_concurrently(app, url: str, fail: bool) -> list[str]:
         build_event("customer.subscription.updated"), endpoint.secrets[0]["secret"]
     )
     with Deliverers(url, "failing" if fail else "slow", PROCESSES) as deliverers:
-        answers = deliverers.round([[(endpoint.uuid, body, header)]] * PROCESSES)
-    return [answer for (answer,) in answers]
+        return deliverers.round([(endpoint.uuid, body, header)] * PROCESSES)
 
 
 @pytest.fixture

@@ -228,15 +228,12 @@ def test_concurrent_deliveries_for_one_object_keep_the_newest(postgres_url):
                 )
             )
     secret = endpoint.secrets[0]["secret"]
-    rounds = []
-    for round_ in range(3):
-        events = lifecycle("subscription")
-        random.Random(round_).shuffle(events)
-        rounds.append(events)
-    with Deliverers(postgres_url, "newest", len(rounds[0])) as deliverers:
-        for events in rounds:
-            work = [[(endpoint.uuid, *sign_payload(item, secret))] for item in events]
-            assert deliverers.round(work) == [["200 processed"]] * len(events)
+    with Deliverers(postgres_url, "newest", len(lifecycle("subscription"))) as deliverers:
+        for round_ in range(3):
+            events = lifecycle("subscription")
+            random.Random(round_).shuffle(events)
+            work = [(endpoint.uuid, *sign_payload(item, secret)) for item in events]
+            assert deliverers.round(work) == ["200 processed"] * len(events)
             newest = max(events, key=lambda e: e["created"])
             sub_id = newest["data"]["object"]["id"]
             with app.app_context():

@@ -234,7 +234,7 @@ def test_concurrent_twins_from_several_processes_run_once(postgres_url):
                     for ep, event in zip(endpoints, (snapshot, twin), strict=True)
                 ]
                 # three deliveries of each twin, all at once
-                outputs = [o for (o,) in deliverers.round([[signed[n % 2]] for n in range(6)])]
+                outputs = deliverers.round([signed[n % 2] for n in range(6)])
                 assert [o.split()[0] for o in outputs] == ["200"] * 6, outputs
                 assert sum(o == "200 processed" for o in outputs) == 1, outputs
                 effects = [h for h in handled(app) if h[0] in (snapshot["id"], twin["id"])]

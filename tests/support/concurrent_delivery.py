@@ -2,10 +2,10 @@
 (test_concurrency.py, test_order.py, test_thin_twins.py).
 
 Each process (``python -m support.concurrent_delivery DATABASE_URL HANDLER``, from tests/)
-builds its app, says ``ready``, then for each line it reads (a JSON list of deliveries:
-``[endpoint_uuid, body, header]``) posts them in order and answers a line of ``STATUS TEXT``
-each. ``Deliverers`` starts them and lets every process go at once: no process waits on a
-clock for the others to start, and one set of processes serves several rounds.
+builds its app, says ``ready``, then for each line it reads (a delivery as JSON:
+``[endpoint_uuid, body, header]``) posts it and answers a line of ``STATUS TEXT``.
+``Deliverers`` starts them and lets every process go at once: no process waits on a clock for
+the others to start, and one set of processes serves several rounds.
 
 HANDLER: ``slow`` (records its effect after 0.3 s), ``failing`` (the same, then raises) or
 ``newest`` (a ``latest_only`` handler keeping each subscription's newest state in
@@ -35,9 +35,9 @@ UPSERT = sa.text(
 
 
 class Deliverers:
-    """``count`` processes with a ``handler`` each; ``round`` gives each its deliveries (a list
-    of ``(endpoint_uuid, body, header)``), lets them all go at once and returns their answers,
-    a list per process."""
+    """``count`` processes with a ``handler`` each, ready once built; ``round`` gives each one
+    delivery (``(endpoint_uuid, body, header)``), lets them all go at once and returns their
+    answers, in the same order."""
 
     def __init__(self, url: str, handler: str, count: int) -> None:
         command = [sys.executable, "-m", "support.concurrent_delivery", url, handler]
@@ -52,6 +52,8 @@ class Deliverers:
             )
             for _ in range(count)
         ]
+        for proc in self.procs:  # they start side by side; each says when its app is built
+            assert self._line(proc) == "ready"
 
     def _line(self, proc: subprocess.Popen[str]) -> str:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -60,18 +62,13 @@ class Deliverers:
             raise AssertionError(f"a delivering process ended: {err}")
         return line.strip()
 
-    def round(self, work: list[list[tuple[Any, str, str]]]) -> list[list[str]]:
-        assert len(work) == len(self.procs)
-        for proc in self.procs:
-            if not getattr(proc, "ready", False):
-                assert self._line(proc) == "ready"
-                proc.ready = True  # type: ignore[attr-defined]
-        lines = [json.dumps([[str(e), body, header] for e, body, header in w]) for w in work]
+    def round(self, work: list[tuple[Any, str, str]]) -> list[str]:
+        lines = [json.dumps([str(endpoint), body, header]) for endpoint, body, header in work]
         for proc, line in zip(self.procs, lines, strict=True):  # all at once: no reads between
             assert proc.stdin is not None
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
-        return [[self._line(proc) for _ in w] for proc, w in zip(self.procs, work, strict=True)]
+        return [self._line(proc) for proc in self.procs]
 
     def __enter__(self) -> Deliverers:
         return self
@@ -110,13 +107,13 @@ def main() -> None:
     client = app.test_client()
     print("ready", flush=True)
     for line in sys.stdin:
-        for endpoint_uuid, body, header in json.loads(line):
-            response = client.post(
-                f"/stripe/webhook/{endpoint_uuid}/",
-                data=body.encode(),
-                headers={"Stripe-Signature": header},
-            )
-            print(response.status_code, response.get_data(as_text=True).strip(), flush=True)
+        endpoint_uuid, body, header = json.loads(line)
+        response = client.post(
+            f"/stripe/webhook/{endpoint_uuid}/",
+            data=body.encode(),
+            headers={"Stripe-Signature": header},
+        )
+        print(response.status_code, response.get_data(as_text=True).strip(), flush=True)
 
 
 if __name__ == "__main__":
